@@ -1,0 +1,1 @@
+"""Pieces shared by every level: robot model and kinematics, limits, parameters, ROS helpers."""

@@ -1,0 +1,205 @@
+"""The arm as the URDF describes it: joints, limits, home pose and forward kinematics.
+
+ROS-free. The URDF (xacro) under ``urdf/`` is the single source of truth: the MuJoCo world,
+the limits every command is clamped to and the kinematics of every layer are read from it.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import numpy as np
+
+XACRO_NAME = 'neurovla_arm.urdf.xacro'
+ARM_JOINTS = ('shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint',
+              'wrist_1_joint', 'wrist_2_joint', 'wrist_3_joint')
+GRIPPER_JOINT = 'left_finger_joint'
+
+
+def urdf_dir() -> str:
+    """Directory holding the xacro: the source tree, or share/neurovla/urdf when installed."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(here, '..', '..', 'urdf')]
+    try:  # installed with colcon: use the ament index
+        from ament_index_python.packages import get_package_share_directory
+        candidates.append(os.path.join(get_package_share_directory('neurovla'), 'urdf'))
+    except Exception:  # noqa: BLE001 - not on a ROS install
+        pass
+    import sys
+    candidates.append(os.path.join(sys.prefix, 'share', 'neurovla', 'urdf'))
+    for c in candidates:
+        if os.path.isfile(os.path.join(c, XACRO_NAME)):
+            return os.path.abspath(c)
+    raise FileNotFoundError(f'{XACRO_NAME} not found in any of {candidates}')
+
+
+@functools.lru_cache(maxsize=8)
+def urdf_xml(sim_gazebo: bool = False, controllers_file: str = '') -> str:
+    """The expanded URDF (xacro processed) as an XML string."""
+    import xacro
+    doc = xacro.process_file(os.path.join(urdf_dir(), XACRO_NAME), mappings={
+        'sim_gazebo': 'true' if sim_gazebo else 'false', 'controllers_file': controllers_file})
+    return doc.toxml()
+
+
+def rpy_matrix(rpy) -> np.ndarray:
+    """URDF fixed-axis roll-pitch-yaw to a rotation matrix (R = Rz(y) Ry(p) Rx(r))."""
+    r, p, y = rpy
+    cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
+    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+                     [-sp, cp * sr, cp * cr]])
+
+
+def axis_angle_matrix(axis, angle: float) -> np.ndarray:
+    """Rodrigues: rotation by ``angle`` [rad] about the unit ``axis``."""
+    x, y, z = axis
+    c, s = np.cos(angle), np.sin(angle)
+    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    return np.eye(3) + s * k + (1 - c) * (k @ k)
+
+
+@dataclass(frozen=True)
+class Joint:
+    name: str
+    type: str                 # revolute | prismatic | fixed | continuous
+    parent: str
+    child: str
+    xyz: np.ndarray
+    rpy: np.ndarray
+    axis: np.ndarray
+    lower: float = -np.inf    # [rad] or [m]
+    upper: float = np.inf
+    velocity: float = np.inf  # [rad/s] or [m/s]
+    effort: float = np.inf    # [N m] or [N]
+    damping: float = 0.0      # [N m s/rad]
+    friction: float = 0.0     # [N m]
+    mimic: str | None = None
+
+    @property
+    def origin(self) -> np.ndarray:
+        t = np.eye(4)
+        t[:3, :3] = rpy_matrix(self.rpy)
+        t[:3, 3] = self.xyz
+        return t
+
+
+def _floats(text, default):
+    return np.array([float(v) for v in text.split()]) if text else np.array(default, float)
+
+
+@dataclass
+class RobotModel:
+    """Joints and links of the URDF, plus kinematics of the arm chain."""
+    joints: dict[str, Joint]
+    home: dict[str, float]
+    link_mass: dict[str, float] = field(default_factory=dict)
+    arm_joints: tuple[str, ...] = ARM_JOINTS
+
+    @classmethod
+    def from_urdf(cls, xml: str) -> 'RobotModel':
+        root = ET.fromstring(xml)
+        joints = {}
+        for j in root.findall('joint'):
+            lim, dyn, mim = j.find('limit'), j.find('dynamics'), j.find('mimic')
+            org = j.find('origin')
+            ax = j.find('axis')
+            kw = {}
+            if lim is not None:
+                kw.update({k: float(lim.get(k)) for k in ('lower', 'upper', 'velocity', 'effort')
+                           if lim.get(k) is not None})
+            if dyn is not None:
+                kw.update({k: float(dyn.get(k)) for k in ('damping', 'friction')
+                           if dyn.get(k) is not None})
+            joints[j.get('name')] = Joint(
+                name=j.get('name'), type=j.get('type'),
+                parent=j.find('parent').get('link'), child=j.find('child').get('link'),
+                xyz=_floats(org.get('xyz') if org is not None else None, [0, 0, 0]),
+                rpy=_floats(org.get('rpy') if org is not None else None, [0, 0, 0]),
+                axis=_floats(ax.get('xyz') if ax is not None else None, [1, 0, 0]),
+                mimic=mim.get('joint') if mim is not None else None, **kw)
+        home = {}
+        for cj in root.iter('ros2_control'):
+            for j in cj.findall('joint'):
+                for si in j.findall('state_interface'):
+                    p = si.find("param[@name='initial_value']")
+                    if si.get('name') == 'position' and p is not None:
+                        home[j.get('name')] = float(p.text)
+        mass = {ln.get('name'): float(ln.find('inertial/mass').get('value'))
+                for ln in root.findall('link') if ln.find('inertial/mass') is not None}
+        return cls(joints=joints, home=home, link_mass=mass)
+
+    # ---- joints and limits ----
+    @property
+    def actuated(self) -> list[str]:
+        """Moving joints that are not mimics, in URDF order (the /joint_states order)."""
+        return [n for n, j in self.joints.items() if j.type != 'fixed' and j.mimic is None]
+
+    @property
+    def moving(self) -> list[str]:
+        return [n for n, j in self.joints.items() if j.type != 'fixed']
+
+    def limits(self, names=None) -> dict[str, np.ndarray]:
+        """Arrays of lower, upper, velocity, effort limits for ``names`` (default: the arm)."""
+        names = list(names or self.arm_joints)
+        return {k: np.array([getattr(self.joints[n], k) for n in names])
+                for k in ('lower', 'upper', 'velocity', 'effort', 'damping', 'friction')}
+
+    def home_pose(self, names=None) -> np.ndarray:
+        return np.array([self.home.get(n, 0.0) for n in (names or self.arm_joints)])
+
+    # ---- kinematics ----
+    def chain(self, tip: str, base: str = 'base_link') -> list[Joint]:
+        """Joints from ``base`` to link ``tip``, base first."""
+        by_child = {j.child: j for j in self.joints.values()}
+        out, link = [], tip
+        while link != base:
+            if link not in by_child:
+                raise KeyError(f'link {tip!r} is not below {base!r}')
+            j = by_child[link]
+            out.append(j)
+            link = j.parent
+        return out[::-1]
+
+    def fk(self, q, tip: str = 'tcp_link', base: str = 'base_link') -> np.ndarray:
+        """4x4 pose of ``tip`` in ``base`` for arm joint positions ``q`` (arm_joints order)."""
+        return self.fk_all(q, tip, base)[0]
+
+    def fk_all(self, q, tip='tcp_link', base='base_link'):
+        """Pose of ``tip`` and, for each arm joint on the chain, its world axis and origin."""
+        qd = dict(zip(self.arm_joints, np.asarray(q, float)))
+        t = np.eye(4)
+        axes, points, names = [], [], []
+        for j in self.chain(tip, base):
+            t = t @ j.origin
+            if j.type in ('revolute', 'continuous', 'prismatic'):
+                v = qd.get(j.name, self.home.get(j.name, 0.0))
+                if j.name in qd:
+                    axes.append(t[:3, :3] @ j.axis)
+                    points.append(t[:3, 3].copy())
+                    names.append(j.name)
+                m = np.eye(4)
+                if j.type == 'prismatic':
+                    m[:3, 3] = j.axis * v
+                else:
+                    m[:3, :3] = axis_angle_matrix(j.axis, v)
+                t = t @ m
+        return t, axes, points, names
+
+    def jacobian(self, q, tip: str = 'tcp_link', base: str = 'base_link') -> np.ndarray:
+        """6 x n geometric Jacobian (linear; angular) of ``tip`` w.r.t. the arm joints."""
+        t, axes, points, names = self.fk_all(q, tip, base)
+        jac = np.zeros((6, len(self.arm_joints)))
+        for a, p, n in zip(axes, points, names):
+            i = self.arm_joints.index(n)
+            jac[:3, i] = np.cross(a, t[:3, 3] - p)
+            jac[3:, i] = a
+        return jac
+
+
+@functools.lru_cache(maxsize=1)
+def load() -> RobotModel:
+    """The robot model of the installed URDF (cached)."""
+    return RobotModel.from_urdf(urdf_xml())

@@ -1,0 +1,33 @@
+"""ament_python package `neurovla`; also pip-installable into a venv (see README)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'neurovla'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    package_data={'neurovla_ros': ['**/*.npz', '**/*.json', '**/*.safetensors', '**/*.txt']},
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', glob('launch/*')),
+        ('share/' + PACKAGE + '/urdf', glob('urdf/*')),
+        ('share/' + PACKAGE + '/config', glob('config/*')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=False,
+    maintainer='neurovla developers',
+    maintainer_email='dev@neurovla.invalid',
+    description='VLA cortex, adaptive cerebellum and spiking spinal layer for a robot arm, on ROS 2.',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'neurovla = neurovla_ros.cli:main',
+            'sim_node = neurovla_ros.sim.node:main',
+        ],
+    },
+)
