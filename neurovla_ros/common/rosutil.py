@@ -1,0 +1,107 @@
+"""Thin rclpy helpers shared by every node: parameters with descriptors, QoS, spinning."""
+from __future__ import annotations
+
+import os
+import signal
+from types import SimpleNamespace
+
+import rclpy
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.executors import ExternalShutdownException
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from .params import Param
+
+# 1 kHz sensor streams: reliable publishers (any subscriber can match), keep-last small queues.
+SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                        history=HistoryPolicy.KEEP_LAST)
+# Control-loop subscriptions only want the newest sample.
+LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                        history=HistoryPolicy.KEEP_LAST)
+# Commands and events: reliable, short queue.
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                         history=HistoryPolicy.KEEP_LAST)
+
+
+def declare_params(node, schema: list[Param]) -> SimpleNamespace:
+    """Declare every parameter of ``schema`` with a descriptor; return their current values.
+
+    The namespace is kept up to date when a (non read-only) parameter is set at run time;
+    values outside the schema's range or choices are refused with the reason.
+    """
+    by_name = {p.name: p for p in schema}
+    values = SimpleNamespace()
+    for p in schema:
+        d = ParameterDescriptor(description=p.description, read_only=p.read_only)
+        if p.choices:
+            d.additional_constraints = 'one of: ' + ', '.join(map(str, p.choices))
+        if (p.min is not None or p.max is not None) and not isinstance(p.default, bool):
+            if isinstance(p.default, int):
+                d.integer_range = [IntegerRange(from_value=int(p.min), to_value=int(p.max), step=0)]
+            elif isinstance(p.default, float):
+                d.floating_point_range = [FloatingPointRange(
+                    from_value=float(p.min), to_value=float(p.max), step=0.0)]
+        value = node.declare_parameter(p.name, p.default, d).value
+        p.check(value)
+        setattr(values, p.name, value)
+
+    def on_set(params):
+        for prm in params:
+            spec = by_name.get(prm.name)
+            if spec is None:
+                continue
+            try:
+                spec.check(prm.value)
+            except ValueError as e:
+                return SetParametersResult(successful=False, reason=str(e))
+        for prm in params:
+            if prm.name in by_name:
+                setattr(values, prm.name, prm.value)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+    return values
+
+
+def cap_torch_threads(n: int = 1) -> None:
+    """Keep torch from taking every core away from the 1 kHz loops."""
+    os.environ.setdefault('OMP_NUM_THREADS', str(n))
+    try:
+        import torch
+        torch.set_num_threads(n)
+        torch.set_num_interop_threads(n)
+    except (ImportError, RuntimeError):
+        pass
+
+
+def spin(node, executor=None) -> None:
+    """Spin with the EventsExecutor through spin_once (its spin() hangs on this platform)."""
+    from rclpy.experimental import EventsExecutor
+    ex = executor or EventsExecutor(context=node.context)
+    ex.add_node(node)
+    try:
+        while rclpy.ok(context=node.context):
+            ex.spin_once(timeout_sec=0.1)
+    finally:
+        ex.remove_node(node)
+
+
+def run(node_factory, args=None) -> int:
+    """main() body for every node: init, build, spin, clean shutdown on SIGINT/SIGTERM."""
+    rclpy.init(args=args)
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node = None
+    try:
+        node = node_factory()
+        spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, 'close', None)
+            if close:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,78 @@
+"""Test isolation for real DDS: a unique ROS_DOMAIN_ID per test run, localhost discovery only.
+
+Fixtures: ``ros_process`` starts a node module in its own process (real DDS between
+processes) and stops it at the end of the test; ``rclpy_node`` gives an initialised probe node.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 200)
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('MUJOCO_GL', 'egl')
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+os.environ['HF_HUB_OFFLINE'] = '1'
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def ros_process():
+    """start(module, params={}, args=[]) -> Popen running ``python -m module --ros-args ...``."""
+    procs = []
+
+    def start(module, params=None, args=(), env=None):
+        cmd = [sys.executable, '-m', module, *args, '--ros-args']
+        for k, v in (params or {}).items():
+            val = str(v).lower() if isinstance(v, bool) else str(v)
+            cmd += ['-p', f'{k}:={val}']
+        p = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGINT)
+    deadline = time.monotonic() + 10
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+@pytest.fixture
+def rclpy_node():
+    """An initialised rclpy context and a probe node; spin it with ``spin_until``."""
+    import rclpy
+    from rclpy.node import Node
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = Node('test_probe', context=ctx)
+    yield node
+    node.destroy_node()
+    rclpy.try_shutdown(context=ctx)
+
+
+def spin_until(node, predicate, timeout=10.0):
+    """Spin ``node`` (EventsExecutor, spin_once) until ``predicate()`` or timeout; return it."""
+    from rclpy.experimental import EventsExecutor
+    ex = EventsExecutor(context=node.context)
+    ex.add_node(node)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            ex.spin_once(timeout_sec=0.02)
+        return bool(predicate())
+    finally:
+        ex.remove_node(node)
