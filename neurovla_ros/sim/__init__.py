@@ -1,0 +1,1 @@
+"""The body: embedded MuJoCo simulator built from the arm URDF (``world.World``) and its node."""
