@@ -1,0 +1,165 @@
+"""The ``neurovla`` command.
+
+    neurovla bringup [--sim mujoco|none] [--headless] [--duration S] ...   run the graph (pip mode)
+    neurovla params [--yaml | --markdown | --write | --check]              parameter files
+    neurovla bench NAME [args...]       neurovla_ros.bench.NAME.main(argv)
+    neurovla train NAME [args...]       neurovla_ros.NAME.train.main(argv)
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import os
+import pkgutil
+import sys
+
+from . import graph
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PKG_DIR = os.path.join(REPO, 'neurovla_ros')
+GENERATED = (('config/neurovla.yaml', 'yaml'), ('docs/parameters.md', 'markdown'))
+
+
+# ---------------------------------------------------------------- bringup
+def _bringup(opts) -> int:
+    if opts.sim == 'gazebo':
+        print('neurovla bringup: Gazebo needs a ROS 2 install with ros_gz and gz_ros2_control: '
+              'ros2 launch neurovla bringup sim:=gazebo', file=sys.stderr)
+        return 2
+    if opts.params_file and not os.path.isfile(opts.params_file):
+        print(f'neurovla bringup: no such parameters file: {opts.params_file}', file=sys.stderr)
+        return 2
+    from . import runner
+    values = {'sim': opts.sim, 'headless': opts.headless,
+              'use_sim_time': 'true' if opts.use_sim_time else 'auto',
+              'params_file': os.path.abspath(opts.params_file) if opts.params_file else '',
+              'instruction': opts.instruction, 'cortex_backend': opts.cortex_backend}
+    return runner.run(values, duration=opts.duration, startup_timeout=opts.startup_timeout,
+                      stop_timeout=opts.stop_timeout)
+
+
+# ---------------------------------------------------------------- params
+def generated(kind: str) -> str:
+    """``config/neurovla.yaml`` (kind ``yaml``) or ``docs/parameters.md`` (``markdown``)."""
+    from .common.params import to_markdown, to_yaml
+    return (to_yaml if kind == 'yaml' else to_markdown)(graph.schemas())
+
+
+def stale_files(root: str = REPO) -> list[tuple[str, str, str]]:
+    """``(path, committed, generated)`` for every generated file that is out of date."""
+    out = []
+    for rel, kind in GENERATED:
+        path = os.path.join(root, rel)
+        have = open(path, encoding='utf-8').read() if os.path.isfile(path) else ''
+        want = generated(kind)
+        if have != want:
+            out.append((rel, have, want))
+    return out
+
+
+def _params(opts) -> int:
+    if opts.check or opts.write:
+        if not os.path.isdir(os.path.join(REPO, 'config')):
+            print(f'neurovla params: no source tree at {REPO}', file=sys.stderr)
+            return 2
+        stale = stale_files()
+        if opts.write:
+            for rel, _have, want in stale:
+                os.makedirs(os.path.dirname(os.path.join(REPO, rel)), exist_ok=True)
+                with open(os.path.join(REPO, rel), 'w', encoding='utf-8') as f:
+                    f.write(want)
+                print(f'wrote {rel}')
+            if not stale:
+                print('parameter files are up to date')
+            return 0
+        for rel, have, want in stale:
+            sys.stdout.writelines(difflib.unified_diff(
+                have.splitlines(True), want.splitlines(True), rel, rel + ' (generated)'))
+        if stale:
+            print(f'\nout of date: {", ".join(r for r, _, _ in stale)}; '
+                  'regenerate with `neurovla params --write`', file=sys.stderr)
+            return 1
+        print('parameter files are up to date')
+        return 0
+    sys.stdout.write(generated('markdown' if opts.markdown else 'yaml'))
+    return 0
+
+
+# ---------------------------------------------------------------- bench / train
+def benchmarks() -> list[str]:
+    from . import bench
+    return sorted(m.name for m in pkgutil.iter_modules(bench.__path__)
+                  if not m.ispkg and m.name != 'common' and not m.name.startswith('_'))
+
+
+def trainables() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules([PKG_DIR])
+                  if m.ispkg and os.path.isfile(os.path.join(PKG_DIR, m.name, 'train.py')))
+
+
+def _dispatch(kind: str, name: str | None, argv: list[str], available: list[str],
+              module: str) -> int:
+    if name not in available:
+        if name:
+            print(f'neurovla {kind}: unknown {kind} {name!r}', file=sys.stderr)
+        print(f'available: {", ".join(available) or "(none yet)"}', file=sys.stderr)
+        return 2
+    result = importlib.import_module(module.format(name)).main(argv)
+    return int(result or 0)
+
+
+# ---------------------------------------------------------------- parser
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='neurovla', formatter_class=argparse.RawDescriptionHelpFormatter,
+        description='VLA cortex, adaptive cerebellum and spiking spinal layer for a robot arm '
+                    'on ROS 2.' + __doc__.split('command.', 1)[1].rstrip())
+    sub = p.add_subparsers(dest='command', required=True)
+
+    b = sub.add_parser('bringup', help='run the graph (pip mode: each node in its own process)')
+    b.add_argument('--sim', default=graph.ARGS_BY_NAME['sim'].default,
+                   choices=graph.ARGS_BY_NAME['sim'].choices,
+                   help='body (gazebo: only with ros2 launch on a ROS 2 install)')
+    b.add_argument('--use-sim-time', action='store_true', help='nodes follow /clock')
+    b.add_argument('--headless', action='store_true', help='no GUI')
+    b.add_argument('--params-file', default='',
+                   help='ROS 2 parameters file (default: the packaged config/neurovla.yaml)')
+    b.add_argument('--duration', type=float, default=None,
+                   help='stop after S seconds with every node up, then print a summary '
+                        '(default: run until Ctrl-C)')
+    b.add_argument('--instruction', default='', help='task instruction for the cortex')
+    b.add_argument('--cortex-backend', default='', help='cortex policy backend')
+    b.add_argument('--startup-timeout', type=float, default=90.0,
+                   help='seconds for every node to appear on the graph [s]')
+    b.add_argument('--stop-timeout', type=float, default=10.0,
+                   help='seconds a node gets after SIGINT before SIGTERM/SIGKILL [s]')
+    b.set_defaults(func=_bringup)
+
+    pp = sub.add_parser('params', help='config/neurovla.yaml and docs/parameters.md '
+                                       'from the node schemas')
+    g = pp.add_mutually_exclusive_group()
+    g.add_argument('--yaml', action='store_true', help='print the parameters file (default)')
+    g.add_argument('--markdown', action='store_true', help='print the parameter docs')
+    g.add_argument('--write', action='store_true', help='regenerate both files in the source tree')
+    g.add_argument('--check', action='store_true',
+                   help='exit 1 (with a diff) if the committed files are out of date')
+    pp.set_defaults(func=_params)
+
+    for kind, module, avail in (('bench', 'neurovla_ros.bench.{}', benchmarks),
+                                ('train', 'neurovla_ros.{}.train', trainables)):
+        s = sub.add_parser(kind, help=f'run {module.format("NAME")}.main(args)')
+        s.add_argument('name', nargs='?', help='one of: ' + ', '.join(avail()))
+        s.add_argument('args', nargs=argparse.REMAINDER, help=f'passed to the {kind}')
+        s.set_defaults(func=lambda o, k=kind, m=module, a=avail: _dispatch(k, o.name, o.args,
+                                                                             a(), m))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parser().parse_args(argv)
+    return opts.func(opts)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

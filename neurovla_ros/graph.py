@@ -1,0 +1,264 @@
+"""The neurovla ROS graph, described once.
+
+ROS-free. ``launch/bringup.launch.py`` (``ros2 launch neurovla bringup``) and the pip-mode
+runner (``neurovla bringup``, :mod:`neurovla_ros.runner`) both map over this description, so
+the two ways of starting the stack cannot drift apart:
+
+* :data:`LAUNCH_ARGS` - the launch arguments (``sim``, ``use_sim_time``, ``headless``,
+  ``params_file``, ``instruction``, ``cortex_backend``);
+* :data:`NODES` - the neurovla nodes (one :class:`NodeSpec` each);
+* :func:`launch_plan` - everything ``ros2 launch`` starts, as plain data (:class:`Action`):
+  the neurovla nodes plus, on a ROS 2 install, robot_state_publisher, rviz2 and the Gazebo
+  pieces (gz sim, spawn, ros2_control spawners, ros_gz_bridge);
+* :func:`ros_arguments` - the ``--ros-args`` a node gets in pip mode;
+* :func:`schemas` - every node's parameter schema (``config/neurovla.yaml``,
+  ``docs/parameters.md``).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+PACKAGE = 'neurovla'
+
+
+@dataclass(frozen=True)
+class LaunchArg:
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+LAUNCH_ARGS: tuple[LaunchArg, ...] = (
+    LaunchArg('sim', 'mujoco', 'Body: the embedded MuJoCo simulator node, Gazebo (ROS 2 install '
+              'with ros_gz + gz_ros2_control only) or none (real arm or an external body)',
+              ('mujoco', 'gazebo', 'none')),
+    LaunchArg('use_sim_time', 'auto', 'Nodes follow /clock; auto = true with Gazebo, else false',
+              ('auto', 'true', 'false')),
+    LaunchArg('headless', 'false', 'No GUI: no rviz2, Gazebo runs server-only',
+              ('true', 'false')),
+    LaunchArg('params_file', '', 'ROS 2 parameters file for the neurovla nodes; '
+              'empty = the packaged config/neurovla.yaml'),
+    LaunchArg('instruction', '', 'Task instruction for the cortex; empty = the parameters file'),
+    LaunchArg('cortex_backend', '', 'Cortex policy backend; empty = the parameters file'),
+)
+ARGS_BY_NAME = {a.name: a for a in LAUNCH_ARGS}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One neurovla node.
+
+    ``name`` is the node name and its key in the parameters file; ``executable`` the console
+    script (``lib/neurovla/<executable>`` on a ROS install); ``module`` what pip mode runs with
+    ``python -m``; ``params_module`` a ROS-free module with ``NODE_NAME`` and ``PARAMS``.
+    ``enabled_when`` maps launch arguments to the values that enable the node (empty: always).
+    ``arg_params`` maps node parameters to launch arguments whose value, when not empty,
+    overrides the parameters file. ``pip``: whether pip mode (no ROS install) can run it.
+    """
+    name: str
+    executable: str
+    module: str
+    params_module: str | None = None
+    enabled_when: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    arg_params: dict[str, str] = field(default_factory=dict)
+    pip: bool = True
+
+
+NODES: list[NodeSpec] = [
+    # ---- body ----
+    NodeSpec('sim', 'sim_node', 'neurovla_ros.sim.node', 'neurovla_ros.sim.params',
+             enabled_when={'sim': ('mujoco',)}),
+    # ---- brain: one NodeSpec line per node, added by its owner, e.g.
+    # NodeSpec('spinal', 'spinal_node', 'neurovla_ros.spinal.node', 'neurovla_ros.spinal.params'),
+    # NodeSpec('cerebellum', 'cerebellum_node', 'neurovla_ros.cerebellum.node',
+    #          'neurovla_ros.cerebellum.params'),
+    # NodeSpec('cortex', 'cortex_node', 'neurovla_ros.cortex.node', 'neurovla_ros.cortex.params',
+    #          arg_params={'instruction': 'instruction', 'backend': 'cortex_backend'}),
+]
+
+# Gazebo (sim:=gazebo): ros2_control controllers, spawned active / inactive (forward command
+# controllers of the same joints exclude each other; switch with `ros2 control switch_controllers`).
+GZ_CONTROLLERS_ACTIVE = ('joint_state_broadcaster', 'imu_sensor_broadcaster',
+                         'forward_position_controller', 'gripper_controller')
+GZ_CONTROLLERS_INACTIVE = ('forward_velocity_controller', 'forward_effort_controller',
+                           'joint_trajectory_controller')
+# ros_gz_bridge: ROS topic @ ROS type [ gz type  (gz -> ROS)
+GZ_BRIDGE = (
+    '/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock',
+    '/imu/data@sensor_msgs/msg/Imu[gz.msgs.IMU',
+    '/camera/image_raw@sensor_msgs/msg/Image[gz.msgs.Image',
+    '/camera/camera_info@sensor_msgs/msg/CameraInfo[gz.msgs.CameraInfo',
+    '/wrist_camera/image_raw@sensor_msgs/msg/Image[gz.msgs.Image',
+    '/wrist_camera/camera_info@sensor_msgs/msg/CameraInfo[gz.msgs.CameraInfo',
+)
+ROBOT_NAME = 'neurovla_arm'
+
+
+# ---------------------------------------------------------------- data files
+def data_file(folder: str, name: str) -> str:
+    """Path of a package data file (``config/...``): source tree first, then the installs."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(here, '..', folder)]
+    try:  # colcon install: the ament index
+        from ament_index_python.packages import get_package_share_directory
+        candidates.append(os.path.join(get_package_share_directory(PACKAGE), folder))
+    except Exception:  # noqa: BLE001 - not on a ROS install / package not indexed
+        pass
+    candidates.append(os.path.join(sys.prefix, 'share', PACKAGE, folder))
+    for c in candidates:
+        if os.path.isfile(os.path.join(c, name)):
+            return os.path.abspath(os.path.join(c, name))
+    raise FileNotFoundError(f'{folder}/{name} not found in any of {candidates}')
+
+
+def default_params_file() -> str:
+    return data_file('config', 'neurovla.yaml')
+
+
+# ---------------------------------------------------------------- arguments
+def resolve(values: dict | None = None) -> dict[str, str]:
+    """All launch arguments as strings: defaults filled in, choices checked.
+
+    Raises ValueError naming the argument and the bad value.
+    """
+    out = {a.name: a.default for a in LAUNCH_ARGS}
+    for k, v in (values or {}).items():
+        if k not in ARGS_BY_NAME:
+            raise ValueError(f'unknown launch argument {k!r}; known: {list(ARGS_BY_NAME)}')
+        v = ('true' if v else 'false') if isinstance(v, bool) else ('' if v is None else str(v))
+        choices = ARGS_BY_NAME[k].choices
+        if choices and v not in choices:
+            raise ValueError(f'launch argument {k}:={v!r} is not one of {list(choices)}')
+        out[k] = v
+    return out
+
+
+def use_sim_time(args: dict) -> bool:
+    mode = args['use_sim_time']
+    return mode == 'true' or (mode == 'auto' and args['sim'] == 'gazebo')
+
+
+def params_file(args: dict) -> str:
+    return args['params_file'] or default_params_file()
+
+
+def enabled(spec: NodeSpec, args: dict) -> bool:
+    return all(args[k] in values for k, values in spec.enabled_when.items())
+
+
+def nodes(args: dict, pip_only: bool = False) -> list[NodeSpec]:
+    """The neurovla nodes these launch arguments start."""
+    return [s for s in NODES if enabled(s, args) and (s.pip or not pip_only)]
+
+
+def forwarded_params(spec: NodeSpec, args: dict) -> dict[str, str]:
+    """Node parameters set from non-empty launch arguments (``arg_params``)."""
+    return {p: args[a] for p, a in spec.arg_params.items() if args[a] != ''}
+
+
+def node_parameters(spec: NodeSpec, args: dict, str_value: Callable = str) -> list:
+    """``parameters=`` of launch_ros' Node: the parameters file, then the overrides."""
+    overrides = {'use_sim_time': use_sim_time(args)}
+    overrides.update({k: str_value(v) for k, v in forwarded_params(spec, args).items()})
+    return [params_file(args), overrides]
+
+
+def _yaml_str(v: str) -> str:
+    """A string as a YAML scalar that stays a string (``-p name:=value`` parses YAML)."""
+    return "'" + v.replace("'", "''") + "'"
+
+
+def ros_arguments(spec: NodeSpec, args: dict) -> list[str]:
+    """``--ros-args ...`` for ``python -m <module>`` in pip mode (same content as the launch)."""
+    out = ['--ros-args', '-r', f'__node:={spec.name}', '--params-file', params_file(args),
+           '-p', f'use_sim_time:={"true" if use_sim_time(args) else "false"}']
+    for k, v in forwarded_params(spec, args).items():
+        out += ['-p', f'{k}:={_yaml_str(v)}']
+    for src, dst in spec.remappings:
+        out += ['-r', f'{src}:={dst}']
+    return out
+
+
+def command(spec: NodeSpec, args: dict, python: str = sys.executable) -> list[str]:
+    """The pip-mode command line of a node."""
+    return [python, '-m', spec.module, *ros_arguments(spec, args)]
+
+
+# ---------------------------------------------------------------- ros2 launch
+@dataclass(frozen=True)
+class Action:
+    """One thing ``ros2 launch`` starts, as plain data.
+
+    kind ``node``: ``launch_ros.actions.Node(**kwargs)``;
+    kind ``include``: ``IncludeLaunchDescription`` of ``share/<package>/<file>`` with
+    ``kwargs`` as its launch arguments.
+    """
+    kind: str
+    kwargs: dict
+    package: str = ''
+    file: str = ''
+
+
+def _node(package: str, executable: str, **kw) -> Action:
+    return Action('node', {'package': package, 'executable': executable, 'output': 'screen', **kw})
+
+
+def launch_plan(values: dict | None = None, str_value: Callable = str) -> list[Action]:
+    """Everything ``ros2 launch neurovla bringup`` starts for these launch arguments.
+
+    ``str_value`` wraps string parameter values so that launch_ros keeps them strings
+    (the launch file passes ``lambda v: ParameterValue(v, value_type=str)``).
+    """
+    args = resolve(values)
+    sim_time = use_sim_time(args)
+    gazebo = args['sim'] == 'gazebo'
+    headless = args['headless'] == 'true'
+    plan: list[Action] = []
+
+    from .common import robot  # xacro: only needed for a launch, not for pip mode
+    controllers = data_file('config', 'controllers.yaml') if gazebo else ''
+    description = robot.urdf_xml(sim_gazebo=gazebo, controllers_file=controllers)
+    plan.append(_node('robot_state_publisher', 'robot_state_publisher',
+                      name='robot_state_publisher',
+                      parameters=[{'robot_description': str_value(description),
+                                   'use_sim_time': sim_time}]))
+    if not headless:
+        plan.append(_node('rviz2', 'rviz2', name='rviz2',
+                          arguments=['-d', data_file('config', 'neurovla.rviz')],
+                          parameters=[{'use_sim_time': sim_time}]))
+    if gazebo:
+        gz_args = '-r -s --headless-rendering empty.sdf' if headless else '-r empty.sdf'
+        plan.append(Action('include', {'gz_args': gz_args, 'on_exit_shutdown': 'true'},
+                           package='ros_gz_sim', file='launch/gz_sim.launch.py'))
+        plan.append(_node('ros_gz_sim', 'create', name='spawn_' + ROBOT_NAME,
+                          arguments=['-topic', 'robot_description', '-name', ROBOT_NAME],
+                          parameters=[{'use_sim_time': sim_time}]))
+        plan.append(_node('ros_gz_bridge', 'parameter_bridge', name='gz_bridge',
+                          arguments=list(GZ_BRIDGE), parameters=[{'use_sim_time': sim_time}]))
+        for names, extra in ((GZ_CONTROLLERS_ACTIVE, []),
+                             (GZ_CONTROLLERS_INACTIVE, ['--inactive'])):
+            plan.append(_node('controller_manager', 'spawner',
+                              arguments=[*names, *extra, '--param-file', controllers,
+                                         '--controller-manager-timeout', '120'],
+                              parameters=[{'use_sim_time': sim_time}]))
+    for spec in nodes(args):
+        plan.append(_node(PACKAGE, spec.executable, name=spec.name,
+                          parameters=node_parameters(spec, args, str_value),
+                          remappings=list(spec.remappings), emulate_tty=True))
+    return plan
+
+
+# ---------------------------------------------------------------- parameters
+def schemas(specs=None) -> dict:
+    """``{node name: PARAMS}`` for every node with a parameter schema, in graph order."""
+    out = {}
+    for spec in NODES if specs is None else specs:
+        if spec.params_module:
+            out[spec.name] = list(importlib.import_module(spec.params_module).PARAMS)
+    return out

@@ -1,0 +1,288 @@
+"""Pip-mode bringup (``neurovla bringup``): the graph of ``graph.py`` without ``ros2 launch``.
+
+Each node runs in its own process on the real DDS graph
+(``python -m <module> --ros-args --params-file ... -p use_sim_time:=... -r from:=to``), in its
+own process group, and gets SIGTERM from the kernel if the runner dies (PR_SET_PDEATHSIG).
+Ctrl-C / SIGTERM: SIGINT to every node, wait, then SIGTERM, then SIGKILL. A node that dies is
+reported with its last output lines and the runner exits non-zero. ``duration`` counts from
+when every node is on the graph; then everything is stopped and a summary is printed (per
+node: alive, exit code, and the latest /diagnostics of that node), the last line one JSON object.
+
+The runner reads /diagnostics only: subscribing to the 1 kHz streams from here would take CPU
+from the nodes on a small machine.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from . import graph
+
+PR_SET_PDEATHSIG = 1
+LAST_LINES = 30
+LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}
+
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def _log(msg: str) -> None:
+    print(f'[neurovla] {msg}', file=sys.stderr, flush=True)
+
+
+def _child_setup(parent_pid: int):
+    """preexec_fn: die with the runner (the kernel sends SIGTERM when the runner exits)."""
+    def setup():
+        if _prctl is not None:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the runner died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+    return setup
+
+
+class Child:
+    """One node process, its output streamed with a ``[name]`` prefix and the tail kept."""
+
+    def __init__(self, spec: graph.NodeSpec, cmd: list[str], env: dict, lock: threading.Lock):
+        self.spec = spec
+        self.cmd = cmd
+        self.lines: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, errors='replace', bufsize=1, env=env, process_group=0,
+            preexec_fn=_child_setup(os.getpid()))
+        self._lock = lock
+        self._reader = None
+
+    def start_reader(self) -> None:
+        self._reader = threading.Thread(target=self._read, name=f'out-{self.spec.name}',
+                                        daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        prefix = f'[{self.spec.name}] '
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip('\n'))
+            with self._lock:
+                sys.stdout.write(prefix + line if line.endswith('\n') else prefix + line + '\n')
+                sys.stdout.flush()
+
+    def drain(self, timeout: float = 2.0) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+class Diagnostics:
+    """The latest DiagnosticStatus per status name, from /diagnostics."""
+
+    def __init__(self, node):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        qos = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.BEST_EFFORT)  # matches any publisher
+        self.latest: dict[str, dict] = {}
+        node.create_subscription(DiagnosticArray, '/diagnostics', self._on_array, qos)
+
+    def _on_array(self, msg) -> None:
+        for st in msg.status:
+            level = st.level[0] if isinstance(st.level, bytes) else int(st.level)
+            self.latest[st.name] = {
+                'level': LEVELS.get(level, str(level)),
+                'message': st.message, 'hardware_id': st.hardware_id,
+                'values': {kv.key: _number(kv.value) for kv in st.values}}
+
+    def of_node(self, name: str) -> dict[str, dict]:
+        """Statuses of one node: named ``<node>: ...`` or ``/<node>...``, or by hardware_id."""
+        out = {}
+        for key, st in self.latest.items():
+            head = key.lstrip('/').split(':')[0].split('/')[0].strip()
+            if head == name or st['hardware_id'] == name:
+                out[key] = st
+        return out
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+class Runner:
+    def __init__(self, values: dict, duration: float | None = None,
+                 startup_timeout: float = 90.0, stop_timeout: float = 10.0):
+        self.args = graph.resolve(values)
+        self.duration = duration
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.children: list[Child] = []
+        self._stop_signal: int | None = None
+        self._lock = threading.Lock()
+        self._t_spawn = time.monotonic()
+
+    # ---- signals ----
+    def _on_signal(self, signum, _frame) -> None:
+        if self._stop_signal is None:
+            _log(f'{signal.Signals(signum).name}: stopping the nodes')
+        self._stop_signal = signum
+
+    # ---- main ----
+    def run(self) -> int:
+        specs = graph.nodes(self.args, pip_only=True)
+        skipped = [s.name for s in graph.nodes(self.args) if not s.pip]
+        if skipped:
+            _log(f'not started in pip mode (ROS 2 install only): {", ".join(skipped)}')
+        if not specs:
+            _log(f'no node to start for {self.args}')
+            return 2
+        pfile = graph.params_file(self.args)
+        if not os.path.isfile(pfile):
+            _log(f'parameters file not found: {pfile}')
+            return 2
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'RCUTILS_COLORIZED_OUTPUT': '0'}
+        try:
+            # Fork every child before any thread exists (preexec_fn is not thread-safe).
+            self._t_spawn = time.monotonic()
+            for spec in specs:
+                child = Child(spec, graph.command(spec, self.args), env, self._lock)
+                self.children.append(child)
+                _log(f'started {spec.name} (pid {child.proc.pid}): {" ".join(child.cmd)}')
+            for child in self.children:
+                child.start_reader()
+            ended, ran_s, alive, diags = self._supervise()
+        finally:
+            codes = self._stop_all()
+            for s, h in old.items():
+                signal.signal(s, h)
+        return self._summary(ended, ran_s, alive, diags, codes)
+
+    def _supervise(self):
+        """Spin a small rclpy node on /diagnostics until the duration, a signal or a death."""
+        import rclpy
+        from rclpy.experimental import EventsExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        ctx = rclpy.Context()
+        rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node('neurovla_runner', context=ctx)
+        diags = Diagnostics(node)
+        ex = EventsExecutor(context=ctx)
+        ex.add_node(node)
+        t0 = self._t_spawn
+        t_up = None
+        ended = 'interrupted'
+        try:
+            while self._stop_signal is None:
+                dead = [c for c in self.children if c.proc.poll() is not None]
+                if dead:
+                    for c in dead:
+                        self._report_death(c)
+                    ended = 'node died: ' + ', '.join(c.name for c in dead)
+                    break
+                now = time.monotonic()
+                if t_up is None:
+                    present = {n for n, _ns in node.get_node_names_and_namespaces()}
+                    missing = [c.name for c in self.children if c.name not in present]
+                    if not missing:
+                        t_up = now
+                        until = f'for {self.duration:g} s' if self.duration else 'until Ctrl-C'
+                        _log(f'all {len(self.children)} node(s) up after {now - t0:.1f} s; '
+                             f'running {until}')
+                    elif now - t0 > self.startup_timeout:
+                        _log(f'not up after {self.startup_timeout:g} s: {", ".join(missing)}')
+                        for c in self.children:
+                            if c.name in missing:
+                                self._print_tail(c)
+                        ended = 'startup timeout: ' + ', '.join(missing)
+                        break
+                elif self.duration is not None and now - t_up >= self.duration:
+                    ended = 'duration'
+                    break
+                ex.spin_once(timeout_sec=0.05)
+            alive = {c.name: c.proc.poll() is None for c in self.children}
+            ran_s = None if t_up is None else time.monotonic() - t_up
+            return ended, ran_s, alive, {c.name: diags.of_node(c.name) for c in self.children}
+        finally:
+            ex.remove_node(node)
+            node.destroy_node()
+            rclpy.try_shutdown(context=ctx)
+
+    def _report_death(self, c: Child) -> None:
+        c.drain()
+        _log(f'node {c.name} (pid {c.proc.pid}) died with exit code {c.proc.returncode}')
+        self._print_tail(c)
+
+    def _print_tail(self, c: Child) -> None:
+        _log(f'last output lines of {c.name}:')
+        for line in list(c.lines)[-LAST_LINES:]:
+            print(f'    {line}', file=sys.stderr)
+        sys.stderr.flush()
+
+    def _stop_all(self) -> dict[str, int | None]:
+        """SIGINT to every node's process group, wait, then SIGTERM, then SIGKILL."""
+        steps = ((signal.SIGINT, self.stop_timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0))
+        for sig, wait in steps:
+            running = [c for c in self.children if c.proc.poll() is None]
+            if not running:
+                break
+            if sig != signal.SIGINT:
+                _log(f'{", ".join(c.name for c in running)} still running: {sig.name}')
+            for c in running:
+                c.signal_group(sig)
+            deadline = time.monotonic() + wait
+            for c in running:
+                try:
+                    c.proc.wait(timeout=max(0.01, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        for c in self.children:
+            c.signal_group(signal.SIGKILL)  # whatever the nodes started themselves
+            c.drain()
+        return {c.name: c.proc.returncode for c in self.children}
+
+    def _summary(self, ended, ran_s, alive, diags, codes) -> int:
+        ok = ended in ('duration', 'interrupted')
+        ran = ('the nodes were never all up' if ran_s is None
+               else f'ran {ran_s:.1f} s with every node up')
+        print(f'\n=== neurovla summary: {ran}; ended: {ended} ===')
+        print(f'{"node":<14}{"alive":<8}{"exit":<6}diagnostics')
+        for c in self.children:
+            statuses = diags.get(c.name, {})
+            print(f'{c.name:<14}{"yes" if alive.get(c.name) else "NO":<8}'
+                  f'{str(codes.get(c.name)):<6}{len(statuses)} status(es)')
+            for key, st in statuses.items():
+                print(f'    [{st["level"]}] {key}: {st["message"]}')
+                for k, v in st['values'].items():
+                    print(f'        {k} = {v}')
+        per_node = {c.name: {'alive': bool(alive.get(c.name)), 'exit_code': codes.get(c.name),
+                             'diagnostics': diags.get(c.name, {})} for c in self.children}
+        print(json.dumps({'ok': ok, 'ended': ended,
+                          'ran_s': None if ran_s is None else round(ran_s, 3),
+                          'nodes': per_node}), flush=True)
+        return 0 if ok else 1
+
+
+def run(values: dict, duration: float | None = None, startup_timeout: float = 90.0,
+        stop_timeout: float = 10.0) -> int:
+    """Start the pip-mode graph for launch-argument ``values``; return the exit code."""
+    return Runner(values, duration, startup_timeout, stop_timeout).run()
