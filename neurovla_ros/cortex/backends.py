@@ -1,0 +1,217 @@
+"""Cortex backends: the policies behind the ``backend`` parameter (ROS-free).
+
+Each has ``name``, ``needs_image``, ``needs_joints``, ``plan(Observation) -> Plan`` (raising
+``PlanError`` with a clear message when it cannot plan), ``reset()`` (new instruction),
+``diagnostics() -> dict`` and ``close()``.
+
+* ``local``: neurovla's own pointer VLA (``model``), loaded with ``from_pretrained`` from a local
+  directory; it names the object's centre, the cortex derives the goal above it.
+* ``scripted``: keyword parsing + colour segmentation (``scripted``), the baseline.
+* ``neurovla-server``: a NeuroVLA/starVLA policy server (``clients.NeuroVLAClient``): 16-step
+  end-effector state history, actions unnormalised with the checkpoint's statistics file,
+  overlapping chunks ensembled; the ensembled step is a pose delta from the current tcp pose
+  (``translation_scale`` metres and ``rotation_scale`` radians per unit, LIBERO's OSC scale).
+* ``openpi``: an openpi policy server: observation map with the LIBERO-style keys
+  ``observation/image``, ``observation/state`` (the same 8 values) and ``prompt``; its
+  ``actions`` chunk is either end-effector deltas (``ee_delta``, ensembled like the above) or
+  absolute joint positions (``joint_position``: the whole chunk becomes a joint trajectory).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import language
+from .actions import ActionStats, ChunkEnsembler, StateHistory, eef_state, \
+    rotation_from_axis_angle
+from .clients import ACTION_DIM, NeuroVLAClient, OpenpiClient, PolicyError
+from .core import Observation, Plan, PlanError
+from .params import BACKENDS  # noqa: F401  (re-exported)
+
+CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'checkpoint')
+
+
+class LocalBackend:
+    """The local pointer VLA (transformers ViT + BERT + pointer head), CPU inference."""
+    name = 'local'
+    needs_image, needs_joints = True, False
+
+    def __init__(self, checkpoint: str = '', threads: int = 1):
+        import torch
+
+        from .model import NeuroVLAModel
+        torch.set_num_threads(threads)
+        path = checkpoint or CHECKPOINT
+        if not os.path.isfile(os.path.join(path, 'config.json')):
+            raise FileNotFoundError(f'no checkpoint in {path!r} (run `neurovla train cortex`)')
+        self.model = NeuroVLAModel.from_pretrained(path).eval()
+        self.path = path
+
+    def plan(self, obs: Observation) -> Plan:
+        from .model import locate
+        if language.parse(obs.instruction).empty:
+            raise PlanError(f'the instruction {obs.instruction!r} names no colour or shape I know')
+        centre, conf = locate(self.model, [obs.image], [obs.instruction], obs.camera)
+        return Plan(centre=centre[0], confidence=float(conf[0]))
+
+    def diagnostics(self) -> dict:
+        return {'checkpoint': self.path}
+
+
+class ScriptedBackend:
+    """Colour segmentation + keyword parsing (the baseline)."""
+    name = 'scripted'
+    needs_image, needs_joints = True, False
+
+    def __init__(self):
+        self._locator = None
+        self._camera = None
+
+    def plan(self, obs: Observation) -> Plan:
+        from .scripted import ScriptedLocator
+        query = language.parse(obs.instruction)
+        if query.empty:
+            raise PlanError(f'the instruction {obs.instruction!r} names no colour or shape I know')
+        if self._locator is None or obs.camera is not self._camera:
+            self._locator, self._camera = ScriptedLocator(obs.camera), obs.camera
+        centre, conf, note = self._locator.locate(obs.image, query, obs.q)
+        if centre is None:
+            return Plan(confidence=0.0, note=note)
+        return Plan(centre=centre, confidence=conf, note=note)
+
+
+class _RemoteBase:
+    needs_image = needs_joints = True
+
+    def __init__(self, stats: ActionStats, translation_scale: float = 0.05,
+                 rotation_scale: float = 0.5, ensemble_horizon: int = 3,
+                 ensemble_decay: float = 0.5,
+                 gripper_opening: float = 0.04, gripper_high_closes: bool = True):
+        self.stats = stats
+        self.translation_scale = translation_scale
+        self.rotation_scale = rotation_scale
+        self.ensembler = ChunkEnsembler(ensemble_horizon, ensemble_decay)
+        self.history = StateHistory()
+        self.gripper_opening = gripper_opening
+        self.gripper_high_closes = gripper_high_closes
+        self.last_kind = ''
+
+    def reset(self) -> None:
+        self.ensembler.reset()
+
+    def _delta_plan(self, action, obs: Observation) -> Plan:
+        """An ensembled [dpos(3), drot(3), gripper] step -> tcp pose goal from the current pose."""
+        a = np.asarray(action, float)
+        pos = obs.tcp[:3, 3] + self.translation_scale * a[:3]
+        rot = rotation_from_axis_angle(self.rotation_scale * a[3:6]) @ obs.tcp[:3, :3]
+        close = (a[6] > 0.5) == self.gripper_high_closes
+        return Plan(position=pos, rotation=rot, gripper=0.0 if close else self.gripper_opening)
+
+    def _state(self, obs: Observation) -> np.ndarray:
+        s = eef_state(obs.tcp, obs.fingers if obs.fingers is not None else (0.0, 0.0))
+        self.history.push(s)
+        return s
+
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except PolicyError as e:
+            self.last_kind = e.kind
+            raise PlanError(f'policy server {e.kind}: {e.message}') from None
+
+
+class NeuroVLABackend(_RemoteBase):
+    """Client of a NeuroVLA / starVLA websocket policy server."""
+    name = 'neurovla-server'
+
+    def __init__(self, uri: str, stats: ActionStats, connect_timeout: float = 2.0,
+                 reply_timeout: float = 1.0, **kw):
+        super().__init__(stats, **kw)
+        self.client = NeuroVLAClient(uri, connect_timeout=connect_timeout,
+                                     reply_timeout=reply_timeout)
+
+    def plan(self, obs: Observation) -> Plan:
+        self._state(obs)
+        acts = self._call(self.client.infer, [[obs.image]], [obs.instruction],
+                          self.history.array()[None])
+        chunk = self.stats.unnormalize(acts[0])
+        return self._delta_plan(self.ensembler.add(chunk), obs)
+
+    def diagnostics(self) -> dict:
+        c = self.client.conn
+        return {'server': c.uri, 'connected': c.connected, 'reconnects': c.reconnects,
+                'consecutive_failures': c.failures, 'last_error_kind': self.last_kind}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class OpenpiBackend(_RemoteBase):
+    """Client of an openpi websocket policy server."""
+    name = 'openpi'
+    ACTION_SPACES = ('ee_delta', 'joint_position')
+
+    def __init__(self, uri: str, stats: ActionStats, action_space: str = 'ee_delta',
+                 action_dt: float = 0.1, connect_timeout: float = 2.0,
+                 reply_timeout: float = 1.0, **kw):
+        super().__init__(stats, **kw)
+        if action_space not in self.ACTION_SPACES:
+            raise ValueError(f'action_space {action_space!r} not in {self.ACTION_SPACES}')
+        self.action_space, self.action_dt = action_space, action_dt
+        self.client = OpenpiClient(uri, action_dim=ACTION_DIM if action_space == 'ee_delta'
+                                   else 6, connect_timeout=connect_timeout,
+                                   reply_timeout=reply_timeout)
+
+    def plan(self, obs: Observation) -> Plan:
+        state = self._state(obs)
+        reply = self._call(self.client.infer, {'observation/image': obs.image,
+                                               'observation/state': state,
+                                               'prompt': obs.instruction})
+        acts = reply['actions']
+        if self.action_space == 'joint_position':
+            traj = [((k + 1) * self.action_dt, a[:6]) for k, a in enumerate(acts)]
+            grip = None
+            if acts.shape[1] > 6:
+                close = (acts[0, 6] > 0.5) == self.gripper_high_closes
+                grip = 0.0 if close else self.gripper_opening
+            return Plan(trajectory=traj, gripper=grip)
+        if self.stats.q01.shape[0] != ACTION_DIM:
+            raise PlanError('statistics do not have 7 action dimensions')
+        chunk = self.stats.unnormalize(acts[:, :ACTION_DIM])
+        return self._delta_plan(self.ensembler.add(chunk), obs)
+
+    def diagnostics(self) -> dict:
+        c = self.client.conn
+        return {'server': c.uri, 'connected': c.connected, 'reconnects': c.reconnects,
+                'consecutive_failures': c.failures, 'last_error_kind': self.last_kind}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make(name: str, *, checkpoint: str = '', server_uri: str = '', statistics_file: str = '',
+         statistics_key: str = '', openpi_action_space: str = 'ee_delta',
+         action_dt: float = 0.1, connect_timeout: float = 2.0, reply_timeout: float = 1.0,
+         translation_scale: float = 0.05, rotation_scale: float = 0.5,
+         ensemble_horizon: int = 3,
+         gripper_opening: float = 0.04, gripper_high_closes: bool = True, threads: int = 1):
+    """The backend called ``name`` (one of ``BACKENDS``)."""
+    if name == 'local':
+        return LocalBackend(checkpoint, threads)
+    if name == 'scripted':
+        return ScriptedBackend()
+    if name in ('neurovla-server', 'openpi'):
+        if not server_uri:
+            raise ValueError(f'backend {name} needs server_uri (ws://host:port)')
+        stats = (ActionStats.from_file(statistics_file, statistics_key) if statistics_file
+                 else ActionStats.identity())
+        kw = dict(connect_timeout=connect_timeout, reply_timeout=reply_timeout,
+                  translation_scale=translation_scale, rotation_scale=rotation_scale,
+                  ensemble_horizon=ensemble_horizon,
+                  gripper_opening=gripper_opening, gripper_high_closes=gripper_high_closes)
+        if name == 'neurovla-server':
+            return NeuroVLABackend(server_uri, stats, **kw)
+        return OpenpiBackend(server_uri, stats, action_space=openpi_action_space,
+                             action_dt=action_dt, **kw)
+    raise ValueError(f'unknown backend {name!r}; one of {BACKENDS}')

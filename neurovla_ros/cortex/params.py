@@ -1,0 +1,70 @@
+"""Parameters of the ``cortex`` node (ROS-free schema; see docs/parameters.md)."""
+from __future__ import annotations
+
+from ..common.params import Param
+
+NODE_NAME = 'cortex'
+BACKENDS = ('local', 'scripted', 'neurovla-server', 'openpi')
+DEFAULT_INSTRUCTION = 'touch the blue cube'   # an object of the sim's default layout (seed 0)
+
+PARAMS: list[Param] = [
+    Param('backend', 'local', 'Policy: local (neurovla VLA), scripted (colour segmentation '
+          'baseline), neurovla-server (NeuroVLA/starVLA websocket server) or openpi',
+          read_only=True, choices=BACKENDS),
+    Param('instruction', DEFAULT_INSTRUCTION, 'Task instruction (also settable on '
+          '/cortex/instruction); empty = wait for one'),
+    Param('checkpoint', '', 'local: checkpoint directory (from_pretrained, local files only); '
+          'empty = the packaged one', read_only=True),
+    # timing
+    Param('plan_rate_hz', 10.0, 'Planning (inference) rate of the worker thread [Hz]', 0.5, 30.0,
+          read_only=True),
+    Param('goal_rate_hz', 10.0, 'Goal publishing rate [Hz]; the last safe goal is re-published '
+          'while a new plan is computed', 1.0, 50.0, read_only=True),
+    Param('diagnostics_rate_hz', 1.0, '/diagnostics rate [Hz]', 0.1, 10.0, read_only=True),
+    Param('image_timeout_s', 1.0, 'A camera image older than this [s] is stale: no planning, '
+          'the last goal holds', 0.05, 30.0),
+    Param('joints_timeout_s', 0.5, 'Joint states older than this [s] are stale', 0.01, 30.0),
+    Param('torch_threads', 1, 'torch threads for inference (keep the 1 kHz loops fed)', 1, 8,
+          read_only=True),
+    # goals
+    Param('clearance', 0.01, 'Gripper target height above the named object\'s top [m]',
+          0.0, 0.2),
+    Param('approach_height', 0.08, 'Hover this high above the final goal [m] until within '
+          'xy_tolerance of it, then descend; 0 = go straight', 0.0, 0.3),
+    Param('xy_tolerance', 0.02, 'Horizontal distance [m] under which the final descent starts',
+          0.002, 0.2),
+    Param('jump_tolerance', 0.05, 'A new target further than this [m] from the current one '
+          'needs confirm_plans agreeing plans', 0.005, 1.0),
+    Param('confirm_plans', 3, 'Consecutive agreeing plans needed to move to a distant target',
+          1, 50),
+    Param('min_confidence', 0.2, 'Plans less confident than this are ignored (0..1)', 0.0, 1.0),
+    Param('gripper_opening', 0.04, 'Finger opening [m] sent with goals (open)', 0.0, 0.04),
+    Param('workspace_min', [0.2, -0.45, 0.02], 'Goal position lower bounds x y z [m] '
+          '(base_link); goals are clamped'),
+    Param('workspace_max', [0.8, 0.45, 0.5], 'Goal position upper bounds x y z [m]'),
+    Param('camera_frame', '', 'URDF frame of the camera; empty = camera_info header frame_id '
+          '(default scene_camera_optical_frame)', read_only=True),
+    # remote policy servers
+    Param('server_uri', 'ws://127.0.0.1:10093', 'Remote backends: websocket URI of the policy '
+          'server', read_only=True),
+    Param('statistics_file', '', 'Remote backends: the checkpoint\'s dataset statistics JSON '
+          '(action q01/q99[/mask]); empty = actions used as they come', read_only=True),
+    Param('statistics_key', '', 'Dataset name inside the statistics file; empty = the only one',
+          read_only=True),
+    Param('openpi_action_space', 'ee_delta', 'openpi actions: end-effector deltas [dpos, drot, '
+          'gripper] or absolute joint positions (published on /cortex/joint_goal)',
+          read_only=True, choices=('ee_delta', 'joint_position')),
+    Param('action_dt', 0.1, 'openpi joint_position: time between chunk steps [s]', 0.005, 2.0,
+          read_only=True),
+    Param('translation_scale', 0.05, 'Remote ee deltas: metres per unnormalised action unit '
+          '(LIBERO OSC: 0.05)', 0.0, 1.0, read_only=True),
+    Param('rotation_scale', 0.5, 'Remote ee deltas: radians per unnormalised rotation unit '
+          '(LIBERO OSC: 0.5)', 0.0, 3.2, read_only=True),
+    Param('ensemble_horizon', 3, 'Remote: overlapping chunks averaged per step', 1, 16,
+          read_only=True),
+    Param('gripper_high_closes', True, 'Remote: gripper action > 0.5 means close', read_only=True),
+    Param('connect_timeout_s', 2.0, 'Remote: connect + metadata timeout [s]', 0.05, 30.0,
+          read_only=True),
+    Param('reply_timeout_s', 1.0, 'Remote: reply timeout [s]; later = error, reconnect with '
+          'backoff', 0.01, 30.0, read_only=True),
+]

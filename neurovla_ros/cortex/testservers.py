@@ -1,0 +1,235 @@
+"""Project-written policy servers that speak the NeuroVLA/starVLA and openpi protocols exactly.
+
+ROS-free. Used by the tests (every failure mode a client must survive) and by the benchmark
+(protocol overhead against a server that does no work). Each server runs in background threads
+on 127.0.0.1 (port 0 = any free port) and can change behaviour at run time through ``mode``:
+
+=============  ==========================================================================
+``ok``         a correct reply (``policy(request) -> actions`` decides the numbers)
+``slow``       a correct reply after ``delay`` seconds
+``hang``       never replies (the request is read and dropped)
+``malformed``  bytes that are not msgpack
+``wrong_shape`` a well-formed map whose action array has the wrong shape
+``nan``        actions containing NaN
+``error``      NeuroVLA: ``{status: 'error', ok: False, error: {message}}``;
+               openpi: like ``crash`` (it has no error map)
+``crash``      a text frame with a traceback, then close code 1011 (internal error)
+``close``      closes the connection (code 1000) instead of answering
+=============  ==========================================================================
+
+Requests are checked against the protocol; anything undocumented (extra keys, wrong dtypes or
+shapes) is recorded in ``violations`` and answered as the real server would, with an error.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from http import HTTPStatus
+
+import numpy as np
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import serve
+
+from .clients import ACTION_DIM, NEUROVLA_PAYLOAD_KEYS, STATE_DIM, STATE_HISTORY
+from .codec import CodecError, packb, unpackb
+
+MODES = ('ok', 'slow', 'hang', 'malformed', 'wrong_shape', 'nan', 'error', 'crash', 'close')
+
+
+class _Server:
+    """Threaded websocket server: metadata on connect, then one reply per request."""
+
+    def __init__(self, metadata: dict, host: str = '127.0.0.1', port: int = 0,
+                 mode: str = 'ok', delay: float = 0.0):
+        self.metadata = metadata
+        self.mode = mode
+        self.delay = delay
+        self.requests: deque = deque(maxlen=64)
+        self.violations: list[str] = []
+        self.connections = 0
+        self.served = 0
+        self._server = serve(self._handle, host, port, compression=None, max_size=None,
+                             ping_interval=None, process_request=self._http)
+        self.host = host
+        self.port = self._server.socket.getsockname()[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name=f'{type(self).__name__}:{self.port}')
+        self._thread.start()
+
+    @property
+    def uri(self) -> str:
+        return f'ws://{self.host}:{self.port}'
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # openpi servers answer GET /healthz; a plain HTTP request elsewhere gets the handshake.
+    def _http(self, connection, request):
+        if request.path == '/healthz':
+            return connection.respond(HTTPStatus.OK, 'OK\n')
+        return None
+
+    def _handle(self, ws) -> None:
+        self.connections += 1
+        ws.send(packb(self.metadata))
+        while True:
+            try:
+                raw = ws.recv()
+            except ConnectionClosed:
+                return
+            mode = self.mode
+            try:
+                request = unpackb(raw)
+                if not isinstance(request, dict):
+                    raise CodecError('request is not a map')
+            except CodecError as e:
+                self.violations.append(f'undecodable request: {e}')
+                self._crash(ws, e)
+                return
+            self.requests.append(request)
+            if mode == 'hang':
+                continue
+            if mode == 'close':
+                ws.close(1000, 'going away')
+                return
+            if mode == 'crash':
+                self._crash(ws, RuntimeError('policy crashed (test server mode "crash")'))
+                return
+            if mode == 'slow':
+                time.sleep(self.delay)
+            if mode == 'malformed':
+                ws.send(b'\xc1\xc1 this is not msgpack')
+                continue
+            try:
+                reply = self.reply(request, mode)
+            except Exception as e:  # noqa: BLE001 - the real servers turn exceptions into 1011
+                self._crash(ws, e)
+                return
+            if reply is None:
+                return
+            self.served += 1
+            try:
+                ws.send(packb(reply))
+            except ConnectionClosed:
+                return
+
+    def _crash(self, ws, exc: Exception) -> None:
+        text = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            ws.send(text)
+            ws.close(1011, 'Internal server error')
+        except ConnectionClosed:
+            pass
+
+    def reply(self, request: dict, mode: str) -> dict | None:
+        raise NotImplementedError
+
+
+def _zeros(steps: int, dim: int):
+    return lambda _request: np.zeros((steps, dim), np.float32)
+
+
+class NeuroVLATestServer(_Server):
+    """A NeuroVLA/starVLA policy server: ``{type, request_id, payload}`` in, ``normalized_actions``
+    (B x 2Q x 7) out. ``policy(payload) -> 2Q x 7`` array per batch element (default: zeros)."""
+
+    def __init__(self, chunk: int = 16, policy=None, **kw):
+        self.chunk = chunk
+        self.policy = policy or _zeros(chunk, ACTION_DIM)
+        meta = {'server': 'neurovla-test', 'action_chunk': chunk, 'action_dim': ACTION_DIM,
+                'state_history': STATE_HISTORY, 'state_dim': STATE_DIM}
+        super().__init__(meta, **kw)
+
+    def _check(self, request: dict) -> str | None:
+        extra = set(request) - {'type', 'request_id', 'payload'}
+        if extra:
+            return f'undocumented request keys {sorted(extra)}'
+        kind = request.get('type', 'infer')
+        if kind == 'ping':
+            return None
+        if kind != 'infer':
+            return f'unknown request type {kind!r}'
+        p = request.get('payload', request)
+        if not isinstance(p, dict) or tuple(sorted(p)) != tuple(sorted(NEUROVLA_PAYLOAD_KEYS)):
+            return f'payload keys {sorted(p) if isinstance(p, dict) else p!r}, expected ' \
+                   f'{sorted(NEUROVLA_PAYLOAD_KEYS)}'
+        imgs, instr, states = p['batch_images'], p['instructions'], p['states']
+        b = len(instr) if isinstance(instr, list) else -1
+        if b < 1 or not all(isinstance(s, str) for s in instr):
+            return 'instructions must be a non-empty list of strings'
+        if not isinstance(imgs, list) or len(imgs) != b:
+            return 'batch_images must be a list with one entry per instruction'
+        for views in imgs:
+            if not isinstance(views, list) or not views:
+                return 'each batch_images entry must be a non-empty list of views'
+            for v in views:
+                if not (isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.ndim == 3
+                        and v.shape[2] == 3):
+                    return 'each view must be an HxWx3 uint8 array'
+        if not (isinstance(states, np.ndarray) and states.dtype == np.float32
+                and states.shape == (b, STATE_HISTORY, STATE_DIM)):
+            return f'states must be float32 ({b}, {STATE_HISTORY}, {STATE_DIM})'
+        return None
+
+    def reply(self, request: dict, mode: str) -> dict | None:
+        rid = request.get('request_id')
+        problem = self._check(request)
+        if problem:
+            self.violations.append(problem)
+            return {'status': 'error', 'ok': False, 'request_id': rid,
+                    'error': {'message': problem}}
+        if request.get('type') == 'ping':
+            return {'status': 'ok', 'ok': True, 'type': 'pong', 'request_id': rid}
+        if mode == 'error':
+            return {'status': 'error', 'ok': False, 'request_id': rid,
+                    'error': {'message': 'CUDA out of memory (test server mode "error")'}}
+        payload = request.get('payload', request)
+        b = len(payload['instructions'])
+        acts = np.stack([np.asarray(self.policy(payload), np.float32) for _ in range(b)])
+        if mode == 'wrong_shape':
+            acts = acts[..., :ACTION_DIM - 2]
+        elif mode == 'nan':
+            acts = acts.copy()
+            acts[0, 0, 0] = np.nan
+        return {'status': 'ok', 'ok': True, 'type': 'inference_result', 'request_id': rid,
+                'data': {'normalized_actions': acts}}
+
+
+class OpenpiTestServer(_Server):
+    """An openpi-style policy server: observation map in, ``{actions: H x D, server_timing}``
+    out. ``required_keys`` are the observation keys it insists on (others are violations)."""
+
+    def __init__(self, horizon: int = 10, action_dim: int = ACTION_DIM, policy=None,
+                 required_keys=('observation/image', 'observation/state', 'prompt'), **kw):
+        self.horizon, self.action_dim = horizon, action_dim
+        self.required_keys = tuple(required_keys)
+        self.policy = policy or _zeros(horizon, action_dim)
+        meta = {'server': 'openpi-test', 'action_horizon': horizon, 'action_dim': action_dim}
+        super().__init__(meta, **kw)
+
+    def reply(self, request: dict, mode: str) -> dict | None:
+        keys = set(request)
+        if keys != set(self.required_keys):
+            self.violations.append(f'observation keys {sorted(keys)}, expected '
+                                   f'{sorted(self.required_keys)}')
+            raise KeyError(f'observation keys {sorted(keys)}')
+        if mode == 'error':
+            raise RuntimeError('policy failed (test server mode "error")')
+        t0 = time.perf_counter()
+        acts = np.asarray(self.policy(request), np.float32)
+        infer_ms = 1e3 * (time.perf_counter() - t0)
+        if mode == 'wrong_shape':
+            acts = acts[:, :max(1, self.action_dim - 3)]
+        elif mode == 'nan':
+            acts = acts.copy()
+            acts[0, 0] = np.nan
+        return {'actions': acts, 'server_timing': {'infer_ms': infer_ms}}

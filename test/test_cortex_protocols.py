@@ -1,0 +1,214 @@
+"""Remote policy clients against project-written servers that follow each protocol exactly,
+including every failure a client must survive (refused, timeout, slow, malformed, wrong shape,
+NaN, error map, 1011 traceback frame, close) and reconnection with backoff."""
+import json
+import socket
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from neurovla_ros.cortex.actions import ActionStats
+from neurovla_ros.cortex.backends import NeuroVLABackend, OpenpiBackend
+from neurovla_ros.cortex.clients import NeuroVLAClient, OpenpiClient, PolicyError
+from neurovla_ros.cortex.core import Observation, PlanError
+from neurovla_ros.cortex.testservers import NeuroVLATestServer, OpenpiTestServer
+
+IMG = np.zeros((240, 320, 3), np.uint8)
+FAST = dict(connect_timeout=1.0, reply_timeout=0.3, backoff_initial=0.05, backoff_max=0.2)
+
+
+def neuro_infer(client, b=1):
+    return client.infer([[IMG]] * b, ['touch the red cube'] * b, np.zeros((b, 16, 8)))
+
+
+def openpi_obs():
+    return {'observation/image': IMG, 'observation/state': np.zeros(8, np.float32),
+            'prompt': 'touch the red cube'}
+
+
+def wait_backoff(client):
+    time.sleep(client.conn.backoff_max + 0.05)
+
+
+@pytest.fixture
+def neuro():
+    with NeuroVLATestServer(chunk=16) as s:
+        yield s
+
+
+@pytest.fixture
+def openpi():
+    with OpenpiTestServer(horizon=10) as s:
+        yield s
+
+
+def test_neurovla_metadata_ping_and_infer(neuro):
+    c = NeuroVLAClient(neuro.uri, **FAST)
+    assert c.ping()['type'] == 'pong'
+    assert c.metadata['action_chunk'] == 16
+    acts = neuro_infer(c, b=2)
+    assert acts.shape == (2, 16, 7) and np.all(acts == 0)
+    assert neuro.violations == []
+    req = neuro.requests[-1]
+    assert set(req) == {'type', 'request_id', 'payload'} and req['type'] == 'infer'
+    assert set(req['payload']) == {'batch_images', 'instructions', 'states'}
+    assert req['payload']['states'].dtype == np.float32
+    assert req['payload']['states'].shape == (2, 16, 8)
+
+
+def test_neurovla_rejects_bad_batches_before_sending(neuro):
+    c = NeuroVLAClient(neuro.uri, **FAST)
+    with pytest.raises(ValueError):
+        c.infer([[IMG]], ['a', 'b'], np.zeros((2, 16, 8)))
+    with pytest.raises(ValueError):
+        c.infer([[IMG]], ['a'], np.zeros((1, 15, 8)))
+    assert len(neuro.requests) == 0
+
+
+@pytest.mark.parametrize('mode,kind', [('hang', 'timeout'), ('slow', 'timeout'),
+                                       ('malformed', 'malformed'), ('wrong_shape', 'shape'),
+                                       ('nan', 'malformed'), ('error', 'server_error'),
+                                       ('crash', 'server_error'), ('close', 'closed')])
+@pytest.mark.parametrize('protocol', ['neurovla', 'openpi'])
+def test_failures_become_policy_errors_then_recover(protocol, mode, kind, neuro, openpi):
+    server = neuro if protocol == 'neurovla' else openpi
+    c = (NeuroVLAClient if protocol == 'neurovla' else OpenpiClient)(server.uri, **FAST)
+    call = (lambda: neuro_infer(c)) if protocol == 'neurovla' else (lambda: c.infer(openpi_obs()))
+    call()                                   # healthy first
+    server.mode, server.delay = mode, 0.6    # slow: later than the 0.3 s reply timeout
+    t0 = time.monotonic()
+    with pytest.raises(PolicyError) as e:
+        call()
+    assert e.value.kind == kind, e.value
+    assert time.monotonic() - t0 < 1.0       # bounded by the reply timeout
+    assert not c.conn.connected and c.conn.failures == 1
+    with pytest.raises(PolicyError) as e:    # inside the backoff window: fail fast, no connect
+        call()
+    assert e.value.kind == 'backoff'
+    server.mode = 'ok'
+    wait_backoff(c)
+    call()                                   # reconnected
+    assert c.conn.connected and c.conn.failures == 0 and c.conn.reconnects >= 1
+    assert server.violations == []
+
+
+def test_slow_server_within_timeout_is_fine(neuro):
+    c = NeuroVLAClient(neuro.uri, **FAST)
+    neuro.mode, neuro.delay = 'slow', 0.1
+    assert neuro_infer(c).shape == (1, 16, 7)
+
+
+def test_stale_replies_with_other_request_ids_are_skipped(neuro):
+    c = NeuroVLAClient(neuro.uri, **FAST)
+    neuro.mode, neuro.delay = 'slow', 0.4
+    with pytest.raises(PolicyError):
+        neuro_infer(c)                       # times out; its reply arrives late
+    neuro.mode = 'ok'
+    wait_backoff(c)
+    assert neuro_infer(c).shape == (1, 16, 7)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize('cls', [NeuroVLAClient, OpenpiClient])
+def test_connection_refused_and_backoff_growth(cls):
+    c = cls(f'ws://127.0.0.1:{free_port()}', connect_timeout=0.5, reply_timeout=0.2,
+            backoff_initial=0.05, backoff_max=0.4)
+    delays = []
+    for _ in range(4):
+        with pytest.raises(PolicyError) as e:
+            c.infer(openpi_obs()) if cls is OpenpiClient else neuro_infer(c)
+        assert e.value.kind == 'refused'
+        delays.append(c.conn._retry_at - time.monotonic())
+        time.sleep(max(0.0, delays[-1]) + 0.01)
+    assert delays[0] < delays[1] < delays[2] and delays[3] <= 0.4
+
+
+def test_server_that_sends_a_traceback_instead_of_metadata():
+    with NeuroVLATestServer() as s:
+        s.metadata = 'not a map'
+        c = NeuroVLAClient(s.uri, **FAST)
+        with pytest.raises(PolicyError) as e:
+            neuro_infer(c)
+        assert e.value.kind == 'malformed'
+
+
+def test_openpi_reply_and_healthz(openpi):
+    c = OpenpiClient(openpi.uri, **FAST)
+    r = c.infer(openpi_obs())
+    assert r['actions'].shape == (10, 7) and 'infer_ms' in r['server_timing']
+    assert c.metadata['action_horizon'] == 10
+    assert set(openpi.requests[-1]) == {'observation/image', 'observation/state', 'prompt'}
+    body = urllib.request.urlopen(f'http://127.0.0.1:{openpi.port}/healthz', timeout=2).read()
+    assert body.strip() == b'OK'
+
+
+def test_openpi_undocumented_observation_is_a_server_error(openpi):
+    c = OpenpiClient(openpi.uri, **FAST)
+    with pytest.raises(PolicyError) as e:
+        c.infer({'observation/image': IMG, 'prompt': 'x'})
+    assert e.value.kind == 'server_error' and openpi.violations
+
+
+def obs(q=None):
+    from neurovla_ros.common import robot
+    m = robot.load()
+    q = m.home_pose() if q is None else q
+    return Observation('touch the red cube', IMG, 0.0, None, q, np.array([0.04, 0.04]), 0.0,
+                       m.fk(q))
+
+
+def test_neurovla_backend_unnormalises_and_ensembles(tmp_path):
+    # the server predicts normalised +1 (= q99) in x for every step of the first chunk, then -1
+    value = {'x': 1.0}
+
+    def policy(_payload):
+        a = np.zeros((16, 7), np.float32)
+        a[:, 0] = value['x']
+        a[:, 6] = 1.0            # gripper: 1 -> unnormalised 1 -> close
+        return a
+    stats = {'libero': {'action': {'q01': [-0.5, -1, -1, -1, -1, -1, 0],
+                                   'q99': [0.5, 1, 1, 1, 1, 1, 1],
+                                   'mask': [True] * 6 + [False]}}}
+    path = tmp_path / 'dataset_statistics.json'
+    path.write_text(json.dumps(stats))
+    with NeuroVLATestServer(policy=policy) as s:
+        b = NeuroVLABackend(s.uri, ActionStats.from_file(str(path)), translation_scale=1.0,
+                            ensemble_horizon=2, ensemble_decay=0.0)
+        o = obs()
+        p1 = b.plan(o)           # a = 0.5 (1 + 1)(0.5 + 0.5) - 0.5 = 0.5 m in x
+        assert p1.position[0] == pytest.approx(o.tcp[0, 3] + 0.5)
+        assert p1.gripper == 0.0
+        value['x'] = -1.0        # unnormalised -0.5; ensembled with the first chunk's row 1
+        p2 = b.plan(o)
+        assert p2.position[0] == pytest.approx(o.tcp[0, 3] + 0.0)
+        states = s.requests[-1]['payload']['states'][0]
+        assert np.allclose(states[-1, :3], o.tcp[:3, 3]) and np.allclose(states[-1, 6:], 0.04)
+        assert s.violations == []
+        s.mode = 'crash'
+        with pytest.raises(PlanError, match='server_error'):
+            b.plan(o)
+        assert b.diagnostics()['last_error_kind'] == 'server_error'
+        b.close()
+
+
+def test_openpi_backend_joint_chunks_become_trajectories():
+    from neurovla_ros.common import robot
+    q0 = robot.load().home_pose()
+
+    def policy(_obs):
+        return np.tile(np.r_[q0 + 0.1, 0.0], (5, 1)).astype(np.float32)
+    with OpenpiTestServer(horizon=5, policy=policy) as s:
+        b = OpenpiBackend(s.uri, ActionStats.identity(), action_space='joint_position',
+                          action_dt=0.2)
+        p = b.plan(obs(q0))
+        assert [t for t, _ in p.trajectory] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+        assert np.allclose(p.trajectory[0][1], q0 + 0.1, atol=1e-6)
+        assert p.gripper == 0.04
+        b.close()
