@@ -35,8 +35,9 @@ def _bringup(opts) -> int:
               'use_sim_time': 'true' if opts.use_sim_time else 'auto',
               'params_file': os.path.abspath(opts.params_file) if opts.params_file else '',
               'instruction': opts.instruction, 'cortex_backend': opts.cortex_backend}
+    only = [n for n in opts.only.split(',') if n] if opts.only else None
     return runner.run(values, duration=opts.duration, startup_timeout=opts.startup_timeout,
-                      stop_timeout=opts.stop_timeout)
+                      stop_timeout=opts.stop_timeout, only=only)
 
 
 # ---------------------------------------------------------------- params
@@ -130,6 +131,8 @@ def parser() -> argparse.ArgumentParser:
                         '(default: run until Ctrl-C)')
     b.add_argument('--instruction', default='', help='task instruction for the cortex')
     b.add_argument('--cortex-backend', default='', help='cortex policy backend')
+    b.add_argument('--only', default='', metavar='NODE[,NODE]',
+                   help='start only these nodes of the graph (e.g. --only sim)')
     b.add_argument('--startup-timeout', type=float, default=90.0,
                    help='seconds for every node to appear on the graph [s]')
     b.add_argument('--stop-timeout', type=float, default=10.0,

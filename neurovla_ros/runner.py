@@ -121,16 +121,20 @@ class Diagnostics:
 
 
 def _number(text: str):
-    try:
-        return float(text)
-    except ValueError:
-        return text
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 class Runner:
     def __init__(self, values: dict, duration: float | None = None,
-                 startup_timeout: float = 90.0, stop_timeout: float = 10.0):
+                 startup_timeout: float = 90.0, stop_timeout: float = 10.0,
+                 only: list[str] | None = None):
         self.args = graph.resolve(values)
+        self.only = only
         self.duration = duration
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
@@ -151,6 +155,13 @@ class Runner:
         skipped = [s.name for s in graph.nodes(self.args) if not s.pip]
         if skipped:
             _log(f'not started in pip mode (ROS 2 install only): {", ".join(skipped)}')
+        if self.only:
+            unknown = set(self.only) - {s.name for s in specs}
+            if unknown:
+                _log(f'--only {",".join(sorted(unknown))}: not among the nodes these arguments '
+                     f'start ({", ".join(s.name for s in specs) or "none"})')
+                return 2
+            specs = [s for s in specs if s.name in self.only]
         if not specs:
             _log(f'no node to start for {self.args}')
             return 2
@@ -283,6 +294,7 @@ class Runner:
 
 
 def run(values: dict, duration: float | None = None, startup_timeout: float = 90.0,
-        stop_timeout: float = 10.0) -> int:
-    """Start the pip-mode graph for launch-argument ``values``; return the exit code."""
-    return Runner(values, duration, startup_timeout, stop_timeout).run()
+        stop_timeout: float = 10.0, only: list[str] | None = None) -> int:
+    """Start the pip-mode graph for launch-argument ``values`` (``only``: just these nodes);
+    return the exit code."""
+    return Runner(values, duration, startup_timeout, stop_timeout, only).run()
