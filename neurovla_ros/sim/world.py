@@ -86,7 +86,8 @@ class World:
 
     def __init__(self, seed: int = 0, n_objects: int = 4, cameras: bool = False,
                  width: int = 320, height: int = 240, *, position_bandwidth_hz: float = 20.0,
-                 velocity_bandwidth_hz: float = 10.0, effort_timeout: float = 0.05):
+                 velocity_bandwidth_hz: float = 10.0, effort_timeout: float = 0.05,
+                 max_acceleration: float = 20.0, armature: float = 0.1):
         if not 0 <= n_objects <= len(PALETTE):
             raise ValueError(f'n_objects: {n_objects} not in 0..{len(PALETTE)}')
         self.robot = robot_mod.load()
@@ -95,6 +96,7 @@ class World:
         urdf = robot_mod.urdf_xml()
         self._camera_specs = camera_specs(urdf)
         self._object_specs = self._draw_objects(n_objects)
+        self.armature = float(armature)
         spec = self._build_spec(urdf)
         self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
@@ -103,6 +105,7 @@ class World:
         self._index()
         self._views()
         self.effort_timeout = float(effort_timeout)
+        self.max_acceleration = float(max_acceleration)  # set-point profiles [rad/s^2]
         self.set_gains(position_bandwidth_hz, velocity_bandwidth_hz)
         self.step_count = 0
         self.watchdog_trips = 0
@@ -115,10 +118,13 @@ class World:
         self._tremor_on = False
         self._vib_amp = np.zeros(3)
         self._vib_omega = 0.0
+        self._vib_on = False
         self._imu_noise = (0.0, 0.0)
         self._imu_bias = (np.zeros(3), np.zeros(3))
         self._noise_rng = np.random.default_rng(seed + 7919)
-        self.reset()
+        self._noise = np.zeros((0, 6))  # white noise drawn in blocks (cheap per sample)
+        self._noise_i = 0
+        self.reset(seed=seed)  # reset(seed=s) reproduces the layout of World(seed=s)
         if cameras:
             self._make_renderer()
 
@@ -159,6 +165,8 @@ class World:
                 g.contype, g.conaffinity = ARM_CONTYPE, ARM_CONAFFINITY
         for j in spec.joints:
             j.actgravcomp = True
+            if j.name in arm:  # reflected motor inertia: not in the URDF, real drives have it
+                j.armature = self.armature
         for name in (*arm, gripper):
             eff = self.robot.joints[name].effort
             act = spec.add_actuator(name=name, target=name,
@@ -290,6 +298,19 @@ class World:
 
     # ------------------------------------------------------------------ state
     @property
+    def max_acceleration(self) -> float:
+        """Acceleration limit [rad/s^2] of set-point profiles (position jumps, velocity mode)."""
+        return self._amax
+
+    @max_acceleration.setter
+    def max_acceleration(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError(f'max_acceleration: {value!r} must be > 0')
+        self._amax = float(value)
+        self._adt = np.full(6, self._amax * DT)
+        self._neg_adt = -self._adt
+
+    @property
     def time(self) -> float:
         return float(self.data.time)
 
@@ -327,6 +348,7 @@ class World:
         self._tau_cmd = np.zeros(6)
         self._effort_time = d.time
         self._traj = None
+        self._profiling = False
         self._g_target = self._g_sp = g_open
         self._wrenches.clear()
         d.xfrc_applied[:] = 0.0
@@ -478,6 +500,7 @@ class World:
         self._vib_amp = float(amplitude) * d / nrm
         self._vib_omega = 2 * math.pi * float(frequency_hz)
         self._vib_t0 = self.time
+        self._vib_on = bool(amplitude) and bool(frequency_hz)
         self._xfrc_dirty = True
         return self.time
 
@@ -494,7 +517,7 @@ class World:
         for _ in range(n):
             mujoco.mj_step1(m, d)
             self._drive()
-            if self._wrenches or self._xfrc_dirty or self._vib_omega:
+            if self._wrenches or self._xfrc_dirty or self._vib_on:
                 self._apply_xfrc()
             if self._tremor_on:
                 d.qfrc_applied[self._arm_d] = self._tremor_amp * np.sin(
@@ -517,12 +540,26 @@ class World:
                 self._ctrl[:] = self._tau_cmd
         if mode == 'position':
             np.subtract(self._target, sp, out=t1)
-            np.minimum(np.maximum(t1, self._neg_vdt, out=t1), self._vdt, out=t1)
-            sp += t1
-            np.multiply(t1, self._inv_dt, out=qd_sp)
+            np.abs(t1, out=t2)
+            if not self._profiling and (t2 <= self._vdt).all():
+                # streaming / holding: follow the target directly
+                np.multiply(t1, self._inv_dt, out=qd_sp)
+                sp += t1
+            else:  # a jump: profile there; hand back once the set-point can follow smoothly
+                self._profiling = True
+                if (t2 <= self._vdt).all() and (np.abs(
+                        t1 * self._inv_dt - qd_sp) <= 10.0 * self._adt).all():
+                    self._profiling = False
+                    np.multiply(t1, self._inv_dt, out=qd_sp)
+                    sp += t1
+                else:
+                    self._profile(t1, t2)
             kp, kd = self._kp, self._kd
         elif mode == 'velocity':
-            qd_sp[:] = self._v_cmd
+            # ramp toward the commanded velocity at the acceleration limit; stop at the range
+            np.subtract(self._v_cmd, qd_sp, out=t1)
+            np.minimum(np.maximum(t1, self._neg_adt, out=t1), self._adt, out=t1)
+            qd_sp += t1
             np.multiply(qd_sp, self.dt, out=t1)
             sp += t1
             if np.any(sp < self.lower) or np.any(sp > self.upper):
@@ -554,6 +591,19 @@ class World:
         self._g_sp += delta
         d.ctrl[self._act_grip] = (self._kp_g * (self._g_sp - d.qpos[self._grip_q])
                                   + self._kd_g * (delta * self._inv_dt - d.qvel[self._grip_d]))
+
+    def _profile(self, e, abs_e):
+        """Set-point move toward a far target: at most the velocity and acceleration limits,
+        braking so that it stops at the target."""
+        a = self.max_acceleration
+        sp, qd_sp = self._sp, self._qd_sp
+        v = np.sign(e) * np.minimum(self.vmax, np.sqrt(2.0 * a * abs_e))
+        v = np.clip(v, qd_sp - a * self.dt, qd_sp + a * self.dt)
+        step = v * self.dt
+        over = (np.abs(step) > abs_e) & (step * e > 0)
+        step[over] = e[over]
+        qd_sp[:] = step * self._inv_dt
+        sp += step
 
     def _hold_here(self):
         self._mode = 'position'
@@ -593,7 +643,7 @@ class World:
         xf = d.xfrc_applied
         xf[:] = 0.0
         self._xfrc_dirty = False
-        if self._vib_omega or np.any(self._vib_amp):
+        if self._vib_on:
             a = self._vib_amp * math.sin(self._vib_omega * (d.time - self._vib_t0))
             xf[self._moving, :3] = -self._moving_mass[:, None] * a
             self._xfrc_dirty = True
@@ -620,6 +670,23 @@ class World:
         return (d.qpos[self._all_q].copy(), d.qvel[self._all_d].copy(),
                 d.qfrc_actuator[self._all_d].copy())
 
+    def joint_state_into(self, q: np.ndarray, qd: np.ndarray, effort: np.ndarray) -> None:
+        """``joint_state()`` written into preallocated arrays (no allocation; for 1 kHz loops)."""
+        d = self.data
+        q[:] = d.qpos[self._all_q]
+        qd[:] = d.qvel[self._all_d]
+        effort[:] = d.qfrc_actuator[self._all_d]
+
+    @property
+    def setpoint(self) -> np.ndarray:
+        """The arm drive's current position set-point [rad] (copy)."""
+        return self._sp.copy()
+
+    @property
+    def links(self) -> list[str]:
+        """Bodies a wrench can be applied to (robot links and objects)."""
+        return [n for n in self._body_ids if n != 'world']
+
     def imu(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """imu_link orientation quaternion (x, y, z, w) in world, gyro [rad/s] and specific
         force [m/s^2] in the imu frame (+9.81 along the up axis at rest), with noise/bias."""
@@ -628,14 +695,21 @@ class World:
         quat = np.array([x, y, z, w])
         gyro = sd[self._s_gyro:self._s_gyro + 3] + self._imu_bias[1]
         acc = sd[self._s_acc:self._s_acc + 3] + self._imu_bias[0]
-        if self._vib_omega:
+        if self._vib_on:
             a = self._vib_amp * math.sin(self._vib_omega * (self.data.time - self.dt - self._vib_t0))
             acc += self.data.site_xmat[self._imu_site].reshape(3, 3).T @ a
         sa, sg = self._imu_noise
-        if sa:
-            acc += self._noise_rng.normal(0.0, sa, 3)
-        if sg:
-            gyro += self._noise_rng.normal(0.0, sg, 3)
+        if sa or sg:
+            i = self._noise_i
+            if i >= len(self._noise):
+                self._noise = self._noise_rng.standard_normal((1000, 6))
+                i = 0
+            self._noise_i = i + 1
+            n = self._noise[i]
+            if sa:
+                acc += sa * n[:3]
+            if sg:
+                gyro += sg * n[3:]
         return quat, gyro, acc
 
     def wrench(self) -> tuple[np.ndarray, np.ndarray]:
