@@ -28,6 +28,7 @@ setup(
         'console_scripts': [
             'neurovla = neurovla_ros.cli:main',
             'sim_node = neurovla_ros.sim.node:main',
+            'cortex_node = neurovla_ros.cortex.node:main',
         ],
     },
 )
