@@ -1,0 +1,655 @@
+"""``sim`` node: the embedded MuJoCo body at 1 kHz, commanded like ros2_control controllers.
+
+Publishes
+  /joint_states [sensor_msgs/JointState]      6 arm joints, left/right finger; effort = applied
+                                              actuator torque (incl. gravity compensation)
+  /imu/data [sensor_msgs/Imu]                 imu_link, noise/bias per parameters, covariances set
+  /wrist/wrench [geometry_msgs/WrenchStamped] tool0 frame: what the gripper side exerts on the
+                                              wrist (raw: the gripper weight is in it)
+  /camera/image_raw [sensor_msgs/Image] rgb8 + /camera/camera_info [sensor_msgs/CameraInfo]
+                                              rendered in a separate process (``camera.py``)
+  /clock [rosgraph_msgs/Clock]                only with use_sim_time
+  ~/objects [visualization_msgs/MarkerArray]  transient local, base_link
+  ~/disturbance [geometry_msgs/WrenchStamped] every disturbance, header.stamp = sim step where
+                                              it first acts: a push (frame_id = link, vectors as
+                                              received), a tremor change (frame_id
+                                              ``tremor:<joint|wrist>``, torque.x = amplitude [N m],
+                                              force.x = frequency [Hz]) or a base vibration change
+                                              (``base_vibration``, force.x = amplitude [m/s^2],
+                                              force.y = frequency [Hz])
+  /diagnostics [diagnostic_msgs/DiagnosticArray]  status ``sim: physics``
+Subscribes (best effort, so any publisher matches)
+  /forward_position_controller/commands, /forward_velocity_controller/commands,
+  /forward_effort_controller/commands [std_msgs/Float64MultiArray] 6 arm joints
+  /joint_trajectory_controller/joint_trajectory [trajectory_msgs/JointTrajectory] any order,
+      a subset holds the other joints; an empty trajectory holds the current position
+  /gripper_controller/commands [std_msgs/Float64MultiArray] [left_finger_joint opening, m]
+  ~/apply_wrench [geometry_msgs/WrenchStamped] header.frame_id = link; vectors in the frame of
+      parameter ``wrench_frame``; applied at the link's centre of mass for ``wrench_duration_s``
+Services
+  ~/reset [std_srvs/Trigger]  arm home, gripper open, objects re-placed (sim time keeps running)
+
+A bad command (wrong length, NaN/inf, unknown joint, beyond the URDF limits) is rejected with a
+throttled warning and counted; the last valid command is held.
+
+Timing: physics and publishing run in one thread on absolute deadlines; the time left until the
+next step is spent in ``EventsExecutor.spin_once`` (callbacks). In real time the stamp of a step
+is its scheduled wall time (a late loop shows as age, not jitter). In-process use (benchmarks):
+construct ``SimNode(context=...)``, append to ``command_hooks`` / ``disturbance_hooks``
+(``hook(kind, step_index, sim_time, values)``; ``step_index`` = the first step that uses it) and
+call ``run(duration=...)``.
+"""
+from __future__ import annotations
+
+import array
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import WrenchStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker, MarkerArray
+
+from ..common.limits import invalid_reason
+from ..common.rosutil import COMMAND_QOS, SENSOR_QOS, cap_torch_threads, declare_params
+from .params import NODE_NAME, PARAMS
+from .world import World
+
+DT_NS = 1_000_000
+LIMIT_TOL = 1e-9
+CMD_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
+                     history=HistoryPolicy.KEEP_LAST)
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST)
+IMAGE_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE,
+                       history=HistoryPolicy.KEEP_LAST)
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       history=HistoryPolicy.KEEP_LAST)
+FORWARD = {'position': '/forward_position_controller/commands',
+           'velocity': '/forward_velocity_controller/commands',
+           'effort': '/forward_effort_controller/commands'}
+MARKER_SHAPE = {'cube': Marker.CUBE, 'ball': Marker.SPHERE, 'cylinder': Marker.CYLINDER}
+WINDOW = 1000  # lateness samples kept for diagnostics
+
+
+def _seconds(duration) -> float:
+    return duration.sec + duration.nanosec * 1e-9
+
+
+def _stamp(t: Time, ns: int) -> None:
+    t.sec, t.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+
+
+class SimNode(Node):
+    """MuJoCo world + ros2_control-like command topics; see the module docstring."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        if 'torch' in sys.modules:  # in-process use next to a torch model; the sim needs none
+            cap_torch_threads()
+        self.p = declare_params(self, PARAMS)
+        p = self.p
+        self.sim_time = bool(self.get_parameter('use_sim_time').value)
+        # This node is the clock: it must not follow its own /clock (a 1 kHz+ subscription
+        # would flood its executor). Its stamps come from the world, not from the node clock.
+        ts = getattr(self, '_time_source', None)
+        if ts is not None:
+            ts.ros_time_is_active = False
+            ts.detach_node()
+        self.world = World(seed=p.seed, n_objects=p.n_objects, cameras=False,
+                           width=p.camera_width, height=p.camera_height,
+                           position_bandwidth_hz=p.position_bandwidth_hz,
+                           velocity_bandwidth_hz=p.velocity_bandwidth_hz,
+                           effort_timeout=p.effort_timeout_s,
+                           max_acceleration=p.max_acceleration, armature=p.armature)
+        w = self.world
+        self._arm = list(w.robot.arm_joints)
+        self.command_hooks: list = []
+        self.disturbance_hooks: list = []
+        self.rejected = 0
+        self.accepted = 0
+        self.resyncs = 0
+        self.callback_errors = 0
+        self.overruns = 0
+        self._late = np.zeros(WINDOW)
+        self._late_i = 0
+        self._epoch_ns = 0          # stamp of sim time 0 (real time: wall clock; sim: 0)
+        self._mono_epoch_ns = 0     # the same instant on the monotonic clock (pacing)
+        self._wall_minus_mono = time.time_ns() - time.monotonic_ns()
+        self._stop = False
+        self._executor = None
+        self._diag_prev = (time.monotonic(), 0)
+        self._loggers = {}
+        self._events = 0  # callbacks of this node served (fast mode drains until none is left)
+        self._apply_rates()
+
+        # ---- publishers and preallocated messages
+        self._pub_js = self.create_publisher(JointState, '/joint_states', SENSOR_QOS)
+        self._pub_imu = self.create_publisher(Imu, '/imu/data', SENSOR_QOS)
+        self._pub_wrench = self.create_publisher(WrenchStamped, '/wrist/wrench', SENSOR_QOS)
+        self._pub_clock = (self.create_publisher(Clock, '/clock', CLOCK_QOS)
+                           if self.sim_time else None)
+        self._pub_objects = self.create_publisher(MarkerArray, '~/objects', LATCHED_QOS)
+        self._pub_dist = self.create_publisher(WrenchStamped, '~/disturbance', COMMAND_QOS)
+        self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
+        self._stamp_t = Time()
+        js = self._js = JointState()
+        js.name = list(w.joint_names)
+        js.position = array.array('d', bytes(8 * len(w.joint_names)))
+        js.velocity = array.array('d', bytes(8 * len(w.joint_names)))
+        js.effort = array.array('d', bytes(8 * len(w.joint_names)))
+        js.header.stamp = self._stamp_t
+        self._js_views = tuple(np.frombuffer(a, dtype=np.float64)
+                               for a in (js.position, js.velocity, js.effort))
+        imu = self._imu = Imu()
+        imu.header.frame_id = 'imu_link'
+        imu.header.stamp = self._stamp_t
+        self._set_imu_noise()
+        wr = self._wrench = WrenchStamped()
+        wr.header.frame_id = 'tool0'
+        wr.header.stamp = self._stamp_t
+        self._clock_msg = Clock()
+        self._clock_msg.clock = self._stamp_t
+
+        # ---- commands, disturbances, services
+        for mode, topic in FORWARD.items():
+            self.create_subscription(Float64MultiArray, topic,
+                                     lambda m, mode=mode: self._on_forward(mode, m), CMD_QOS)
+        self.create_subscription(JointTrajectory, '/joint_trajectory_controller/joint_trajectory',
+                                 self._on_trajectory, CMD_QOS)
+        self.create_subscription(Float64MultiArray, '/gripper_controller/commands',
+                                 self._on_gripper, CMD_QOS)
+        self.create_subscription(WrenchStamped, '~/apply_wrench', self._on_apply_wrench, CMD_QOS)
+        self.create_service(Trigger, '~/reset', self._on_reset)
+        self.add_post_set_parameters_callback(self._on_params)
+
+        w.set_base_vibration(p.base_vibration_amplitude, p.base_vibration_frequency_hz)
+        if p.tremor_amplitude:
+            self._set_tremor()
+        self._camera = None
+        if p.camera_enabled:
+            self._start_camera()
+        self._publish_objects()
+        mode = 'sim time (speed %g)' % p.speed if self.sim_time else 'real time'
+        self.get_logger().info(
+            f'MuJoCo world from the URDF: {len(w.joint_names)} joints, {p.n_objects} objects, '
+            f'dt {w.dt * 1e3:g} ms, {mode}, camera {"on" if p.camera_enabled else "off"}')
+
+    # ------------------------------------------------------------------ configuration
+    def _apply_rates(self):
+        p = self.p
+
+        def every(rate):
+            return max(1, int(round(1000.0 / rate))) if rate > 0 else 0
+        self._js_every = every(p.joint_states_rate_hz)
+        self._imu_every = every(p.imu_rate_hz)
+        self._wrench_every = every(p.wrench_rate_hz)
+        self._objects_every = every(p.objects_rate_hz)
+        self._diag_every = every(p.diagnostics_rate_hz)
+        self._cam_every = every(p.camera_rate_hz)
+
+    def _set_imu_noise(self):
+        p = self.p
+        self.world.set_imu_noise(p.imu_accel_noise_std, p.imu_gyro_noise_std,
+                                 list(p.imu_accel_bias), list(p.imu_gyro_bias))
+        va, vg = max(p.imu_accel_noise_std, 1e-4) ** 2, max(p.imu_gyro_noise_std, 1e-5) ** 2
+        self._imu.linear_acceleration_covariance = np.diag([va] * 3).ravel()
+        self._imu.angular_velocity_covariance = np.diag([vg] * 3).ravel()
+        self._imu.orientation_covariance = np.diag([1e-6] * 3).ravel()  # simulated: exact
+
+    def _set_tremor(self):
+        p = self.p
+        onset = self.world.set_tremor(p.tremor_amplitude, p.tremor_frequency_hz,
+                                      p.tremor_joint or None)
+        self._disturbance(f'tremor:{p.tremor_joint or "wrist"}', onset,
+                          force=(p.tremor_frequency_hz, 0, 0), torque=(p.tremor_amplitude, 0, 0))
+
+    def _on_params(self, params):
+        self._events += 1
+        names = {prm.name for prm in params}
+        p = self.p
+        if names & {'imu_accel_noise_std', 'imu_gyro_noise_std', 'imu_accel_bias',
+                    'imu_gyro_bias'}:
+            self._set_imu_noise()
+        if names & {'position_bandwidth_hz', 'velocity_bandwidth_hz'}:
+            self.world.set_gains(p.position_bandwidth_hz, p.velocity_bandwidth_hz)
+        if 'max_acceleration' in names:
+            self.world.max_acceleration = p.max_acceleration
+        if 'effort_timeout_s' in names:
+            self.world.effort_timeout = p.effort_timeout_s
+        if names & {'tremor_amplitude', 'tremor_frequency_hz', 'tremor_joint'}:
+            self._set_tremor()
+        if names & {'base_vibration_amplitude', 'base_vibration_frequency_hz'}:
+            onset = self.world.set_base_vibration(p.base_vibration_amplitude,
+                                                  p.base_vibration_frequency_hz)
+            self._disturbance('base_vibration', onset, force=(
+                p.base_vibration_amplitude, p.base_vibration_frequency_hz, 0))
+        if any(n.endswith('_rate_hz') for n in names):
+            self._apply_rates()
+        if 'speed' in names:
+            self._mono_epoch_ns = None  # re-anchor the pacing
+
+    # ------------------------------------------------------------------ stamps
+    def stamp_ns(self, step_index: int | None = None) -> int:
+        """Stamp [ns] of the state after ``step_index`` steps (default: now)."""
+        k = self.world.step_count if step_index is None else step_index
+        return self._epoch_ns + k * DT_NS
+
+    # ------------------------------------------------------------------ commands
+    def _warn(self, kind: str, msg: str) -> None:
+        self.rejected += 1
+        log = self._loggers.get(kind)
+        if log is None:
+            log = self._loggers[kind] = self.get_logger().get_child(kind)
+        log.warning(f'{msg}; rejected, holding the last valid command',
+                    throttle_duration_sec=1.0)
+
+    def _accept(self, kind: str, values) -> None:
+        self.accepted += 1
+        if self.command_hooks:
+            k, t = self.world.step_count, self.world.time
+            for hook in self.command_hooks:
+                hook(kind, k, t, values)
+
+    def _on_forward(self, mode: str, msg) -> None:
+        self._events += 1
+        w = self.world
+        reason = invalid_reason(msg.data, 6)
+        if reason is None:
+            v = np.asarray(msg.data, dtype=float)
+            if mode == 'position':
+                bad = (v < w.lower - LIMIT_TOL) | (v > w.upper + LIMIT_TOL)
+                what = 'outside the URDF position range'
+            elif mode == 'velocity':
+                bad = np.abs(v) > w.vmax + LIMIT_TOL
+                what = 'beyond the URDF velocity limit'
+            else:
+                bad = np.abs(v) > w.effort_limit + LIMIT_TOL
+                what = 'beyond the URDF effort limit'
+            if bad.any():
+                reason = f'{", ".join(np.array(self._arm)[bad])} {what}'
+        if reason is not None:
+            self._warn(mode, f'{FORWARD[mode]}: {reason}')
+            return
+        w.command(mode, v)
+        self._accept(mode, v)
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        self._events += 1
+        w = self.world
+        topic = '/joint_trajectory_controller/joint_trajectory'
+        names = list(msg.joint_names)
+        unknown = [n for n in names if n not in self._arm]
+        if unknown or len(set(names)) != len(names) or not names:
+            self._warn('trajectory', f'{topic}: joint names {names} (unknown: {unknown}, '
+                       'duplicates or empty)')
+            return
+        idx = [self._arm.index(n) for n in names]
+        if not msg.points:
+            hold = w.joint_state()[0][:6]
+            w.command('position', hold)
+            self._accept('trajectory', hold)
+            return
+        base = w.setpoint
+        pts, prev = [], -1.0
+        for i, pt in enumerate(msg.points):
+            t = _seconds(pt.time_from_start)
+            reason = invalid_reason(pt.positions, len(names))
+            if reason is None and len(pt.velocities):
+                reason = invalid_reason(pt.velocities, len(names))
+                reason = reason and f'velocities: {reason}'
+            if reason is None and t <= prev:
+                reason = 'time_from_start must increase'
+            if reason is None:
+                q = base.copy()
+                q[idx] = np.asarray(pt.positions, float)
+                if np.any(q < w.lower - LIMIT_TOL) or np.any(q > w.upper + LIMIT_TOL):
+                    reason = 'positions outside the URDF range'
+                qd = None
+                if len(pt.velocities):
+                    qd = np.zeros(6)
+                    qd[idx] = np.asarray(pt.velocities, float)
+                    if np.any(np.abs(qd) > w.vmax + LIMIT_TOL):
+                        reason = 'velocities beyond the URDF limit'
+            if reason is not None:
+                self._warn('trajectory', f'{topic}: point {i}: {reason}')
+                return
+            pts.append((t, q, qd))
+            prev = t
+        w.command_trajectory(pts)
+        self._accept('trajectory', pts)
+
+    def _on_gripper(self, msg) -> None:
+        self._events += 1
+        w = self.world
+        reason = invalid_reason(msg.data, 1)
+        if reason is None and not (w.gripper_range[0] - LIMIT_TOL <= msg.data[0]
+                                   <= w.gripper_range[1] + LIMIT_TOL):
+            reason = f'opening {msg.data[0]!r} outside {w.gripper_range} m'
+        if reason is not None:
+            self._warn('gripper', f'/gripper_controller/commands: {reason}')
+            return
+        self._accept('gripper', w.command_gripper(msg.data[0]))
+
+    def _on_apply_wrench(self, msg: WrenchStamped) -> None:
+        self._events += 1
+        w = self.world
+        link = msg.header.frame_id.lstrip('/')
+        f, t = msg.wrench.force, msg.wrench.torque
+        vec = [f.x, f.y, f.z, t.x, t.y, t.z]
+        reason = invalid_reason(vec, 6)
+        if link not in w.links:
+            reason = f'unknown link {link!r} (header.frame_id); known: {w.links}'
+        if reason is not None:
+            self._warn('apply_wrench', f'~/apply_wrench: {reason}')
+            return
+        onset = w.apply_wrench(link, vec[:3], vec[3:], duration=self.p.wrench_duration_s,
+                               frame=self.p.wrench_frame)
+        self._disturbance(link, onset, vec[:3], vec[3:])
+
+    def _disturbance(self, frame_id, onset_time, force=(0, 0, 0), torque=(0, 0, 0)):
+        k = self.world.step_count  # the onset step (first step where it acts)
+        m = WrenchStamped()
+        _stamp(m.header.stamp, self.stamp_ns(k))
+        m.header.frame_id = frame_id
+        (m.wrench.force.x, m.wrench.force.y, m.wrench.force.z) = map(float, force)
+        (m.wrench.torque.x, m.wrench.torque.y, m.wrench.torque.z) = map(float, torque)
+        self._pub_dist.publish(m)
+        for hook in self.disturbance_hooks:
+            hook(frame_id, k, onset_time, np.r_[force, torque])
+
+    def _on_reset(self, request, response):
+        self._events += 1
+        self.world.reset()
+        self._publish_objects()
+        response.success = True
+        response.message = 'arm at home, gripper open, objects re-placed'
+        return response
+
+    # ------------------------------------------------------------------ publishing
+    def _publish_objects(self):
+        arr = MarkerArray()
+        _stamp_now = self.stamp_ns()
+        for i, o in enumerate(self.world.objects()):
+            mk = Marker()
+            _stamp(mk.header.stamp, _stamp_now)
+            mk.header.frame_id = 'base_link'
+            mk.ns, mk.id = 'sim_objects', i
+            mk.type, mk.action = MARKER_SHAPE[o['shape']], Marker.ADD
+            p, q = o['position'], o['quaternion']
+            mk.pose.position.x, mk.pose.position.y, mk.pose.position.z = p
+            (mk.pose.orientation.x, mk.pose.orientation.y, mk.pose.orientation.z,
+             mk.pose.orientation.w) = q
+            mk.scale.x, mk.scale.y, mk.scale.z = o['size']
+            mk.color.r, mk.color.g, mk.color.b, mk.color.a = map(float, o['rgba'])
+            mk.text = f"{o['colour']} {o['shape']}"
+            arr.markers.append(mk)
+        self._pub_objects.publish(arr)
+
+    def _publish(self):
+        """Publish the state after the step just taken (the hot path: no allocations)."""
+        w = self.world
+        k = w.step_count
+        ns = self.stamp_ns(k)
+        if self.p.stamp_source == 'publish' and not self.sim_time:
+            ns = time.time_ns()
+        _stamp(self._stamp_t, ns)
+        if self._pub_clock is not None:
+            self._pub_clock.publish(self._clock_msg)
+        if k % self._js_every == 0:
+            w.joint_state_into(*self._js_views)
+            self._pub_js.publish(self._js)
+        if k % self._imu_every == 0:
+            quat, gyro, acc = w.imu()
+            m = self._imu
+            o, av, la = m.orientation, m.angular_velocity, m.linear_acceleration
+            o.x, o.y, o.z, o.w = quat.tolist()
+            av.x, av.y, av.z = gyro.tolist()
+            la.x, la.y, la.z = acc.tolist()
+            self._pub_imu.publish(m)
+        if k % self._wrench_every == 0:
+            force, torque = w.wrench()
+            wr = self._wrench.wrench
+            wr.force.x, wr.force.y, wr.force.z = force.tolist()
+            wr.torque.x, wr.torque.y, wr.torque.z = torque.tolist()
+            self._pub_wrench.publish(self._wrench)
+        if self._camera is not None and k % self._cam_every == 0:
+            self._camera_share.write(w.data.qpos, ns)
+            try:
+                self._camera_conn.send_bytes(b'1')
+            except (BrokenPipeError, OSError):
+                self._camera_died()
+        if self._objects_every and k % self._objects_every == 0:
+            self._publish_objects()
+        if k % self._diag_every == 0:
+            self._publish_diagnostics()
+
+    def _publish_diagnostics(self):
+        now = time.monotonic()
+        t_prev, k_prev = self._diag_prev
+        k = self.world.step_count
+        rtf = (k - k_prev) * self.world.dt / max(now - t_prev, 1e-9)
+        self._diag_prev = (now, k)
+        n = min(self._late_i, WINDOW)
+        late = self._late[:n] if n else np.zeros(1)
+        st = DiagnosticStatus()
+        st.name, st.hardware_id = f'{self.get_name()}: physics', self.get_name()
+        warn = []
+        if not self.sim_time and rtf < 0.95:
+            warn.append(f'real-time factor {rtf:.2f}')
+        if self._camera is None and self.p.camera_enabled:
+            warn.append('camera process not running')
+        st.level = DiagnosticStatus.WARN if warn else DiagnosticStatus.OK
+        st.message = '; '.join(warn) or 'running'
+        values = {
+            'real_time_factor': f'{rtf:.4f}', 'sim_time': f'{self.world.time:.3f}',
+            'steps': str(k), 'step_overruns': str(self.overruns), 'resyncs': str(self.resyncs),
+            'lateness_p99_ms': f'{np.percentile(late, 99) * 1e3:.3f}',
+            'lateness_max_ms': f'{late.max() * 1e3:.3f}',
+            'rejected_commands': str(self.rejected), 'accepted_commands': str(self.accepted),
+            'callback_errors': str(self.callback_errors),
+            'effort_watchdog_trips': str(self.world.watchdog_trips),
+            'drive_mode': self.world.mode, 'mujoco_warnings': str(self.world.warnings())}
+        st.values = [KeyValue(key=a, value=b) for a, b in values.items()]
+        arr = DiagnosticArray()
+        _stamp(arr.header.stamp, self.stamp_ns(k))
+        arr.status = [st]
+        self._pub_diag.publish(arr)
+
+    # ------------------------------------------------------------------ camera process
+    def _start_camera(self):
+        from . import camera
+        p = self.p
+        self._camera_share = camera.StateShare(self.world.model.nq)
+        reader, writer = camera.SPAWN.Pipe(duplex=False)
+        topics = (self.resolve_topic_name('/camera/image_raw'),
+                  self.resolve_topic_name('/camera/camera_info'))
+        self._camera = camera.SPAWN.Process(
+            target=camera_process, name='sim_camera', daemon=True,
+            args=(p.seed, p.n_objects, p.camera_width, p.camera_height, p.camera_name,
+                  self._camera_share, reader, topics, f'{self.get_name()}_camera'))
+        self._camera.start()
+        reader.close()
+        self._camera_conn = writer
+
+    def _camera_died(self):
+        self.get_logger().error('camera process ended; no more images', once=True)
+        self._camera = None
+
+    def _stop_camera(self):
+        if self._camera is None:
+            return
+        proc, self._camera = self._camera, None
+        self._camera_conn.close()  # the worker sees EOF and exits
+        proc.join(timeout=3.0)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=2.0)
+
+    # ------------------------------------------------------------------ loop
+    def _record_lateness(self, late_ns: int) -> None:
+        self._late[self._late_i % WINDOW] = late_ns * 1e-9
+        self._late_i += 1
+        if late_ns > DT_NS:
+            self.overruns += 1
+
+    def _anchor(self):
+        """Tie the current step to now (start, after a speed change or a long stall)."""
+        k = self.world.step_count
+        scale = DT_NS / self.p.speed if self.sim_time and self.p.speed > 0 else DT_NS
+        self._mono_epoch_ns = time.monotonic_ns() - int(k * scale)
+        if not self.sim_time:  # on the 1 ms grid of the wall clock
+            self._epoch_ns = (self._mono_epoch_ns + self._wall_minus_mono) // DT_NS * DT_NS
+
+    def _serve(self, ex, timeout: float) -> None:
+        """One executor event; a failing callback is logged and counted, never fatal."""
+        try:
+            ex.spin_once(timeout_sec=timeout)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as e:  # noqa: BLE001 - the body must keep running
+            self.callback_errors += 1
+            self.get_logger().error(f'callback failed: {e!r}', throttle_duration_sec=1.0)
+
+    def tick(self) -> None:
+        """One physics step and its messages (for a caller that paces the loop itself)."""
+        self.world.step(1)
+        self._publish()
+
+    def run(self, duration: float | None = None, executor=None) -> None:
+        """Step and publish until shutdown, ``stop()`` or ``duration`` [s] of wall time.
+
+        ``executor`` (default: a new EventsExecutor with this node) serves the callbacks in the
+        time between steps; pass one holding other nodes of the same process to share it.
+        """
+        from rclpy.experimental import EventsExecutor
+        ex = executor or EventsExecutor(context=self.context)
+        if self not in ex.get_nodes():
+            ex.add_node(self)
+        self._executor = ex
+        self._stop = False
+        end = None if duration is None else time.monotonic() + duration
+        self._anchor()
+        self._diag_prev = (time.monotonic(), self.world.step_count)
+        ctx = self.context
+        max_late = int(self.p.max_lateness_s * 1e9)
+        fast_every = 5  # speed 0: serve callbacks every 5 steps (spin_once costs ~0.1 ms)
+        try:
+            while not self._stop and ctx.ok():
+                if self._mono_epoch_ns is None:
+                    self._anchor()
+                k_next = self.world.step_count + 1
+                paced = not self.sim_time or self.p.speed > 0
+                if paced:
+                    scale = DT_NS if not self.sim_time else DT_NS / self.p.speed
+                    due = self._mono_epoch_ns + int(k_next * scale)
+                    rem = due - time.monotonic_ns()
+                    while rem > 0:
+                        self._serve(ex, rem * 1e-9)
+                        rem = due - time.monotonic_ns()
+                    if -rem > max_late:  # skip ahead by whole steps (stamps stay on grid)
+                        self.resyncs += 1
+                        shift = -(rem // DT_NS) * DT_NS
+                        self._mono_epoch_ns += shift
+                        if not self.sim_time:
+                            self._epoch_ns += shift
+                        due += shift
+                elif k_next % fast_every == 0:
+                    for _ in range(50):  # serve what is queued, one event per spin_once
+                        before = self._events
+                        self._serve(ex, 0.0)
+                        if self._events == before:
+                            break
+                self.world.step(1)
+                self._publish()
+                if paced:
+                    self._record_lateness(time.monotonic_ns() - due)
+                if end is not None and k_next % 100 == 0 and time.monotonic() > end:
+                    break
+        finally:
+            if executor is None:
+                ex.remove_node(self)
+            self._executor = None
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def close(self) -> None:
+        self._stop_camera()
+        self.world.close()
+
+
+def camera_process(seed, n_objects, width, height, camera_name, share, conn, topics, node_name):
+    """Body of the rendering process: a World copy, a small rclpy node, Image + CameraInfo."""
+    os.environ.setdefault('LP_NUM_THREADS', '1')  # llvmpipe: one render thread
+    os.environ.setdefault('MUJOCO_GL', 'egl')
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ends when the physics process closes the pipe
+    from rclpy.signals import SignalHandlerOptions
+    from . import camera as camera_mod
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
+    node = Node(node_name, context=ctx)
+    try:
+        world = World(seed=seed, n_objects=n_objects, cameras=True, width=width, height=height)
+        pub_img = node.create_publisher(Image, topics[0], IMAGE_QOS)
+        pub_info = node.create_publisher(CameraInfo, topics[1], IMAGE_QOS)
+        info_d = world.camera_info(camera_name)
+        info = CameraInfo()
+        info.header.frame_id = info_d['frame_id']
+        info.width, info.height = info_d['width'], info_d['height']
+        info.distortion_model = info_d['distortion_model']
+        info.d = info_d['d']
+        info.k, info.r, info.p = (np.array(info_d[x], float) for x in ('k', 'r', 'p'))
+        img = Image()
+        img.header.frame_id = info.header.frame_id
+        img.height, img.width, img.encoding, img.step = height, width, 'rgb8', 3 * width
+        img.data = array.array('B', bytes(3 * width * height))
+        view = np.frombuffer(img.data, dtype=np.uint8).reshape(height, width, 3)
+
+        def publish(image, stamp_ns):
+            view[:] = image
+            _stamp(img.header.stamp, stamp_ns)
+            info.header.stamp = img.header.stamp
+            pub_img.publish(img)
+            pub_info.publish(info)
+
+        camera_mod.render_loop(world, share, conn, camera_name, publish,
+                               alive=lambda: ctx.ok())
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def main(args=None) -> int:
+    """Like ``rosutil.run``, but the node owns its loop (physics on absolute deadlines)."""
+    rclpy.init(args=args)
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node = None
+    try:
+        node = SimNode()
+        node.run()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    main()
