@@ -1,0 +1,335 @@
+"""Package plumbing: package.xml, setup files, launch files, the graph mapping, generated
+parameter files, the CLI, and the rule that only node/runner/bench/CLI modules import rclpy."""
+import ast
+import importlib
+import os
+import xml.etree.ElementTree as ET
+
+import pytest
+import yaml
+
+from neurovla_ros import cli, graph
+from neurovla_ros.common import robot
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PKG = os.path.join(REPO, 'neurovla_ros')
+ALL_CONTROLLERS = set(graph.GZ_CONTROLLERS_ACTIVE) | set(graph.GZ_CONTROLLERS_INACTIVE)
+COMBOS = [dict(sim=s, headless=h) for s in ('mujoco', 'gazebo', 'none') for h in (False, True)]
+
+
+def read(rel):
+    with open(os.path.join(REPO, rel), encoding='utf-8') as f:
+        return f.read()
+
+
+def exec_depends():
+    root = ET.fromstring(read('package.xml'))
+    return {e.text for e in root.findall('exec_depend')}
+
+
+def controllers_yaml():
+    return yaml.safe_load(read('config/controllers.yaml'))
+
+
+# ---------------------------------------------------------------- package files
+def test_package_xml_is_format3_ament_python_with_the_ros_deps():
+    root = ET.fromstring(read('package.xml'))
+    assert root.get('format') == '3'
+    assert root.find('name').text == 'neurovla'
+    assert root.find('export/build_type').text == 'ament_python'
+    assert {'rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'trajectory_msgs',
+            'diagnostic_msgs', 'launch', 'launch_ros', 'xacro'} <= exec_depends()
+    assert 'liburdfdom-tools' in {e.text for e in root.findall('test_depend')}
+
+
+def test_every_package_the_launch_starts_is_an_exec_depend():
+    used = {a.kwargs['package'] if a.kind == 'node' else a.package
+            for combo in COMBOS for a in graph.launch_plan(combo)} - {'neurovla'}
+    assert used == {'robot_state_publisher', 'rviz2', 'ros_gz_sim', 'ros_gz_bridge',
+                    'controller_manager'}
+    assert used <= exec_depends()
+    cm = controllers_yaml()['controller_manager']['ros__parameters']
+    plugin_pkgs = {v['type'].split('/')[0] for v in cm.values() if isinstance(v, dict)}
+    assert plugin_pkgs <= exec_depends() | {'forward_command_controller'}
+    assert 'forward_command_controller' in exec_depends()
+
+
+def test_setup_cfg_installs_scripts_where_ros2_run_looks():
+    text = read('setup.cfg')
+    assert 'script_dir=$base/lib/neurovla' in text
+    assert 'install_scripts=$base/lib/neurovla' in text
+    assert os.path.isfile(os.path.join(REPO, 'resource', 'neurovla'))
+
+
+def test_setup_py_data_files_and_console_scripts(monkeypatch):
+    import setuptools  # noqa: F401 - provides distutils
+    from distutils.core import run_setup
+    monkeypatch.chdir(REPO)
+    dist = run_setup('setup.py', stop_after='config')
+    files = {dst: set(srcs) for dst, srcs in dist.data_files}
+    assert files['share/ament_index/resource_index/packages'] == {'resource/neurovla'}
+    assert 'package.xml' in files['share/neurovla']
+    assert {'launch/bringup', 'launch/bringup.launch.py'} <= files['share/neurovla/launch']
+    assert 'urdf/neurovla_arm.urdf.xacro' in files['share/neurovla/urdf']
+    assert {'config/neurovla.yaml', 'config/controllers.yaml',
+            'config/neurovla.rviz'} <= files['share/neurovla/config']
+    scripts = dict(s.replace(' ', '').split('=') for s in dist.entry_points['console_scripts'])
+    assert scripts['neurovla'] == 'neurovla_ros.cli:main'
+    for spec in graph.NODES:
+        assert scripts.get(spec.executable) == spec.module + ':main', spec
+
+
+# ---------------------------------------------------------------- launch files
+def _calls(tree):
+    return {ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+
+
+def test_bringup_launch_py_maps_over_the_graph():
+    tree = ast.parse(read('launch/bringup.launch.py'))
+    imports = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+               for a in n.names}
+    assert ('neurovla_ros', 'graph') in imports
+    assert {('launch.actions', 'DeclareLaunchArgument'), ('launch.actions', 'OpaqueFunction'),
+            ('launch_ros.actions', 'Node')} <= imports
+    funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert 'generate_launch_description' in funcs
+    calls = _calls(tree)
+    assert {'graph.launch_plan', 'DeclareLaunchArgument', 'OpaqueFunction', 'Node',
+            'IncludeLaunchDescription', 'LaunchConfiguration'} <= calls
+    assert 'graph.LAUNCH_ARGS' in ast.unparse(tree)
+
+
+def test_bringup_without_extension_loads_the_same_file_and_is_tried_as_python():
+    """ros2 launch tries XML, then YAML, then Python for a name without extension."""
+    text = read('launch/bringup')
+    tree = ast.parse(text)
+    assert "'bringup.launch.py'" in text
+    assert any(isinstance(n, ast.Assign) and n.targets[0].id == 'generate_launch_description'
+               for n in tree.body)
+    with pytest.raises(ET.ParseError):
+        ET.fromstring(text)
+    try:
+        as_yaml = yaml.safe_load(text)
+    except yaml.YAMLError:
+        as_yaml = None
+    assert not (isinstance(as_yaml, dict) and len(as_yaml) == 1)  # launch_yaml needs one root
+
+
+# ---------------------------------------------------------------- the graph
+def test_launch_args_are_the_documented_ones():
+    assert [a.name for a in graph.LAUNCH_ARGS] == [
+        'sim', 'use_sim_time', 'headless', 'params_file', 'instruction', 'cortex_backend']
+    for a in graph.LAUNCH_ARGS:
+        assert a.description and (not a.choices or a.default in a.choices)
+
+
+def test_resolve_fills_defaults_and_refuses_bad_values():
+    args = graph.resolve({'headless': True})
+    assert args['sim'] == 'mujoco' and args['headless'] == 'true'
+    with pytest.raises(ValueError, match='sim'):
+        graph.resolve({'sim': 'webots'})
+    with pytest.raises(ValueError, match='unknown launch argument'):
+        graph.resolve({'simulator': 'mujoco'})
+
+
+def test_use_sim_time_follows_gazebo_unless_set():
+    assert graph.use_sim_time(graph.resolve({'sim': 'gazebo'}))
+    assert not graph.use_sim_time(graph.resolve({'sim': 'mujoco'}))
+    assert graph.use_sim_time(graph.resolve({'sim': 'mujoco', 'use_sim_time': 'true'}))
+    assert not graph.use_sim_time(graph.resolve({'sim': 'gazebo', 'use_sim_time': 'false'}))
+
+
+def test_node_specs_are_consistent():
+    names = [s.name for s in graph.NODES]
+    assert len(names) == len(set(names))
+    for spec in graph.NODES:
+        rel = spec.module.replace('.', '/') + '.py'
+        assert os.path.isfile(os.path.join(REPO, rel)), rel
+        if spec.params_module:
+            mod = importlib.import_module(spec.params_module)
+            assert mod.NODE_NAME == spec.name
+        for arg, values in spec.enabled_when.items():
+            assert set(values) <= set(graph.ARGS_BY_NAME[arg].choices)
+        assert set(spec.arg_params.values()) <= set(graph.ARGS_BY_NAME)
+        for src, dst in spec.remappings:
+            assert src and dst
+    assert 'sim' in names
+
+
+def _by_exe(plan):
+    return {a.kwargs['executable']: a for a in plan if a.kind == 'node'}
+
+
+def test_mujoco_plan_with_gui():
+    plan = graph.launch_plan({'sim': 'mujoco'})
+    exes = _by_exe(plan)
+    assert set(exes) == {'robot_state_publisher', 'rviz2'} | {
+        s.executable for s in graph.nodes(graph.resolve({'sim': 'mujoco'}))}
+    assert not [a for a in plan if a.kind == 'include']
+    desc = exes['robot_state_publisher'].kwargs['parameters'][0]['robot_description']
+    assert '<robot name="neurovla_arm"' in desc and 'mock_components/GenericSystem' in desc
+    rviz_cfg = exes['rviz2'].kwargs['arguments'][1]
+    assert os.path.isfile(rviz_cfg) and yaml.safe_load(open(rviz_cfg))['Visualization Manager']
+    sim = exes['sim_node'].kwargs
+    assert sim['package'] == 'neurovla' and sim['name'] == 'sim'
+    assert sim['parameters'] == [graph.default_params_file(), {'use_sim_time': False}]
+    assert graph.default_params_file() == os.path.join(REPO, 'config', 'neurovla.yaml')
+
+
+def test_headless_drops_rviz_and_sim_none_drops_the_body():
+    assert 'rviz2' not in _by_exe(graph.launch_plan({'sim': 'mujoco', 'headless': True}))
+    exes = _by_exe(graph.launch_plan({'sim': 'none', 'headless': True}))
+    assert 'sim_node' not in exes and 'create' not in exes and 'robot_state_publisher' in exes
+
+
+def test_gazebo_plan():
+    plan = graph.launch_plan({'sim': 'gazebo', 'headless': True})
+    (inc,) = [a for a in plan if a.kind == 'include']
+    assert (inc.package, inc.file) == ('ros_gz_sim', 'launch/gz_sim.launch.py')
+    assert '-s' in inc.kwargs['gz_args'].split() and 'empty.sdf' in inc.kwargs['gz_args']
+    nodes = [a.kwargs for a in plan if a.kind == 'node']
+    exes = [n['executable'] for n in nodes]
+    assert 'sim_node' not in exes and 'rviz2' not in exes
+    assert all(n['parameters'][-1]['use_sim_time'] is True for n in nodes)
+    desc = nodes[exes.index('robot_state_publisher')]['parameters'][0]['robot_description']
+    controllers_file = os.path.join(REPO, 'config', 'controllers.yaml')
+    assert 'gz_ros2_control/GazeboSimSystem' in desc and controllers_file in desc
+    spawn = nodes[exes.index('create')]['arguments']
+    assert spawn[spawn.index('-topic') + 1] == 'robot_description'
+    bridge = nodes[exes.index('parameter_bridge')]['arguments']
+    assert {b.split('@')[0] for b in bridge} >= {'/clock', '/imu/data', '/camera/image_raw',
+                                                 '/camera/camera_info'}
+    spawners = [n['arguments'] for n in nodes if n['executable'] == 'spawner']
+    spawned = {c for args in spawners for c in args if not c.startswith('-') and '/' not in c
+               and not c.isdigit()}
+    assert spawned == ALL_CONTROLLERS
+    inactive = {c for args in spawners if '--inactive' in args for c in args} & ALL_CONTROLLERS
+    assert inactive == set(graph.GZ_CONTROLLERS_INACTIVE)
+    assert all(args[args.index('--param-file') + 1] == controllers_file for args in spawners)
+    gui = graph.launch_plan({'sim': 'gazebo'})
+    assert '-s' not in [a for a in gui if a.kind == 'include'][0].kwargs['gz_args'].split()
+
+
+def test_controllers_yaml_matches_the_urdf():
+    cfg = controllers_yaml()
+    cm = cfg['controller_manager']['ros__parameters']
+    assert {k for k, v in cm.items() if isinstance(v, dict)} == ALL_CONTROLLERS
+    arm = list(robot.ARM_JOINTS)
+    for name, iface in (('forward_position_controller', 'position'),
+                        ('forward_velocity_controller', 'velocity'),
+                        ('forward_effort_controller', 'effort')):
+        assert cfg[name]['ros__parameters'] == {'joints': arm, 'interface_name': iface}
+    assert cfg['joint_trajectory_controller']['ros__parameters']['joints'] == arm
+    assert cfg['gripper_controller']['ros__parameters']['joints'] == ['left_finger_joint']
+    assert cfg['imu_sensor_broadcaster']['ros__parameters']['sensor_name'] == 'imu_sensor'
+
+
+class Wrapped(str):
+    """Stands in for launch_ros' ParameterValue(value_type=str) in the hook test."""
+
+
+def test_string_hook_and_launch_arg_forwarding():
+    spec = graph.NodeSpec('brain', 'brain_node', 'neurovla_ros.brain.node',
+                          remappings=(('/in', '/joint_states'),),
+                          arg_params={'instruction': 'instruction', 'backend': 'cortex_backend'})
+    args = graph.resolve({'instruction': "put the cube in the bowl, don't drop it"})
+    params = graph.node_parameters(spec, args, str_value=Wrapped)
+    assert params[1] == {'use_sim_time': False,
+                         'instruction': "put the cube in the bowl, don't drop it"}
+    assert isinstance(params[1]['instruction'], Wrapped)  # empty cortex_backend not forwarded
+    ros_args = graph.ros_arguments(spec, args)
+    assert ros_args[:6] == ['--ros-args', '-r', '__node:=brain', '--params-file',
+                            graph.default_params_file(), '-p']
+    assert "instruction:='put the cube in the bowl, don''t drop it'" in ros_args
+    assert ros_args[-2:] == ['-r', '/in:=/joint_states']
+    plan = graph.launch_plan({}, str_value=Wrapped)
+    rsp = _by_exe(plan)['robot_state_publisher'].kwargs['parameters'][0]
+    assert isinstance(rsp['robot_description'], Wrapped)
+
+
+def test_forwarded_string_values_stay_strings_in_rcl():
+    """`-p name:=value` is parsed as YAML by rcl: the quoting keeps 'true' and '42' strings."""
+    import rclpy
+    from rclpy.node import Node
+    spec = graph.NodeSpec('probe', 'x', 'x', arg_params={'instruction': 'instruction',
+                                                         'backend': 'cortex_backend'})
+    args = graph.resolve({'instruction': 'true', 'cortex_backend': "42 it's"})
+    ctx = rclpy.Context()
+    rclpy.init(args=graph.ros_arguments(spec, args), context=ctx)
+    try:
+        node = Node('renamed_by_the_args', context=ctx)
+        assert node.get_name() == 'probe'
+        assert node.declare_parameter('instruction', '').value == 'true'
+        assert node.declare_parameter('backend', '').value == "42 it's"
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_pip_mode_commands():
+    args = graph.resolve({})
+    (sim,) = [s for s in graph.nodes(args, pip_only=True) if s.name == 'sim']
+    cmd = graph.command(sim, args, python='py')
+    assert cmd == ['py', '-m', 'neurovla_ros.sim.node', '--ros-args', '-r', '__node:=sim',
+                   '--params-file', graph.default_params_file(), '-p', 'use_sim_time:=false']
+
+
+# ---------------------------------------------------------------- parameters + CLI
+def test_generated_parameter_files_are_up_to_date():
+    stale = [rel for rel, _have, _want in cli.stale_files()]
+    assert not stale, f'{stale} out of date: run `neurovla params --write`'
+    assert list(graph.schemas()) == [s.name for s in graph.NODES if s.params_module]
+    cfg = yaml.safe_load(read('config/neurovla.yaml'))
+    for name, params in graph.schemas().items():
+        assert cfg[name]['ros__parameters'] == {p.name: p.default for p in params}
+
+
+def test_cli_params_prints_and_checks(capsys):
+    assert cli.main(['params', '--yaml']) == 0
+    assert capsys.readouterr().out == read('config/neurovla.yaml')
+    assert cli.main(['params', '--markdown']) == 0
+    assert capsys.readouterr().out == read('docs/parameters.md')
+    assert cli.main(['params', '--check']) == 0
+
+
+def test_cli_bench_and_train_list_what_exists(capsys):
+    assert cli.main(['bench', 'no_such_bench']) == 2
+    err = capsys.readouterr().err
+    assert "unknown bench 'no_such_bench'" in err and 'available:' in err
+    assert 'common' not in cli.benchmarks()
+    for name in cli.benchmarks():
+        assert hasattr(importlib.import_module(f'neurovla_ros.bench.{name}'), 'main'), name
+    assert cli.main(['train']) == 2
+    for name in cli.trainables():
+        assert os.path.isfile(os.path.join(PKG, name, 'train.py'))
+
+
+def test_cli_refuses_gazebo_in_pip_mode(capsys):
+    assert cli.main(['bringup', '--sim', 'gazebo']) == 2
+    assert 'ros2 launch neurovla bringup sim:=gazebo' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- rclpy only at the edges
+def _allowed_rclpy(rel):
+    return (os.path.basename(rel) == 'node.py' or rel.startswith('bench/')
+            or rel in ('common/rosutil.py', 'runner.py', 'cli.py'))
+
+
+def test_core_modules_never_import_rclpy():
+    offenders = []
+    for dirpath, _dirs, files in os.walk(PKG):
+        for fn in files:
+            if not fn.endswith('.py'):
+                continue
+            path = os.path.join(dirpath, fn)
+            rel = os.path.relpath(path, PKG).replace(os.sep, '/')
+            if _allowed_rclpy(rel):
+                continue
+            tree = ast.parse(open(path, encoding='utf-8').read(), path)
+            for n in ast.walk(tree):
+                mods = ([a.name for a in n.names] if isinstance(n, ast.Import)
+                        else [n.module or ''] if isinstance(n, ast.ImportFrom) else [])
+                if any(m == 'rclpy' or m.startswith('rclpy.') for m in mods):
+                    offenders.append(f'{rel}:{n.lineno}')
+    assert not offenders, f'rclpy imported outside node.py/rosutil/runner/cli/bench: {offenders}'
+    assert not _allowed_rclpy('graph.py') and not _allowed_rclpy('cortex/policy.py')
