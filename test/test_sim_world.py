@@ -281,6 +281,19 @@ def test_objects_are_placed_in_reach_apart_and_reproducible():
     assert w.time == pytest.approx(0.5)  # sim time keeps running across a reset
 
 
+def test_resting_objects_sleep_and_wake_when_pushed():
+    w = World(seed=0)
+    m, d = w.model, w.data
+    tree = m.body_treeid[m.body('object_0').id]
+    w.step(1000)
+    assert d.tree_awake[tree] == 0  # at rest: asleep (cheap)
+    assert d.tree_awake[m.body_treeid[m.body('wrist_3_link').id]] == 1  # the arm never sleeps
+    p0 = np.array(w.objects()[0]['position'])
+    w.apply_wrench('object_0', [0, 3.0, 0], duration=0.05)
+    w.step(300)
+    assert np.linalg.norm(np.array(w.objects()[0]['position']) - p0) > 0.05
+
+
 def test_dynamics_helpers(model):
     w = World(seed=0)
     mm = w.mass_matrix()

@@ -55,6 +55,7 @@ from geometry_msgs.msg import WrenchStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.serialization import serialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray
@@ -64,6 +65,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from ..common.limits import invalid_reason
 from ..common.rosutil import COMMAND_QOS, SENSOR_QOS, cap_torch_threads, declare_params
+from . import wire
 from .params import NODE_NAME, PARAMS
 from .world import World
 
@@ -145,24 +147,21 @@ class SimNode(Node):
         self._pub_objects = self.create_publisher(MarkerArray, '~/objects', LATCHED_QOS)
         self._pub_dist = self.create_publisher(WrenchStamped, '~/disturbance', COMMAND_QOS)
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
-        self._stamp_t = Time()
-        js = self._js = JointState()
+        # 1 kHz messages: serialized once, then only their stamps and doubles are patched
+        js = JointState()
         js.name = list(w.joint_names)
-        js.position = array.array('d', bytes(8 * len(w.joint_names)))
-        js.velocity = array.array('d', bytes(8 * len(w.joint_names)))
-        js.effort = array.array('d', bytes(8 * len(w.joint_names)))
-        js.header.stamp = self._stamp_t
-        self._js_views = tuple(np.frombuffer(a, dtype=np.float64)
-                               for a in (js.position, js.velocity, js.effort))
-        imu = self._imu = Imu()
-        imu.header.frame_id = 'imu_link'
-        imu.header.stamp = self._stamp_t
-        self._set_imu_noise()
-        wr = self._wrench = WrenchStamped()
+        n = len(w.joint_names)
+        js.position, js.velocity, js.effort = (wire.sentinels(n, i * n) for i in range(3))
+        self._js_t = wire.CdrTemplate(serialize_message(js), {
+            'position': (0, n), 'velocity': (n, n), 'effort': (2 * n, n)})
+        self._js_views = tuple(self._js_t.fields[f] for f in ('position', 'velocity', 'effort'))
+        self._set_imu_noise()  # builds the Imu template (covariances follow the noise)
+        wr = WrenchStamped()
         wr.header.frame_id = 'tool0'
-        wr.header.stamp = self._stamp_t
-        self._clock_msg = Clock()
-        self._clock_msg.clock = self._stamp_t
+        (wr.wrench.force.x, wr.wrench.force.y, wr.wrench.force.z,
+         wr.wrench.torque.x, wr.wrench.torque.y, wr.wrench.torque.z) = wire.sentinels(6)
+        self._wrench_t = wire.CdrTemplate(serialize_message(wr), {'wrench': (0, 6)})
+        self._clock_t = wire.CdrTemplate(serialize_message(Clock()), {})
 
         # ---- commands, disturbances, services
         for mode, topic in FORWARD.items():
@@ -206,9 +205,15 @@ class SimNode(Node):
         self.world.set_imu_noise(p.imu_accel_noise_std, p.imu_gyro_noise_std,
                                  list(p.imu_accel_bias), list(p.imu_gyro_bias))
         va, vg = max(p.imu_accel_noise_std, 1e-4) ** 2, max(p.imu_gyro_noise_std, 1e-5) ** 2
-        self._imu.linear_acceleration_covariance = np.diag([va] * 3).ravel()
-        self._imu.angular_velocity_covariance = np.diag([vg] * 3).ravel()
-        self._imu.orientation_covariance = np.diag([1e-6] * 3).ravel()  # simulated: exact
+        imu = Imu()
+        imu.header.frame_id = 'imu_link'
+        imu.linear_acceleration_covariance = np.diag([va] * 3).ravel()
+        imu.angular_velocity_covariance = np.diag([vg] * 3).ravel()
+        imu.orientation_covariance = np.diag([1e-6] * 3).ravel()  # simulated: exact
+        o, av, la = imu.orientation, imu.angular_velocity, imu.linear_acceleration
+        (o.x, o.y, o.z, o.w, av.x, av.y, av.z, la.x, la.y, la.z) = wire.sentinels(10)
+        self._imu_t = wire.CdrTemplate(serialize_message(imu), {
+            'orientation': (0, 4), 'angular_velocity': (4, 3), 'linear_acceleration': (7, 3)})
 
     def _set_tremor(self):
         p = self.p
@@ -406,26 +411,28 @@ class SimNode(Node):
         ns = self.stamp_ns(k)
         if self.p.stamp_source == 'publish' and not self.sim_time:
             ns = time.time_ns()
-        _stamp(self._stamp_t, ns)
         if self._pub_clock is not None:
-            self._pub_clock.publish(self._clock_msg)
+            self._clock_t.set_stamp(ns)
+            self._pub_clock.publish(self._clock_t.tobytes())
         if k % self._js_every == 0:
             w.joint_state_into(*self._js_views)
-            self._pub_js.publish(self._js)
+            self._js_t.set_stamp(ns)
+            self._pub_js.publish(self._js_t.tobytes())
         if k % self._imu_every == 0:
             quat, gyro, acc = w.imu()
-            m = self._imu
-            o, av, la = m.orientation, m.angular_velocity, m.linear_acceleration
-            o.x, o.y, o.z, o.w = quat.tolist()
-            av.x, av.y, av.z = gyro.tolist()
-            la.x, la.y, la.z = acc.tolist()
-            self._pub_imu.publish(m)
+            f = self._imu_t.fields
+            f['orientation'][:] = quat
+            f['angular_velocity'][:] = gyro
+            f['linear_acceleration'][:] = acc
+            self._imu_t.set_stamp(ns)
+            self._pub_imu.publish(self._imu_t.tobytes())
         if k % self._wrench_every == 0:
             force, torque = w.wrench()
-            wr = self._wrench.wrench
-            wr.force.x, wr.force.y, wr.force.z = force.tolist()
-            wr.torque.x, wr.torque.y, wr.torque.z = torque.tolist()
-            self._pub_wrench.publish(self._wrench)
+            f = self._wrench_t.fields['wrench']
+            f[:3] = force
+            f[3:] = torque
+            self._wrench_t.set_stamp(ns)
+            self._pub_wrench.publish(self._wrench_t.tobytes())
         if self._camera is not None and k % self._cam_every == 0:
             self._camera_share.write(w.data.qpos, ns)
             try:
@@ -603,7 +610,9 @@ def camera_process(seed, n_objects, width, height, camera_name, share, conn, top
     rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
     node = Node(node_name, context=ctx)
     try:
-        world = World(seed=seed, n_objects=n_objects, cameras=True, width=width, height=height)
+        # no sleeping: this copy only poses bodies (sleeping ones would keep stale poses)
+        world = World(seed=seed, n_objects=n_objects, cameras=True, width=width, height=height,
+                      sleep=False)
         pub_img = node.create_publisher(Image, topics[0], IMAGE_QOS)
         pub_info = node.create_publisher(CameraInfo, topics[1], IMAGE_QOS)
         info_d = world.camera_info(camera_name)

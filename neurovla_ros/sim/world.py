@@ -26,6 +26,9 @@ Conventions
 * Steps are counted in ``step_count``; a command or disturbance given between steps first acts
   in step number ``step_count`` which starts at sim time ``time`` (that is its onset).
 * Sim time keeps running across ``reset()`` (a /clock never goes back).
+* Not in the URDF, added here: reflected motor inertia (``armature``, 0.1 kg m^2 per arm joint,
+  as geared drives have) and MuJoCo sleeping for objects at rest (they wake on contact, a push
+  or a reset; the arm never sleeps).
 * Wrist wrench: MuJoCo force/torque sensor at tool0 (between wrist_3_link and the gripper),
   expressed in the tool0 frame (z out of the flange): the force and torque that the gripper side
   (gripper weight, contacts, pushes) exerts on the wrist. Raw: the gripper weight is in it.
@@ -87,7 +90,7 @@ class World:
     def __init__(self, seed: int = 0, n_objects: int = 4, cameras: bool = False,
                  width: int = 320, height: int = 240, *, position_bandwidth_hz: float = 20.0,
                  velocity_bandwidth_hz: float = 10.0, effort_timeout: float = 0.05,
-                 max_acceleration: float = 20.0, armature: float = 0.1):
+                 max_acceleration: float = 20.0, armature: float = 0.1, sleep: bool = True):
         if not 0 <= n_objects <= len(PALETTE):
             raise ValueError(f'n_objects: {n_objects} not in 0..{len(PALETTE)}')
         self.robot = robot_mod.load()
@@ -97,6 +100,7 @@ class World:
         self._camera_specs = camera_specs(urdf)
         self._object_specs = self._draw_objects(n_objects)
         self.armature = float(armature)
+        self._sleep = bool(sleep)
         spec = self._build_spec(urdf)
         self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
@@ -154,6 +158,8 @@ class World:
         spec.modelname = 'neurovla_world'
         spec.option.timestep = DT
         spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        if self._sleep:  # objects at rest sleep (halves the step cost); the arm never does
+            spec.option.enableflags |= mujoco.mjtEnableBit.mjENBL_SLEEP
         arm = self.robot.arm_joints
         gripper = robot_mod.GRIPPER_JOINT
         # every robot body: gravity compensated through its joints' actuators; no self-collision
