@@ -6,6 +6,7 @@ Three runs, each with the publisher in its own process and this process subscrib
    EventsExecutor wait as the sim) - what rclpy + DDS give on this machine right now;
 2. the sim node in real time (camera on, stamps = wall clock just before publish): rates of
    /joint_states, /imu/data, /camera/image_raw, one-way latency, real-time factor, lateness;
+   then the same without the camera (what rendering in its own process costs the loop);
 3. the sim node with use_sim_time and speed 0 (camera off): how much faster than real time.
 
 Targets: /joint_states and /imu/data >= 990 Hz, latency p99 <= 1 ms. Plots go to bench_out/,
@@ -77,15 +78,16 @@ def baseline_publisher(duration: float) -> None:
 class Recorder:
     """Receive times and stamps of the sim's streams, in this (another) process."""
 
-    def __init__(self, node, camera: bool, clock: bool = False):
+    def __init__(self, node, camera: bool, streams: bool = True):
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, Imu, JointState
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.js, self.imu, self.img, self.diag = [], [], [], []
         self.on = False
-        node.create_subscription(JointState, '/joint_states', self._js, qos)
-        node.create_subscription(Imu, '/imu/data', self._imu, qos)
+        if streams:  # not in the fast run: a subscriber at several kHz would slow the sim
+            node.create_subscription(JointState, '/joint_states', self._js, qos)
+            node.create_subscription(Imu, '/imu/data', self._imu, qos)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 10)
         if camera:
             node.create_subscription(Image, '/camera/image_raw', self._img, qos)
@@ -147,12 +149,13 @@ def stop(p: subprocess.Popen) -> None:
             p.wait()
 
 
-def measure(node, rec: Recorder, proc, seconds: float, warmup: float, what: str) -> dict:
-    """Wait for the first message, warm up, then record ``seconds`` of traffic."""
-    log(f'{what}: waiting for /joint_states ...')
+def measure(node, rec: Recorder, proc, seconds: float, warmup: float, what: str,
+            camera: bool) -> dict:
+    """Wait for the first message (and image), warm up, then record ``seconds`` of traffic."""
+    log(f'{what}: waiting for /joint_states{" and an image" if camera else ""} ...')
     rec.on = True
-    if not spin_for(node, 60.0, until=lambda: bool(rec.js)):
-        raise RuntimeError(f'{what}: no /joint_states within 60 s (see bench_out logs)')
+    if not spin_for(node, 60.0, until=lambda: bool(rec.js) and (bool(rec.img) or not camera)):
+        raise RuntimeError(f'{what}: no /joint_states or image within 60 s (bench_out logs)')
     spin_for(node, warmup)
     rec.clear()
     log(f'{what}: measuring {seconds:g} s ...')
@@ -225,18 +228,21 @@ def main(argv=None) -> int:
     node_cmd = [py, '-m', 'neurovla_ros.sim.node', '--ros-args']
     run_len = opts.seconds + opts.warmup + 30
 
-    results = {}
-    for what, cmd, camera in (
-            ('baseline', [py, '-m', 'neurovla_ros.bench.sim', '--baseline-publisher',
+    runs = [('baseline', [py, '-m', 'neurovla_ros.bench.sim', '--baseline-publisher',
                           str(run_len)], False),
             ('realtime', node_cmd + ['-p', 'stamp_source:=publish', '-p',
                                      f'camera_enabled:={"false" if opts.no_camera else "true"}'],
-             not opts.no_camera),
-            ('fast', node_cmd + ['-p', 'use_sim_time:=true', '-p', 'speed:=0.0',
-                                 '-p', 'camera_enabled:=false'], False)):
+             not opts.no_camera)]
+    if not opts.no_camera:  # what rendering costs the 1 kHz loop
+        runs.append(('realtime_no_camera', node_cmd + ['-p', 'stamp_source:=publish',
+                                                       '-p', 'camera_enabled:=false'], False))
+    runs.append(('fast', node_cmd + ['-p', 'use_sim_time:=true', '-p', 'speed:=0.0',
+                                     '-p', 'camera_enabled:=false'], False))
+    results = {}
+    for what, cmd, camera in runs:
         rclpy.init()
         node = Node(f'bench_sim_{what}')
-        rec = Recorder(node, camera)
+        rec = Recorder(node, camera, streams=what != 'fast')
         proc = start(cmd, os.path.join(out, f'bench_sim_{what}.log'))
         try:
             if what == 'fast':  # sim time: only the clock speed matters (diagnostics)
@@ -247,7 +253,7 @@ def main(argv=None) -> int:
                 spin_for(node, opts.seconds / 2 + 1.0)
                 results[what] = {'rtf': rtf_from_diag(rec.diag, t0)}
             else:
-                results[what] = measure(node, rec, proc, opts.seconds, opts.warmup, what)
+                results[what] = measure(node, rec, proc, opts.seconds, opts.warmup, what, camera)
                 results[what]['rtf'] = rtf_from_diag(rec.diag, results[what]['t0'])
                 results[what]['diag'] = rec.diag[-1][1] if rec.diag else {}
             r = results[what]
@@ -259,6 +265,7 @@ def main(argv=None) -> int:
             rclpy.try_shutdown()
 
     base, sim, fast = results['baseline'], results['realtime'], results['fast']
+    nocam = results.get('realtime_no_camera', {})
     png = os.path.join(out, 'bench_sim_latency.png')
     plot(base, sim, png)
     log(f'plot: {png}')
@@ -280,6 +287,9 @@ def main(argv=None) -> int:
         'js_hz_ratio': sim['js_hz'] / base['js_hz'] if base['js_hz'] else float('nan'),
         'step_overruns': int(diag.get('step_overruns', -1)),
         'lateness_p99_ms': float(diag.get('lateness_p99_ms', 'nan')),
+        'joint_states_hz_no_camera': nocam.get('js_hz', float('nan')),
+        'js_latency_ms_p99_no_camera': pct(nocam['lat_ms'], 99) if nocam else float('nan'),
+        'camera_js_hz_ratio': (sim['js_hz'] / nocam['js_hz']) if nocam else float('nan'),
         'fast_real_time_factor': fast['rtf'],
         'targets_met': bool(sim['js_hz'] >= 990 and sim['imu_hz'] >= 990 and p99 <= 1.0),
         'seconds': opts.seconds,
