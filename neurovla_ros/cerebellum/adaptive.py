@@ -1,0 +1,309 @@
+"""Adaptive tremor cancellation: a cerebellum-like filter that learns online. ROS-free.
+
+The climbing-fibre error is the oscillation the IMU and encoders measure: the joint velocity
+``e`` (fused estimate, high-passed). The mossy-fibre context is a sine/cosine pair at the
+tracked tremor frequency. A complex weight per joint, ``W``, shapes that pair into a position
+correction ``u = Re{W exp(i phi)}`` that is added to the reference (and its derivative to the
+reference velocity).
+
+Learning rule (normalised filtered-x LMS, in phasors): the forward model predicts how a
+correction phasor shows up in ``e``: the complex matrix ``G`` (spinal servo + arm inertia with
+its coupling between joints + loop delay + the high-pass here) at the tracked frequency.
+Each step
+
+    W <- (1 - dt/leak) W - (2 dt / adapt_time) * Ginv  e exp(-i phi),
+    Ginv = (G^H G + g0^2 I)^-1 G^H  (regularised inverse).
+
+Averaged over a period this is ``W <- W - (dt/adapt_time) Ginv (D + G W)``: the residual
+phasor decays with the time constant ``adapt_time`` [s] whatever the sample rate or the plant
+gain (stable by construction for ``dt << adapt_time`` while the model's error stays below
+90 degrees), and converges to exact cancellation ``G W = -D``. Weights are bounded
+(``max_correction`` [rad] per joint) and leak slowly.
+
+Frequency tracking: ``e`` minus the predicted effect of the correction is the oscillation the
+disturbance alone would cause (the canceller's "efference copy" removed), so its spectrum shows
+the tremor even while it is cancelled. Coarse: a Hann-windowed DFT over the last ``window``
+[s], every ``update_period`` [s], on a fine grid over the band (parabolic interpolation); a
+peak away from the tracked frequency by more than ``jump_hz``, seen twice in a row, re-targets
+the oscillator and restarts the weights (re-adaptation within about ``window + 3 adapt_time``).
+Fine: the same oscillation demodulated at the tracked frequency (double-frequency ripple
+removed, low-passed with ``pll_time``) is a phasor that turns at the frequency error; a
+frequency-locked loop zeroes that turn. A safety monitor resets the weights and backs off if
+the corrected oscillation stays well above the uncorrected one (a wrong forward model would
+otherwise drive an oscillation).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from .filters import Biquad
+
+# status codes (diagnostics)
+IDLE, ADAPTING, HOLDING, BACKOFF = 'idle', 'adapting', 'holding', 'backoff'
+
+
+class TremorCanceller:
+    """Adaptive sine/cosine canceller with frequency tracking over ``n`` joints.
+
+    response: ``f_hz -> complex (n,) or (n, n)`` - the forward model's prediction of the joint
+    velocity change [rad/s] per unit position correction [rad] at ``f_hz`` (diagonal or full;
+    without the high-pass here, which this class adds itself).
+    """
+
+    def __init__(self, n: int, rate_hz: float, response: Callable[[float], np.ndarray], *,
+                 band=(4.0, 12.0), adapt_time: float = 0.25, leak_time: float = 30.0,
+                 max_correction=0.05, window: float = 0.8, update_period: float = 0.1,
+                 min_amplitude: float = 0.003, jump_hz: float = 0.6, highpass_hz: float = 2.0,
+                 fade_time: float = 0.2, grid_step_hz: float = 0.25, pll_time: float = 0.08,
+                 pll_gain: float = 0.5):
+        if not 0 < band[0] < band[1] < rate_hz / 2:
+            raise ValueError(f'band {band} Hz must lie inside (0, {rate_hz / 2}) Hz')
+        if adapt_time <= 0 or leak_time <= 0 or fade_time <= 0:
+            raise ValueError('adapt_time, leak_time and fade_time must be > 0 s')
+        self.n, self.rate = n, float(rate_hz)
+        self.response = response
+        self.band = (float(band[0]), float(band[1]))
+        self.adapt_time, self.leak_time, self.fade_time = adapt_time, leak_time, fade_time
+        self.max_correction = np.broadcast_to(np.asarray(max_correction, float), (n,)).copy()
+        self.min_amplitude, self.jump_hz = min_amplitude, jump_hz
+        self.update_period = update_period
+        self.pll_time, self.pll_gain = pll_time, pll_gain
+        self.hp = Biquad('highpass', highpass_hz, rate_hz, n)
+        # oscillator, weights, forward model at f_hat
+        self.f_hat = 0.5 * (self.band[0] + self.band[1])
+        self.phi = 0.0
+        self.w = np.zeros(n, complex)
+        self.g = np.zeros((n, n), complex)
+        self.g_inv = np.zeros((n, n), complex)
+        self._set_frequency(self.f_hat)
+        self.locked = False
+        self.state = IDLE
+        # ring buffer of the disturbance-equivalent oscillation for the spectrum; each sample
+        # is written twice (i and i + nbuf) so that buf[i:i + nbuf] is the window, oldest first
+        self.nbuf = max(16, int(round(window * rate_hz)))
+        self.buf = np.zeros((2 * self.nbuf, n))
+        self.ibuf = 0
+        self.filled = 0
+        lo, hi = self.band
+        self.grid = np.arange(lo - 1.0, hi + 1.0 + 1e-9, grid_step_hz)
+        self._in_band = (self.grid >= lo) & (self.grid <= hi)
+        self._rebuild_dft(rate_hz)
+        self._since_update = 0.0
+        self._pending_jump = None
+        self._low_since = 0.0
+        self._bad_since = 0.0
+        self._backoff = 0.0
+        # outputs and diagnostics
+        self.u = np.zeros(n)
+        self.ud = np.zeros(n)
+        self.e_hp = np.zeros(n)
+        self.dist = np.zeros(n)
+        self.residual_ms = np.zeros(n)       # [rad^2/s^2] corrected oscillation (0.5 s mean)
+        self.disturbance_ms = np.zeros(n)    # [rad^2/s^2] what it would be uncorrected
+        self.amplitude = np.zeros(n)         # [rad/s] tremor amplitude at f_hat (spectrum)
+        self.peak_ratio = 0.0
+        self.resets = 0
+        self.jumps = 0
+        # disturbance phasor at f_hat (frequency-locked loop)
+        self.z = np.zeros(n, complex)
+        self._z_prev = np.zeros(n, complex)
+        self._eps = np.zeros(n, complex)
+        self._y = np.zeros(n, complex)
+
+    # ------------------------------------------------------------------ model
+    def _rebuild_dft(self, rate_hz: float) -> None:
+        k = np.arange(self.nbuf)
+        win = 0.5 - 0.5 * np.cos(2 * np.pi * (k + 0.5) / self.nbuf)
+        arg = 2 * np.pi * np.outer(self.grid, k) / rate_hz
+        # amplitude-normalised: a sinusoid of amplitude A gives |X| = A; real rows (cos; sin)
+        norm = win * (2.0 / win.sum())
+        self._dft = np.vstack([np.cos(arg) * norm, np.sin(arg) * norm])
+
+    def _set_frequency(self, f: float) -> None:
+        self.f_hat = float(f)
+        g = np.asarray(self.response(f), complex)
+        if g.ndim == 1:
+            g = np.diag(g)
+        g = g * self.hp.response(f)  # the error is high-passed: same phase on every row
+        self.g[:] = g
+        gh = g.conj().T
+        gg = gh @ g
+        g0 = 1e-3 * math.sqrt(max(float(np.max(np.abs(np.diag(gg)))), 1e-24))
+        self.g_inv[:] = np.linalg.solve(gg + (g0 * g0) * np.eye(self.n), gh)
+
+    def refresh_model(self) -> None:
+        """Re-evaluate the forward model at the tracked frequency (call when it changes)."""
+        self._set_frequency(self.f_hat)
+
+    def reset_weights(self) -> None:
+        self.w[:] = 0.0
+
+    @property
+    def weight_norm(self) -> float:
+        """Euclidean norm of the correction amplitudes [rad]."""
+        return float(np.linalg.norm(self.w))
+
+    # ------------------------------------------------------------------ step
+    def update(self, dt: float, e: np.ndarray, adapt: bool = True) -> None:
+        """One sample: ``e`` joint velocity [rad/s] (raw; high-passed here), ``dt`` [s].
+
+        adapt False: weights are held (unhealthy loop), the oscillator and the tracking run on.
+        """
+        self.phi += 2.0 * math.pi * self.f_hat * dt
+        if self.phi > 1e4:
+            self.phi = math.fmod(self.phi, 2.0 * math.pi)
+        c, s = math.cos(self.phi), math.sin(self.phi)
+        eh = self.hp.step(e)
+        self.e_hp[:] = eh
+        rot = complex(c, s)
+        # predicted effect of the correction on eh: Re{G W exp(i phi)}; the rest is what the
+        # disturbance alone causes
+        y = self._y
+        np.dot(self.g, self.w, out=y)
+        y *= rot
+        dist = self.dist
+        np.subtract(eh, y.real, out=dist)
+        self.buf[self.ibuf] = dist
+        self.buf[self.ibuf + self.nbuf] = dist
+        self.ibuf = (self.ibuf + 1) % self.nbuf
+        self.filled = min(self.filled + 1, self.nbuf)
+        # its phasor at f_hat: 2 dist exp(-i phi) = Z + conj(Z) exp(-2i phi); the ripple is
+        # removed with the current estimate before low-passing
+        b = min(1.0, dt / self.pll_time)
+        eps = self._eps
+        z = self.z
+        np.multiply(dist, 2.0 * rot.conjugate(), out=eps)
+        eps -= z.conjugate() * (rot.conjugate() ** 2)
+        eps -= z
+        eps *= b
+        z += eps
+        # slow mean squares for diagnostics and the safety monitor (time constant 0.5 s)
+        a = min(1.0, dt / 0.5)
+        self.residual_ms += a * (eh * eh - self.residual_ms)
+        self.disturbance_ms += a * (dist * dist - self.disturbance_ms)
+
+        self._since_update += dt
+        if self._since_update >= self.update_period and self.filled == self.nbuf:
+            self._since_update = 0.0
+            self._track_frequency()
+
+        if self._backoff > 0.0:
+            self._backoff -= dt
+            self.state = BACKOFF
+            self._fade(dt)
+        elif adapt and self.locked:
+            # W -= (2 dt / adapt_time) Ginv (eh exp(-i phi)), then leak and bound
+            np.multiply(eh, (2.0 * dt / self.adapt_time) * rot.conjugate(), out=eps)
+            self.w -= self.g_inv @ eps
+            self.w *= 1.0 - dt / self.leak_time
+            self._bound()
+            self.state = ADAPTING
+            self._monitor(dt)
+        elif not self.locked:
+            self._fade(dt)
+            self.state = IDLE
+        else:
+            self.state = HOLDING
+        self._output(c, s)
+
+    def _output(self, c: float, s: float) -> None:
+        """u = Re{W exp(i phi)}, u' = Re{i w W exp(i phi)}."""
+        w = self.w
+        np.multiply(w.real, c, out=self.u)
+        self.u -= w.imag * s
+        np.multiply(w.real, -s, out=self.ud)
+        self.ud -= w.imag * c
+        self.ud *= 2.0 * math.pi * self.f_hat
+
+    def fade(self, dt: float) -> None:
+        """Stale inputs: no learning, the correction dies out (time constant ``fade_time``)."""
+        self.phi += 2.0 * math.pi * self.f_hat * dt
+        self._fade(dt)
+        self.state = HOLDING
+        self._output(math.cos(self.phi), math.sin(self.phi))
+
+    def _fade(self, dt: float) -> None:
+        self.w *= math.exp(-dt / self.fade_time)
+
+    def _bound(self) -> None:
+        mag = np.abs(self.w)
+        over = mag > self.max_correction
+        if over.any():
+            self.w[over] *= self.max_correction[over] / mag[over]
+
+    def _monitor(self, dt: float) -> None:
+        """Corrected oscillation persistently above the uncorrected one: the model is wrong."""
+        res = float(self.residual_ms.sum())
+        dis = float(self.disturbance_ms.sum())
+        if res > 2.0 * dis + self.min_amplitude ** 2:
+            self._bad_since += dt
+            if self._bad_since > 1.0:
+                self.reset_weights()
+                self.resets += 1
+                self._bad_since = 0.0
+                self._backoff = 2.0
+        else:
+            self._bad_since = 0.0
+
+    def disturbance_phasor(self) -> np.ndarray:
+        """Joint-velocity phasor [rad/s] the disturbance causes at ``f_hat`` (high-passed)."""
+        return self.z.copy()
+
+    # ------------------------------------------------------------------ frequency
+    def spectrum(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Grid [Hz], amplitude [rad/s] (root of the sum over joints of the squares) and
+        per-joint amplitudes (F, n) of the recent disturbance-equivalent oscillation."""
+        x = self.buf[self.ibuf:self.ibuf + self.nbuf]   # oldest first (view)
+        cs = self._dft @ x                                # (2F, n): cos rows then sin rows
+        nf = len(self.grid)
+        per_joint = np.hypot(cs[:nf], cs[nf:])
+        amp = np.sqrt(np.sum(per_joint * per_joint, axis=1))
+        return self.grid, amp, per_joint
+
+    def _track_frequency(self) -> None:
+        grid, amp, per_joint = self.spectrum()
+        band_amp = np.where(self._in_band, amp, 0.0)
+        k = int(np.argmax(band_amp))
+        peak = float(band_amp[k])
+        self.peak_ratio = peak / (float(np.median(amp)) + 1e-12)
+        if peak < self.min_amplitude or self.peak_ratio < 3.0:
+            self._low_since += self.update_period
+            if self._low_since >= 1.0 and self.locked:
+                self.locked = False  # tremor gone: the weights fade out
+            self.amplitude[:] = 0.0
+            self._z_prev[:] = self.z
+            return
+        self._low_since = 0.0
+        f = grid[k]
+        if 0 < k < len(grid) - 1:  # parabolic interpolation on the log amplitude
+            y0, y1, y2 = (math.log(max(float(v), 1e-12)) for v in amp[k - 1:k + 2])
+            den = y0 - 2 * y1 + y2
+            if den < 0:
+                f += 0.5 * (y0 - y2) / den * (grid[1] - grid[0])
+        f = min(max(f, self.band[0]), self.band[1])
+        if not self.locked:
+            self.locked = True
+            self.reset_weights()
+            self._set_frequency(f)
+            self._pending_jump = None
+        elif abs(f - self.f_hat) > self.jump_hz:
+            if self._pending_jump is not None and abs(f - self._pending_jump) < self.jump_hz:
+                self._set_frequency(f)   # confirmed: a new tremor frequency
+                self.reset_weights()
+                self.jumps += 1
+                self._pending_jump = None
+            else:
+                self._pending_jump = f
+        else:
+            self._pending_jump = None
+            # fine: the disturbance phasor turns at the frequency error (frequency-locked loop)
+            dot = complex(np.vdot(self._z_prev, self.z))
+            if dot.real > 0.0:  # less than a quarter turn per update: a usable phase difference
+                df = math.atan2(dot.imag, dot.real) / (2.0 * math.pi * self.update_period)
+                f_new = self.f_hat + self.pll_gain * df
+                self._set_frequency(min(max(f_new, self.band[0]), self.band[1]))
+        self._z_prev[:] = self.z
+        self.amplitude[:] = per_joint[int(np.argmin(np.abs(grid - self.f_hat)))]

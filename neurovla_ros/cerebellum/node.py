@@ -1,0 +1,332 @@
+"""Cerebellum node ``cerebellum``: goals -> smooth reference, online tremor cancellation.
+
+Interfaces
+    /joint_states [sensor_msgs/JointState]           encoders; their stamps drive the ticks
+    /imu/data [sensor_msgs/Imu]                      wrist IMU (imu_link), gravity included
+    /cortex/goal_pose [geometry_msgs/PoseStamped]    tcp goal in base_link (IK here)
+    /cortex/joint_goal [trajectory_msgs/JointTrajectory]  joint goal or action chunk
+    /teleop/twist [geometry_msgs/TwistStamped]       tcp velocity, base_link or tcp_link
+                                                     (MoveIt Servo style, timeout)
+    /teleop/pose [geometry_msgs/PoseStamped]         tcp goal in base_link
+    <reference_topic> [sensor_msgs/JointState]       desired position, velocity and
+                                                     feed-forward effort for the spinal layer
+    ~/predicted_effort [sensor_msgs/JointState]      forward model: predicted joint position
+                                                     and velocity, and the predicted periodic
+                                                     disturbance (tremor) torque [N m] as effort
+    ~/ee_pose, ~/ee_twist, ~/ee_accel                state estimate of the tcp (base_link):
+        [geometry_msgs/PoseStamped, TwistStamped, AccelStamped]
+    /diagnostics [diagnostic_msgs/DiagnosticArray]   adaptation status (tremor frequency,
+                                                     amplitude, weights), estimate, tick cost
+
+Ticks run in the /joint_states callback at ``rate_hz`` (decimated by stamp), so the work per
+tick is one core step and one publish; the IMU callback only stores the sample. A 20 Hz
+watchdog keeps publishing the held reference when /joint_states stops. The work is done by the
+ROS-free :class:`neurovla_ros.cerebellum.core.Cerebellum`.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import AccelStamped, PoseStamped, TwistStamped
+from rclpy.node import Node
+from rclpy._rclpy_pybind11 import RCLError
+from sensor_msgs.msg import Imu, JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from ..common import robot
+from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
+                              declare_params, run)
+from .core import Cerebellum, config_from
+from .estimator import matrix_to_quat_xyzw
+from .params import NODE_NAME, PARAMS
+
+WATCHDOG_PERIOD = 0.05  # [s]
+
+
+def _kv(key, value) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=str(value).lower())
+    if isinstance(value, float):
+        return KeyValue(key=key, value=f'{value:.6g}')
+    if isinstance(value, (list, tuple)):
+        return KeyValue(key=key, value=' '.join(f'{v:.4g}' for v in value))
+    return KeyValue(key=key, value=str(value))
+
+
+class CerebellumNode(Node):
+    def __init__(self):
+        super().__init__(NODE_NAME)
+        self.p = declare_params(self, PARAMS)
+        p = self.p
+        self.model = robot.load()
+        self.core = Cerebellum(self.model, config_from(p))
+        self.arm = list(self.model.arm_joints)
+        self.add_post_set_parameters_callback(self._on_params)
+        # outputs (messages reused)
+        self.ref_msg = JointState()
+        self.ref_msg.name = list(self.arm)
+        self.ref_pub = self.create_publisher(JointState, p.reference_topic, SENSOR_QOS)
+        self.pred_msg = JointState()
+        self.pred_msg.name = list(self.arm)
+        self.pred_pub = self.create_publisher(JointState, '~/predicted_effort', SENSOR_QOS)
+        self.pose_pub = self.create_publisher(PoseStamped, '~/ee_pose', SENSOR_QOS)
+        self.twist_pub = self.create_publisher(TwistStamped, '~/ee_twist', SENSOR_QOS)
+        self.accel_pub = self.create_publisher(AccelStamped, '~/ee_accel', SENSOR_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
+        # inputs
+        self.create_subscription(JointState, '/joint_states', self._on_joints, LATEST_QOS)
+        self.create_subscription(Imu, '/imu/data', self._on_imu, LATEST_QOS)
+        self.create_subscription(PoseStamped, '/cortex/goal_pose', self._on_goal_pose,
+                                 COMMAND_QOS)
+        self.create_subscription(JointTrajectory, '/cortex/joint_goal', self._on_joint_goal,
+                                 COMMAND_QOS)
+        self.create_subscription(TwistStamped, '/teleop/twist', self._on_twist, COMMAND_QOS)
+        self.create_subscription(PoseStamped, '/teleop/pose', self._on_goal_pose, COMMAND_QOS)
+        self.create_timer(WATCHDOG_PERIOD, self._watchdog)
+        self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
+        if p.state_rate_hz > 0:
+            self.create_timer(1.0 / p.state_rate_hz, self._publish_state)
+        # joint-state bookkeeping
+        self._names = None
+        self._idx = None
+        self._q = np.zeros(6)
+        self._qd = np.zeros(6)
+        self._gyro = np.zeros(3)
+        self._acc = np.zeros(3)
+        self._quat = np.zeros(4)
+        self._t_stamp = None       # stamp of the last joint sample [s]
+        self._t_tick = -math.inf   # stamp of the last tick [s]
+        self._period = 1.0 / p.rate_hz
+        self._pred_period = 1.0 / p.prediction_rate_hz if p.prediction_rate_hz > 0 else 0.0
+        self._t_pred = -math.inf
+        self._last_tick_wall = -math.inf
+        self._stamp = None
+        # statistics (since the last diagnostics)
+        self._tick_us = np.zeros(2048)
+        self._n_ticks = 0
+        self._ticks_total = 0
+        self._rejected = {'joint_states': 0, 'imu': 0, 'goal': 0}
+        self._diag_t = time.monotonic()
+        self.get_logger().info(
+            f'cerebellum: reference on {p.reference_topic} at {p.rate_hz:g} Hz, '
+            f'{"BYPASS (plain interpolation)" if p.bypass else "shaping + tremor canceller"}')
+
+    # ---------------------------------------------------------------- parameters
+    def _on_params(self, params) -> None:
+        cfg = self.core.cfg
+        for prm in params:
+            if hasattr(cfg, prm.name):
+                setattr(cfg, prm.name, prm.value)
+                if prm.name in ('adapt_time', 'leak_time', 'min_amplitude'):
+                    setattr(self.core.canceller, prm.name, prm.value)
+                elif prm.name == 'max_correction':
+                    self.core.canceller.max_correction[:] = prm.value
+
+    # ---------------------------------------------------------------- inputs
+    def _warn(self, what: str, msg: str) -> None:
+        self._rejected[what] += 1
+        self.get_logger().warning(msg, throttle_duration_sec=1.0)
+
+    def _layout(self, names) -> bool:
+        try:
+            idx = [names.index(n) for n in self.arm]
+        except ValueError:
+            missing = [n for n in self.arm if n not in names]
+            self._warn('joint_states', f'/joint_states rejected: missing joints {missing}')
+            return False
+        self._names = list(names)
+        self._idx = None if idx == list(range(6)) else np.array(idx)
+        return True
+
+    def _on_joints(self, msg: JointState) -> None:
+        t0 = time.perf_counter()
+        names = msg.name
+        if names != self._names and not self._layout(names):
+            return
+        pos, vel = msg.position, msg.velocity
+        n = len(names)
+        if len(pos) != n or len(vel) != n:
+            self._warn('joint_states', f'/joint_states rejected: {n} names but {len(pos)} '
+                       f'positions, {len(vel)} velocities')
+            return
+        if not (math.isfinite(sum(pos)) and math.isfinite(sum(vel))):
+            self._warn('joint_states', '/joint_states rejected: NaN or inf')
+            return
+        pa, va = np.frombuffer(pos), np.frombuffer(vel)
+        if self._idx is None:
+            q, qd = pa[:6], va[:6]
+        else:
+            q, qd = np.take(pa, self._idx, out=self._q), np.take(va, self._idx, out=self._qd)
+        now = time.monotonic()
+        st = msg.header.stamp
+        t = st.sec + st.nanosec * 1e-9
+        if t <= 0.0:
+            t = now
+        core = self.core
+        core.set_joints(now, q, qd)
+        if self._t_stamp is not None and t < self._t_stamp - 1.0:
+            self._t_tick = -math.inf  # the clock went back (sim reset): start over
+        self._t_stamp = t
+        if t - self._t_tick < self._period - 2.5e-4:
+            return
+        dt = t - self._t_tick if math.isfinite(self._t_tick) else self._period
+        self._t_tick = t
+        self._stamp = st
+        self._tick(now, dt, st)
+        self._tick_us[self._n_ticks % len(self._tick_us)] = (time.perf_counter() - t0) * 1e6
+        self._n_ticks += 1
+
+    def _on_imu(self, msg: Imu) -> None:
+        w, a, o = msg.angular_velocity, msg.linear_acceleration, msg.orientation
+        g, acc = self._gyro, self._acc
+        g[0], g[1], g[2] = w.x, w.y, w.z
+        acc[0], acc[1], acc[2] = a.x, a.y, a.z
+        if not (math.isfinite(g[0] + g[1] + g[2]) and math.isfinite(acc[0] + acc[1] + acc[2])):
+            self._warn('imu', '/imu/data rejected: NaN or inf')
+            return
+        quat = None
+        if msg.orientation_covariance[0] != -1.0:
+            qq = self._quat
+            qq[0], qq[1], qq[2], qq[3] = o.x, o.y, o.z, o.w
+            nrm = qq[0] * qq[0] + qq[1] * qq[1] + qq[2] * qq[2] + qq[3] * qq[3]
+            if math.isfinite(nrm) and 0.9 < nrm < 1.1:
+                quat = qq
+        self.core.set_imu(time.monotonic(), g, acc, quat)
+
+    def _goal_result(self, ok: bool, why: str) -> None:
+        if not ok:
+            self._warn('goal', why)
+
+    def _on_goal_pose(self, msg: PoseStamped) -> None:
+        p, o = msg.pose.position, msg.pose.orientation
+        self._goal_result(*self.core.accept_pose_goal(
+            time.monotonic(), [p.x, p.y, p.z], [o.x, o.y, o.z, o.w], msg.header.frame_id))
+
+    def _on_joint_goal(self, msg: JointTrajectory) -> None:
+        names = list(msg.joint_names)
+        missing = [n for n in self.arm if n not in names]
+        unknown = [n for n in names if n not in self.arm and n not in (
+            robot.GRIPPER_JOINT, 'right_finger_joint')]
+        if missing or unknown or not msg.points:
+            self._goal_result(False, f'joint goal rejected: missing joints {missing}, unknown '
+                              f'{unknown}, {len(msg.points)} points')
+            return
+        idx = [names.index(n) for n in self.arm]
+        try:
+            pos = [[pt.positions[i] for i in idx] for pt in msg.points]
+            vel = None
+            if all(len(pt.velocities) == len(names) for pt in msg.points):
+                vel = [[pt.velocities[i] for i in idx] for pt in msg.points]
+        except IndexError:
+            self._goal_result(False, 'joint goal rejected: a point has fewer values than '
+                              'joint names')
+            return
+        times = [pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9
+                 for pt in msg.points]
+        self._goal_result(*self.core.accept_trajectory(time.monotonic(), times, pos, vel))
+
+    def _on_twist(self, msg: TwistStamped) -> None:
+        v, w = msg.twist.linear, msg.twist.angular
+        self._goal_result(*self.core.accept_twist(
+            time.monotonic(), [v.x, v.y, v.z], [w.x, w.y, w.z], msg.header.frame_id))
+
+    # ---------------------------------------------------------------- tick and outputs
+    def _tick(self, now: float, dt: float, stamp) -> None:
+        core = self.core
+        if not core.tick(now, dt):
+            return
+        self._last_tick_wall = now
+        self._ticks_total += 1
+        m = self.ref_msg
+        m.header.stamp = stamp
+        m.position = core.ref_pos.tolist()
+        m.velocity = core.ref_vel.tolist()
+        m.effort = core.ref_eff.tolist()
+        try:
+            self.ref_pub.publish(m)
+            if self._pred_period and now - self._t_pred >= self._pred_period:
+                self._t_pred = now
+                pm = self.pred_msg
+                pm.header.stamp = stamp
+                pm.position = core.fm.q.tolist()
+                pm.velocity = core.fm.qd.tolist()
+                pm.effort = core.tremor_torque.tolist()
+                self.pred_pub.publish(pm)
+        except RCLError:  # shutting down: the context is gone
+            pass
+
+    def _watchdog(self) -> None:
+        """No /joint_states: keep publishing the held reference (and stop adapting)."""
+        now = time.monotonic()
+        if self.core.initialized and now - self._last_tick_wall > WATCHDOG_PERIOD:
+            stamp = self.get_clock().now().to_msg()
+            self._tick(now, WATCHDOG_PERIOD, stamp)
+
+    def _publish_state(self) -> None:
+        core = self.core
+        if not core.initialized:
+            return
+        est = core.estimator
+        est.derived()
+        stamp = self._stamp or self.get_clock().now().to_msg()
+        ps = PoseStamped()
+        ps.header.stamp, ps.header.frame_id = stamp, 'base_link'
+        ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = est.ee_pos.tolist()
+        qx, qy, qz, qw = matrix_to_quat_xyzw(est.ee_rot).tolist()
+        o = ps.pose.orientation
+        o.x, o.y, o.z, o.w = qx, qy, qz, qw
+        tw = TwistStamped()
+        tw.header = ps.header
+        tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z = est.ee_twist[:3].tolist()
+        tw.twist.angular.x, tw.twist.angular.y, tw.twist.angular.z = est.ee_twist[3:].tolist()
+        ac = AccelStamped()
+        ac.header = ps.header
+        ac.accel.linear.x, ac.accel.linear.y, ac.accel.linear.z = est.ee_acc.tolist()
+        try:
+            self.pose_pub.publish(ps)
+            self.twist_pub.publish(tw)
+            self.accel_pub.publish(ac)
+        except RCLError:
+            pass
+
+    def _publish_diagnostics(self) -> None:
+        core = self.core
+        now = time.monotonic()
+        n = min(self._n_ticks, len(self._tick_us))
+        us = self._tick_us[:n]
+        rate = self._n_ticks / max(1e-6, now - self._diag_t)
+        self._diag_t, self._n_ticks = now, 0
+        st = DiagnosticStatus(name='cerebellum', hardware_id='neurovla_arm')
+        st.level = bytes([core.status_level if core.initialized else 1])
+        st.message = core.status_message
+        values = [_kv(k, v) for k, v in core.status().items()] if core.initialized else []
+        values += [_kv('tick_rate_hz', rate),
+                   _kv('tick_us_p50', float(np.percentile(us, 50)) if n else 0.0),
+                   _kv('tick_us_p99', float(np.percentile(us, 99)) if n else 0.0),
+                   _kv('ticks_total', self._ticks_total),
+                   _kv('mode', 'bypass' if core.cfg.bypass else 'cerebellum')]
+        values += [_kv(f'rejected_{k}', v) for k, v in self._rejected.items()]
+        if core.last_rejection:
+            values.append(_kv('last_rejection', core.last_rejection))
+        st.values = values
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [st]
+        try:
+            self.diag_pub.publish(arr)
+        except RCLError:
+            pass
+
+
+def main(args=None) -> int:
+    if 'torch' in sys.modules:  # the cerebellum needs none; never let it take the cores
+        cap_torch_threads()
+    return run(CerebellumNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
