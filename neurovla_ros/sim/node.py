@@ -244,7 +244,7 @@ class SimNode(Node):
                 p.base_vibration_amplitude, p.base_vibration_frequency_hz, 0))
         if any(n.endswith('_rate_hz') for n in names):
             self._apply_rates()
-        if 'speed' in names:
+        if 'speed' in names and self.sim_time:
             self._mono_epoch_ns = None  # re-anchor the pacing
 
     # ------------------------------------------------------------------ stamps
@@ -586,6 +586,10 @@ class SimNode(Node):
                     self._record_lateness(time.monotonic_ns() - due)
                 if end is not None and k_next % 100 == 0 and time.monotonic() > end:
                     break
+        except Exception:  # noqa: BLE001
+            if ctx.ok():
+                raise
+            # shut down under our feet (Ctrl-C / SIGTERM): handles are gone, just stop
         finally:
             if executor is None:
                 ex.remove_node(self)
@@ -645,13 +649,22 @@ def camera_process(seed, n_objects, width, height, camera_name, share, conn, top
 def main(args=None) -> int:
     """Like ``rosutil.run``, but the node owns its loop (physics on absolute deadlines)."""
     rclpy.init(args=args)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None
+
+    def on_term(*_):
+        if node is not None:
+            node.stop()  # leave the loop at the next step, then shut down cleanly
+        else:
+            rclpy.try_shutdown()
+    signal.signal(signal.SIGTERM, on_term)
     try:
         node = SimNode()
         node.run()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001
+        if rclpy.ok():
+            raise  # a real failure; otherwise: stopped while starting
     finally:
         if node is not None:
             node.close()

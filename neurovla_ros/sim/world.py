@@ -384,16 +384,15 @@ class World:
         if v.shape != (6,) or not np.all(np.isfinite(v)):
             raise ValueError(f'command: need 6 finite values, got {values!r}')
         prev = self._mode
+        if prev == 'effort' and mode in ('position', 'velocity'):  # bumpless: from the state
+            self._sp[:] = self._q
+            self._qd_sp[:] = self._qd
         if mode == 'position':
-            if prev == 'effort':
-                self._sp[:] = self.data.qpos[self._arm_q]
             self._target = np.clip(v, self.lower, self.upper)
             self._traj = None
             self._mode = 'position'
             return self._target.copy()
         if mode == 'velocity':
-            if prev == 'effort':
-                self._sp[:] = self.data.qpos[self._arm_q]
             self._v_cmd = np.clip(v, -self.vmax, self.vmax)
             self._traj = None
             self._mode = 'velocity'
@@ -422,8 +421,8 @@ class World:
                     and (qd is None or (qd.shape == (6,) and np.all(np.isfinite(qd))))):
                 raise ValueError('command_trajectory: need finite times, q[6] and qd[6]/None')
         if self._mode == 'effort':
-            self._sp[:] = self.data.qpos[self._arm_q]
-            self._qd_sp[:] = 0.0
+            self._sp[:] = self._q
+            self._qd_sp[:] = self._qd
         now = self.data.time
         pts = [p for p in pts if p[0] > 1e-9] or [(self.dt, pts[-1][1], pts[-1][2])]
         times = np.array([now] + [now + p[0] for p in pts])
