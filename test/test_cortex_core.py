@@ -165,6 +165,16 @@ def test_goal_hovers_then_descends_above_the_object(cortex):
     cortex.set_joints(q_at(0.55, 0.1, 0.10), [0.04, 0.04])   # 5 cm off: hover again
     assert cortex.goal().stage == 'approach'
     assert np.allclose(cortex.goal().rotation, cortex.home_rotation)
+    cortex.set_joints(q_at(0.5, 0.1, 0.05), [0.04, 0.04])    # at the final goal, still
+    cortex.goal()
+    cortex.goal()
+    assert cortex.status().values['task'] == 'descending'
+    cortex.clock_.t += 0.6
+    cortex.set_joints(q_at(0.5, 0.1, 0.05), [0.04, 0.04])
+    cortex.goal()
+    st = cortex.status()
+    assert st.values['task'] == 'reached' and st.message.startswith('reached the goal')
+    assert st.values['goal_distance_m'] < 0.002
 
 
 def test_a_distant_target_needs_confirmation(cortex):
@@ -259,3 +269,16 @@ def test_worker_thread_keeps_the_goal_while_a_slow_plan_runs():
         assert c.status().values['infer_ms_p50'] >= 250
     finally:
         c.stop()
+
+
+def test_jittery_plans_are_smoothed_and_small_changes_ignored(cortex):
+    offsets = [0.012, -0.012, 0.010, -0.010, 0.011, -0.009, 0.0]
+    for dx in offsets:
+        cortex.backend.answer = Plan(centre=np.array([0.5 + dx, 0.1, 0.02]))
+        assert cortex.step().level == OK
+    # median of the last 5 accepted centres: x = 0.5 + median(0.010, -0.010, 0.011, -0.009, 0)
+    assert cortex.goal().position[0] == pytest.approx(0.5, abs=1e-9)
+    plan_id = cortex.goal().plan_id
+    cortex.backend.answer = Plan(centre=np.array([0.501, 0.1, 0.02]))
+    cortex.step()                       # median moves by < 3 mm: the goal is kept
+    assert cortex.goal().plan_id == plan_id

@@ -52,7 +52,12 @@ class LocalBackend:
         from .model import locate
         if language.parse(obs.instruction).empty:
             raise PlanError(f'the instruction {obs.instruction!r} names no colour or shape I know')
-        centre, conf = locate(self.model, [obs.image], [obs.instruction], obs.camera)
+        image, camera = obs.image, obs.camera
+        if image.shape[:2] != (240, 320):     # the model's crop is defined on 320x240 images
+            import cv2
+            image = cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA)
+            camera = camera.scaled(320, 240)
+        centre, conf = locate(self.model, [image], [obs.instruction], camera)
         return Plan(centre=centre[0], confidence=float(conf[0]))
 
     def diagnostics(self) -> dict:

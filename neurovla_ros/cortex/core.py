@@ -16,7 +16,8 @@ gripper target ``clearance`` above the object's top, reached from ``approach_hei
 (hover first, then descend once within ``xy_tolerance``), so the fingers never sweep low
 across the table. A new centre far from the current one is only adopted once ``confirm``
 consecutive plans agree (one bad frame, e.g. the gripper hiding the object, cannot move the
-goal).
+goal). Accepted centres are smoothed (median of the last ``smoothing``) with a small deadband,
+so frame-to-frame jitter of the pointer does not shake the arm at the goal.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ class Cortex:
                  joints_timeout: float = 0.5, clearance: float = 0.01,
                  approach_height: float = 0.08, xy_tolerance: float = 0.02,
                  jump_tolerance: float = 0.05, confirm: int = 3, min_confidence: float = 0.2,
-                 gripper_opening: float = 0.04,
+                 smoothing: int = 5, deadband: float = 0.003, gripper_opening: float = 0.04,
                  workspace=((0.2, 0.8), (-0.45, 0.45), (0.02, 0.5)), clock=time.monotonic,
                  model: robot.RobotModel | None = None):
         self.backend = backend
@@ -100,6 +101,8 @@ class Cortex:
         self.clearance, self.approach_height = clearance, approach_height
         self.xy_tolerance, self.jump_tolerance = xy_tolerance, jump_tolerance
         self.confirm, self.min_confidence = confirm, min_confidence
+        self.smoothing, self.deadband = smoothing, deadband
+        self._recent: deque = deque(maxlen=max(1, smoothing))   # accepted centres
         self.gripper_opening = gripper_opening
         self.workspace = np.asarray(workspace, float)
         self.clock = clock
@@ -119,6 +122,8 @@ class Cortex:
         self._plan_id = 0
         self._candidate: list = []          # disagreeing centres waiting for confirmation
         self._descending = False
+        self.task, self.goal_distance = 'idle', float('nan')   # progress, for diagnostics
+        self._reached_since = None
         self.latencies: deque = deque(maxlen=500)
         self.plans = self.errors = self.rejected = 0
         self.last_error = ''
@@ -135,6 +140,8 @@ class Cortex:
             self._instruction = text
             self._instruction_id += 1
             self._plan, self._candidate, self._descending = None, [], False
+            self._recent.clear()
+            self.task, self._reached_since = 'idle', None
         reset = getattr(self.backend, 'reset', None)
         if reset:
             reset()
@@ -242,13 +249,14 @@ class Cortex:
             if cur is None or cur.centre is None or \
                     np.linalg.norm(c[:2] - cur.centre[:2]) <= self.jump_tolerance:
                 self._candidate = []
-                return self._accept(plan, 'ok')
+                return self._smoothed(plan, c, 'ok')
             self._candidate = [p for p in self._candidate
                                if np.linalg.norm(p.centre[:2] - c[:2]) <= self.jump_tolerance]
             self._candidate.append(plan)
             if len(self._candidate) >= self.confirm:
                 self._candidate, self._descending = [], False
-                return self._accept(plan, 'ok: target moved (confirmed)')
+                self._recent.clear()
+                return self._smoothed(plan, c, 'ok: target moved (confirmed)')
             self.rejected += 1
             return (f'plan {np.linalg.norm(c[:2] - cur.centre[:2]) * 100:.0f} cm away from the '
                     f'current target: waiting for confirmation, holding the last goal')
@@ -259,6 +267,19 @@ class Cortex:
                 return f'rejected a non-finite pose from {self.backend.name}'
             return self._accept(plan, 'ok')
         return f'{self.backend.name} returned no goal ({plan.note or "no reason given"})'
+
+    def _smoothed(self, plan: Plan, centre: np.ndarray, note: str) -> str:
+        """Adopt the median of the last ``smoothing`` accepted centres (frame-to-frame jitter,
+        e.g. from the gripper hiding part of the object, must not shake the arm); changes below
+        ``deadband`` [m] keep the current goal."""
+        self._recent.append(centre)
+        med = np.median(np.asarray(self._recent), axis=0)
+        cur = self._plan
+        if cur is not None and cur.centre is not None and \
+                np.linalg.norm(med - cur.centre) < self.deadband:
+            return note + ' (unchanged)'
+        plan.centre = med
+        return self._accept(plan, note)
 
     def _accept(self, plan: Plan, note: str) -> str:
         self._plan = plan
@@ -303,9 +324,26 @@ class Cortex:
                 if not self._descending:
                     final[2] += self.approach_height
                     stage = 'approach'
-            return Goal(self._clamp(final), self.home_rotation, grip, None, stage, plan_id)
+            goal = self._clamp(final)
+            self._progress(goal, stage, q)
+            return Goal(goal, self.home_rotation, grip, None, stage, plan_id)
         rot = plan.rotation if plan.rotation is not None else self.home_rotation
         return Goal(self._clamp(plan.position), rot, grip, None, 'pose', plan_id)
+
+    def _progress(self, goal, stage: str, q) -> None:
+        """Task state for diagnostics: approach, descending, reached (tcp within 1.5 cm of the
+        final goal for 0.5 s)."""
+        if q is None:
+            self.task = stage
+            return
+        self.goal_distance = float(np.linalg.norm(self.model.fk(q)[:3, 3] - goal))
+        if stage == 'final' and self.goal_distance < 0.015:
+            now = self.clock()
+            self._reached_since = self._reached_since or now
+            self.task = 'reached' if now - self._reached_since >= 0.5 else 'descending'
+        else:
+            self._reached_since = None
+            self.task = 'descending' if stage == 'final' else stage
 
     def _clamp(self, p) -> np.ndarray:
         return np.clip(np.asarray(p, float), self.workspace[:, 0], self.workspace[:, 1])
@@ -313,6 +351,8 @@ class Cortex:
     # ---- status ----
     def status(self) -> Status:
         s = self._status
+        if s.level == OK and self.task == 'reached' and self._plan is not None:
+            s = Status(OK, f'reached the goal for {self._instruction!r}')
         lat = np.asarray(self.latencies) * 1e3
         values = {'backend': self.backend.name, 'instruction': self._instruction,
                   'plans': self.plans, 'errors': self.errors, 'rejected': self.rejected,
@@ -320,7 +360,9 @@ class Cortex:
                   'infer_ms_last': float(lat[-1]) if lat.size else float('nan'),
                   'infer_ms_p50': float(np.median(lat)) if lat.size else float('nan'),
                   'infer_ms_p99': float(np.percentile(lat, 99)) if lat.size else float('nan'),
-                  'has_goal': self._plan is not None}
+                  'has_goal': self._plan is not None,
+                  'task': self.task if self._plan is not None else 'planning',
+                  'goal_distance_m': self.goal_distance}
         extra = getattr(self.backend, 'diagnostics', None)
         if extra:
             values.update(extra())

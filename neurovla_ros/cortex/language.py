@@ -85,19 +85,27 @@ def resolve(query: Query, objects) -> list[int]:
     return [i for i, o in enumerate(objects) if query.matches(o['colour'], o['shape'])]
 
 
-def describe(target: int, objects, rng: np.random.Generator, heldout: bool = False) -> str:
-    """An instruction that names ``objects[target]`` unambiguously among ``objects``."""
+def describe(target: int, objects, rng: np.random.Generator, heldout: bool = False,
+             shape_weight: float = 1.0) -> str:
+    """An instruction that names ``objects[target]`` unambiguously among ``objects``.
+
+    ``shape_weight``: relative weight of shape-only references ("the ball") among the valid
+    ones (training raises it: a colour word alone usually suffices, so shapes are learnt only
+    from instructions that need them).
+    """
     obj = objects[target]
     others = [o for i, o in enumerate(objects) if i != target]
     unique = {'': True,
               'colour': all(o['colour'] != obj['colour'] for o in others),
               'shape': all(o['shape'] != obj['shape'] for o in others)}
-    refs = [p for p, need in (HELDOUT_REFERENCES if heldout else TRAIN_REFERENCES)
-            if unique[need]]
+    valid = [(p, need) for p, need in (HELDOUT_REFERENCES if heldout else TRAIN_REFERENCES)
+             if unique[need]]
+    refs = [p for p, _ in valid]
+    w = np.array([shape_weight if need == 'shape' else 1.0 for _, need in valid])
     templates = HELDOUT_TEMPLATES if heldout else TRAIN_TEMPLATES
     colour_word = str(rng.choice(COLOUR_WORDS.get(obj['colour'], (obj['colour'],))))
     shape_word = str(rng.choice(SHAPE_WORDS.get(obj['shape'], (obj['shape'],))))
-    ref = str(rng.choice(refs)).format(colour=colour_word, shape=shape_word)
+    ref = str(rng.choice(refs, p=w / w.sum())).format(colour=colour_word, shape=shape_word)
     return str(rng.choice(templates)).format(obj=ref)
 
 

@@ -37,6 +37,8 @@ PARAMS: list[Param] = [
           'needs confirm_plans agreeing plans', 0.005, 1.0),
     Param('confirm_plans', 3, 'Consecutive agreeing plans needed to move to a distant target',
           1, 50),
+    Param('smoothing', 5, 'Target = median of this many latest accepted plans', 1, 50),
+    Param('deadband', 0.003, 'Target changes smaller than this [m] are ignored', 0.0, 0.05),
     Param('min_confidence', 0.2, 'Plans less confident than this are ignored (0..1)', 0.0, 1.0),
     Param('gripper_opening', 0.04, 'Finger opening [m] sent with goals (open)', 0.0, 0.04),
     Param('workspace_min', [0.2, -0.45, 0.02], 'Goal position lower bounds x y z [m] '

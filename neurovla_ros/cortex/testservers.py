@@ -233,3 +233,28 @@ class OpenpiTestServer(_Server):
             acts = acts.copy()
             acts[0, 0] = np.nan
         return {'actions': acts, 'server_timing': {'infer_ms': infer_ms}}
+
+
+def main(argv=None) -> int:
+    """Run one test server in the foreground (benchmarks use a separate process, so the
+    server does not share the client's interpreter): prints ``PORT <n>`` once listening."""
+    import argparse
+    import sys
+    p = argparse.ArgumentParser(description='neurovla protocol test server')
+    p.add_argument('--protocol', choices=('neurovla', 'openpi'), default='neurovla')
+    p.add_argument('--port', type=int, default=0)
+    p.add_argument('--mode', choices=MODES, default='ok')
+    a = p.parse_args(argv)
+    cls = NeuroVLATestServer if a.protocol == 'neurovla' else OpenpiTestServer
+    server = cls(port=a.port, mode=a.mode)
+    print(f'PORT {server.port}', flush=True)
+    try:
+        sys.stdin.read()          # until the parent closes our stdin (or Ctrl-C)
+    except KeyboardInterrupt:
+        pass
+    server.close()
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""The ``cortex`` node: camera + instruction + joint states -> goals, inference off the executor.
+
+Interfaces:
+  subscribes  /camera/image_raw [sensor_msgs/Image, rgb8 or bgr8]
+              /camera/camera_info [sensor_msgs/CameraInfo]
+              /cortex/instruction [std_msgs/String] (also the ``instruction`` parameter)
+              /joint_states [sensor_msgs/JointState]
+  publishes   /cortex/goal_pose [geometry_msgs/PoseStamped, tcp goal in base_link]
+              /cortex/joint_goal [trajectory_msgs/JointTrajectory] (joint-space policies)
+              /gripper_controller/commands [std_msgs/Float64MultiArray, finger opening m]
+              /diagnostics [diagnostic_msgs/DiagnosticArray] (backend, latency, last error)
+Parameters: ``neurovla_ros.cortex.params``. The planning loop (``core.Cortex``) runs in its own
+thread; the callbacks only store the newest inputs and the goal timer re-publishes the last
+safe goal.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from ..common import robot
+from ..common.limits import invalid_reason
+from ..common.rosutil import COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads, \
+    declare_params, run
+from . import backends
+from .actions import matrix_to_quat_xyzw
+from .camera import Camera
+from .core import Cortex
+from .params import NODE_NAME, PARAMS
+
+DEFAULT_CAMERA_FRAME = 'scene_camera_optical_frame'
+LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
+
+
+class CortexNode(Node):
+    def __init__(self):
+        super().__init__(NODE_NAME)
+        p = self.p = declare_params(self, PARAMS)
+        cap_torch_threads(p.torch_threads)
+        self.model = robot.load()
+        self.arm = list(self.model.arm_joints)
+        self._fingers = [robot.GRIPPER_JOINT, 'right_finger_joint']
+        backend = backends.make(
+            p.backend, checkpoint=p.checkpoint, server_uri=p.server_uri,
+            statistics_file=p.statistics_file, statistics_key=p.statistics_key,
+            openpi_action_space=p.openpi_action_space, action_dt=p.action_dt,
+            connect_timeout=p.connect_timeout_s, reply_timeout=p.reply_timeout_s,
+            translation_scale=p.translation_scale, rotation_scale=p.rotation_scale,
+            ensemble_horizon=p.ensemble_horizon, gripper_opening=p.gripper_opening,
+            gripper_high_closes=p.gripper_high_closes, threads=p.torch_threads)
+        self.core = Cortex(
+            backend, rate_hz=p.plan_rate_hz, image_timeout=p.image_timeout_s,
+            joints_timeout=p.joints_timeout_s, clearance=p.clearance,
+            approach_height=p.approach_height, xy_tolerance=p.xy_tolerance,
+            jump_tolerance=p.jump_tolerance, confirm=p.confirm_plans,
+            min_confidence=p.min_confidence, smoothing=p.smoothing, deadband=p.deadband,
+            gripper_opening=p.gripper_opening,
+            workspace=list(zip(p.workspace_min, p.workspace_max)), model=self.model)
+        self.core.set_instruction(p.instruction)
+        self.add_post_set_parameters_callback(self._on_params)
+        self._camera = None
+        self._camera_key = None
+        self._joint_index = None
+        self._joint_names = None
+        self._joints_msg = None
+        self.core.joints_provider = self._joints
+        self._last_traj_id = -1
+
+        self.create_subscription(Image, '/camera/image_raw', self._on_image, LATEST_QOS)
+        self.create_subscription(CameraInfo, '/camera/camera_info', self._on_info, LATEST_QOS)
+        self.create_subscription(String, '/cortex/instruction', self._on_instruction,
+                                 COMMAND_QOS)
+        self.create_subscription(JointState, '/joint_states', self._on_joints, LATEST_QOS)
+        self.pub_goal = self.create_publisher(PoseStamped, '/cortex/goal_pose', COMMAND_QOS)
+        self.pub_traj = self.create_publisher(JointTrajectory, '/cortex/joint_goal', COMMAND_QOS)
+        self.pub_grip = self.create_publisher(Float64MultiArray, '/gripper_controller/commands',
+                                              COMMAND_QOS)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', SENSOR_QOS)
+        self._goal_msg = PoseStamped()
+        self._goal_msg.header.frame_id = 'base_link'
+        self._grip_msg = Float64MultiArray()
+        self._grip_last, self._grip_t = None, 0.0
+        self.create_timer(1.0 / p.goal_rate_hz, self._publish_goal)
+        self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
+        self.core.start()
+        self.get_logger().info(f'cortex up: backend {p.backend}, instruction {p.instruction!r}')
+
+    # ---- inputs ----
+    def _warn(self, msg: str) -> None:
+        self.get_logger().warning(msg, throttle_duration_sec=1.0)
+
+    def _on_params(self, params) -> None:
+        for prm in params:
+            if prm.name == 'instruction':
+                self.core.set_instruction(prm.value)
+
+    def _on_instruction(self, msg: String) -> None:
+        self.core.set_instruction(msg.data)
+        self.get_logger().info(f'instruction: {msg.data!r}')
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        key = (tuple(msg.k), msg.width, msg.height, msg.header.frame_id)
+        if key == self._camera_key:
+            return
+        frame = self.p.camera_frame or msg.header.frame_id or DEFAULT_CAMERA_FRAME
+        if frame not in {j.child for j in self.model.joints.values()}:
+            self._warn(f'camera frame {frame!r} is not in the URDF; using {DEFAULT_CAMERA_FRAME}')
+            frame = DEFAULT_CAMERA_FRAME
+        try:
+            self._camera = Camera.from_info(msg.k, msg.width, msg.height, frame, self.model)
+        except ValueError as e:
+            self._warn(f'ignoring camera_info: {e}')
+            return
+        self._camera_key = key
+        self.core.set_camera(self._camera)
+
+    def _on_image(self, msg: Image) -> None:
+        enc = msg.encoding.lower()
+        h, w, step = msg.height, msg.width, msg.step
+        if enc not in ('rgb8', 'bgr8') or h == 0 or w == 0 or step < 3 * w or \
+                len(msg.data) < step * h:
+            self._warn(f'ignoring image: encoding {msg.encoding!r} {w}x{h} step {step} '
+                       f'({len(msg.data)} bytes); need rgb8/bgr8')
+            return
+        img = np.frombuffer(msg.data, np.uint8, count=step * h).reshape(h, step)[:, :3 * w]
+        img = img.reshape(h, w, 3)
+        if enc == 'bgr8':
+            img = img[:, :, ::-1]
+        cam = self._camera
+        if cam is not None and (cam.width, cam.height) != (w, h):
+            self._warn(f'image is {w}x{h} but camera_info says {cam.width}x{cam.height}')
+            return
+        self.core.set_image(img)
+
+    def _on_joints(self, msg: JointState) -> None:
+        # 1 kHz stream: keep the newest message only; it is parsed when the cortex needs it
+        self._joints_msg = (msg, time.monotonic())
+
+    def _joints(self):
+        """(arm q, fingers, monotonic stamp) of the newest valid /joint_states, else None."""
+        got, self._joints_msg = self._joints_msg, None
+        if got is None:
+            return None
+        msg, stamp = got
+        names = list(msg.name)
+        if names != self._joint_names:
+            try:
+                self._joint_index = [names.index(n) for n in self.arm + self._fingers]
+            except ValueError:
+                missing = [n for n in self.arm + self._fingers if n not in names]
+                self._warn(f'/joint_states lacks {missing}; ignoring it')
+                return None
+            self._joint_names = names
+        pos = msg.position
+        if len(pos) != len(names):
+            self._warn(f'/joint_states has {len(pos)} positions for {len(names)} names')
+            return None
+        values = np.array([pos[i] for i in self._joint_index], float)
+        bad = invalid_reason(values, 8)
+        if bad:
+            self._warn(f'ignoring /joint_states: {bad}')
+            return None
+        return values[:6], values[6:], stamp
+
+    # ---- outputs ----
+    def _publish_goal(self) -> None:
+        goal = self.core.goal()
+        if goal is None:
+            return
+        now = self.get_clock().now().to_msg()
+        if goal.trajectory is not None:
+            if goal.plan_id != self._last_traj_id:
+                self._last_traj_id = goal.plan_id
+                self.pub_traj.publish(self._trajectory(goal.trajectory, now))
+        else:
+            m = self._goal_msg
+            m.header.stamp = now
+            pos = m.pose.position
+            pos.x, pos.y, pos.z = (float(v) for v in goal.position)
+            o = m.pose.orientation
+            o.x, o.y, o.z, o.w = (float(v) for v in matrix_to_quat_xyzw(goal.rotation))
+            self.pub_goal.publish(m)
+        # the gripper command only when it changes (and once a second): it shares the sim's
+        # command budget with the 1 kHz spinal stream
+        now_s = time.monotonic()
+        if goal.gripper is not None and (goal.gripper != self._grip_last or
+                                         now_s - self._grip_t > 1.0):
+            self._grip_last, self._grip_t = goal.gripper, now_s
+            self._grip_msg.data = [float(goal.gripper)]
+            self.pub_grip.publish(self._grip_msg)
+
+    def _trajectory(self, points, stamp) -> JointTrajectory:
+        msg = JointTrajectory()
+        msg.header.stamp = stamp
+        msg.header.frame_id = 'base_link'
+        msg.joint_names = self.arm
+        for t, q in points:
+            pt = JointTrajectoryPoint()
+            pt.positions = [float(v) for v in q]
+            sec = int(t)
+            pt.time_from_start = Duration(sec=sec, nanosec=int(round((t - sec) * 1e9)))
+            msg.points.append(pt)
+        return msg
+
+    def _publish_diagnostics(self) -> None:
+        s = self.core.status()
+        st = DiagnosticStatus()
+        st.level = LEVELS[s.level]
+        st.name = f'{NODE_NAME}: planner'
+        st.hardware_id = s.values.get('backend', '')
+        st.message = s.message
+        st.values = [KeyValue(key=k, value=(f'{v:.2f}' if isinstance(v, float) else str(v)))
+                     for k, v in s.values.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [st]
+        self.pub_diag.publish(arr)
+        if s.level > 0:
+            self._warn(s.message)
+
+    def close(self) -> None:
+        self.core.stop()
+
+
+def main(args=None) -> int:
+    return run(CortexNode, args)
+
+
+if __name__ == '__main__':
+    main()
