@@ -95,9 +95,12 @@ def test_streams_at_rate_with_imu_camera_and_objects(ros_process, rclpy_node):
     spin_until(rclpy_node, lambda: False, 2.0)
     wall = time.monotonic() - t0
     js_hz, imu_hz = len(probe.js_stamps) / wall, len(probe.imu) / wall
-    assert js_hz > 400 and imu_hz > 400, (js_hz, imu_hz)  # 1000 Hz target (bench proves it)
+    # 1000 Hz is the target (the bench measures it); on a loaded 2-core VM the probe itself
+    # drops messages, so: a generous floor, and the stamps prove one message per 1 ms step
+    assert js_hz > 250 and imu_hz > 250, (js_hz, imu_hz)
     st = np.diff(probe.js_stamps)
     assert np.all(st > 0) and np.all(st % 1_000_000 == 0)  # stamps on the 1 ms step grid
+    assert np.median(st) == 1_000_000
     assert abs(ns(probe.js.header.stamp) - time.time_ns()) < 0.5e9  # real time: wall stamps
     imu = probe.imu[-1]
     a = imu.linear_acceleration
@@ -221,7 +224,8 @@ def test_sim_time_publishes_clock_and_runs_faster_than_real_time(ros_process, rc
     assert spin_until(rclpy_node, fut.done, 10) and fut.result().results[0].successful
     assert spin_until(rclpy_node, lambda: probe.dist, 5)
     assert probe.dist[0].header.frame_id == 'tremor:wrist' and probe.dist[0].wrench.torque.x == 2.0
-    assert ns(probe.dist[0].header.stamp) <= probe.clock[-1]
+    spin_until(rclpy_node, lambda: False, 0.3)
+    assert 0 < ns(probe.dist[0].header.stamp) <= probe.clock[-1]  # a sim-time stamp
     bad = client.set_parameters([Parameter('tremor_amplitude', value=-1.0)])
     assert spin_until(rclpy_node, bad.done, 10) and not bad.result().results[0].successful
     c0, t0 = probe.clock[-1], time.monotonic()
