@@ -1,0 +1,336 @@
+"""The spinal layer as one ROS-free object: reference handling, network, limits, reflex arc.
+
+``SpinalController.step(q, qd, effort, t, dt, now)`` is one 1 kHz tick: it runs the collision
+detector on the new joint state, picks the reference (live, hold, withdrawal, compliant hold or
+the blend back), runs the spiking network and returns the joint torques to command (effort
+interface: on top of the body's gravity compensation), inside the URDF limits.
+
+Modes (``MODES``):
+
+* ``hold``      no fresh reference: hold the pose latched when the reference went missing/stale;
+* ``follow``    track the live reference;
+* ``engage``    blend from the hold pose to the live reference over ``engage_time``;
+* ``withdraw``  reflex: minimum-jerk withdrawal after a detected collision;
+* ``compliant`` reflex: after the withdrawal, hold with the torque scaled by ``hold_scale``
+  until ``reset_reflex()`` or ``quiet_time`` [s] without contact (0 = only on reset), then
+  ``engage`` again.
+
+Times: ``t`` is the joint-state time (the body's clock, for the reflex motion), ``now`` a
+monotonic clock (for the reference timeout). Both in seconds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..common import robot as robot_mod
+from .dynamics import ArmDynamics
+from .encoding import AccelEstimator, Decoder, Encoder, JointGains
+from .lif import NetParams, SpinalNet
+from .reflex import CollisionDetector, DetectorConfig, WithdrawConfig, Withdrawal, min_jerk
+
+HOLD, FOLLOW, ENGAGE, WITHDRAW, COMPLIANT = 'hold', 'follow', 'engage', 'withdraw', 'compliant'
+MODES = (HOLD, FOLLOW, ENGAGE, WITHDRAW, COMPLIANT)
+
+
+@dataclass
+class SpinalConfig:
+    reference_timeout: float = 0.1   # a reference older than this is stale -> hold [s]
+    engage_time: float = 0.3         # blend from a hold to the live reference [s]
+    reflex_enabled: bool = True
+    hold_scale: float = 0.3          # torque scale of the compliant hold after a withdrawal
+    quiet_time: float = 1.0          # automatic recovery after this long without contact [s]
+    velocity_band: float = 0.1       # the velocity guard acts in the top 10 % of the limit
+    limit_margin: float = 0.02       # soft position limits this far inside the URDF's [rad]
+    rest_velocity: float = 0.05      # slower than this (reference and arm) counts as rest [rad/s]
+    feedforward: bool = True         # add the reference's effort field to the torque
+    gain_omega_max: float = 40.0     # bandwidth cap of the model-derived gains [rad/s]
+    gain_e_sat: float = 0.05         # error that saturates a joint's effort [rad]
+    armature: float = 0.1            # drive inertia per arm joint, not in the URDF [kg m^2]
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    withdraw: WithdrawConfig = field(default_factory=WithdrawConfig)
+
+
+@dataclass
+class ReflexEvent:
+    t: float                  # joint-state time of the detection [s]
+    joints: list              # names of the joints over threshold
+    torque: np.ndarray        # estimated external torque [N m]
+    threshold: np.ndarray     # threshold in force [N m]
+    offset: np.ndarray        # planned withdrawal joint offset [rad]
+    channel: str = 'joint_torque'   # which sensor saw it: joint_torque | wrench
+
+
+class LimitGuard:
+    """Keeps effort commands inside the URDF limits of position, velocity and effort.
+
+    * effort: |tau| <= effort limit;
+    * velocity: above ``1 - band`` of the velocity limit the torque that would speed the joint
+      up is cut to ``kv (vmax - |qd|)`` (zero at the limit, braking beyond it), with ``kv``
+      capped at ``inertia / dt`` for discrete-time stability;
+    * position: the torque toward a soft limit (``margin`` inside the URDF range) is at most
+      ``kp (limit - q) - kd qd``, the joint's own spring-damper toward that limit.
+
+    Six joints: scalar Python is cheaper than a dozen numpy calls on 6-element arrays.
+    """
+
+    def __init__(self, gains: JointGains, model: robot_mod.RobotModel, inertia, dt=1e-3,
+                 band=0.1, margin=0.02):
+        lim = model.limits()
+        self.effort = lim['effort'].tolist()
+        self.vmax = lim['velocity'].tolist()
+        self.upper = (lim['upper'] - margin).tolist()
+        self.lower = (lim['lower'] + margin).tolist()
+        kv = np.minimum(lim['effort'] / (band * lim['velocity']), np.asarray(inertia) / dt)
+        self.kv = kv.tolist()
+        self.vstart = ((1 - band) * lim['velocity']).tolist()
+        self.kp, self.kd = gains.kp.tolist(), gains.kd.tolist()
+        self._rows = list(zip(self.effort, self.vmax, self.vstart, self.kv, self.kp, self.kd,
+                              self.upper, self.lower))
+        self.out = [0.0] * len(self.effort)
+        self.clipped = 0   # ticks where the guard changed the command
+
+    def __call__(self, tau, q, qd) -> list:
+        """Limited torques (a list, also kept in ``out``) for ``tau`` at the state q, qd."""
+        out = self.out
+        changed = False
+        for i, (t, qi, vi, row) in enumerate(zip(tau.tolist(), q.tolist(), qd.tolist(),
+                                                 self._rows)):
+            eff, vmax, vstart, kv, kp, kd, upper, lower = row
+            hi, lo = eff, -eff
+            if vi > vstart:
+                hi = min(hi, kv * (vmax - vi))
+            elif vi < -vstart:
+                lo = max(lo, -kv * (vmax + vi))
+            b = kp * (upper - qi) - kd * vi
+            if b < hi:
+                hi = b
+            b = kp * (lower - qi) - kd * vi
+            if b > lo:
+                lo = b
+            if hi < -eff:
+                hi = -eff
+            if lo > eff:
+                lo = eff
+            v = hi if t > hi else (lo if t < lo else t)
+            if v != t:
+                changed = True
+            out[i] = v
+        if changed:
+            self.clipped += 1
+        return out
+
+
+class SpinalController:
+    """One object per arm: see the module docstring."""
+
+    def __init__(self, params: NetParams | None = None, cfg: SpinalConfig | None = None,
+                 dyn: ArmDynamics | None = None, model: robot_mod.RobotModel | None = None,
+                 record: bool = False):
+        self.cfg = cfg or SpinalConfig()
+        self.model = model or robot_mod.load()
+        self.dyn = dyn or ArmDynamics(armature=self.cfg.armature)
+        self.params = params or NetParams.load()
+        lim = self.model.limits()
+        self.names = list(self.model.arm_joints)
+        self.inertia = self.dyn.home_inertia(self.model.home_pose())
+        # the input/output unit the network was trained with (weights meta), else the default
+        e_ref = float(self.params.meta.get('e_ref', JointGains.e_ref))
+        self.gains = JointGains.from_model(self.inertia, lim['effort'], lim['damping'],
+                                           lim['friction'], e_sat=self.cfg.gain_e_sat,
+                                           omega_max=self.cfg.gain_omega_max, e_ref=e_ref)
+        self.encoder = Encoder(self.gains)
+        self.decoder = Decoder(self.gains)
+        self.accel = AccelEstimator(6)
+        self.net = SpinalNet(self.params, n_joints=6, record=record)
+        self.guard = LimitGuard(self.gains, self.model, self.inertia,
+                                band=self.cfg.velocity_band, margin=self.cfg.limit_margin)
+        self.detector = CollisionDetector(self.dyn, lim['damping'], lim['friction'],
+                                          self.cfg.detector)
+        self.withdrawal = Withdrawal(self.dyn, lim['lower'], lim['upper'], self.cfg.withdraw)
+        self.lower = lim['lower'] + self.cfg.limit_margin
+        self.upper = lim['upper'] - self.cfg.limit_margin
+        self.vmax = lim['velocity'].copy()
+        # live reference
+        self.ref_q = np.zeros(6)
+        self.ref_qd = np.zeros(6)
+        self.ref_tau = np.zeros(6)     # feed-forward torque given with the reference [N m]
+        self.ref_time = -np.inf
+        self.has_ref = False
+        # working state
+        self.mode = HOLD
+        self.hold_q = None
+        self.engage_t0 = 0.0
+        self.last_contact = -np.inf
+        self.q_des = np.zeros(6)
+        self.qd_des = np.zeros(6)
+        self.tau = np.zeros(6)
+        self.command = [0.0] * 6       # the last command (list) actually returned
+        self.last_event: ReflexEvent | None = None
+        self.events = 0
+        self.reset_requested = False
+        self.moving = False
+        self._spikes_mark = self._sops_mark = 0.0
+        self.rest_ticks = self.motion_ticks = 0
+        self.rest_spikes = self.motion_spikes = 0.0
+        self.rest_sops = self.motion_sops = 0.0
+        self._rest_v = float(self.cfg.rest_velocity)
+
+    # ---- inputs ----
+    def set_reference(self, q, qd=None, tau_ff=None, now: float = 0.0) -> None:
+        """A new desired state (arm order, already validated finite of length 6)."""
+        np.clip(q, self.lower, self.upper, out=self.ref_q)
+        if qd is None:
+            self.ref_qd.fill(0.0)
+        else:
+            np.clip(qd, -self.vmax, self.vmax, out=self.ref_qd)
+        if tau_ff is None or not self.cfg.feedforward:
+            self.ref_tau.fill(0.0)
+        else:
+            np.clip(tau_ff, -self.gains.effort, self.gains.effort, out=self.ref_tau)
+        self.ref_time = now
+        self.has_ref = True
+
+    def reset_reflex(self) -> bool:
+        """Leave the reflex (withdrawal or compliant hold); False when none was active."""
+        if self.mode in (WITHDRAW, COMPLIANT):
+            self.reset_requested = True
+            return True
+        return False
+
+    def reference_fresh(self, now: float) -> bool:
+        return self.has_ref and now - self.ref_time <= self.cfg.reference_timeout
+
+    # ---- the tick ----
+    def step(self, q, qd, effort, t: float, dt: float, now: float) -> list:
+        """One tick: joint state (8 or 6 joints, /joint_states order) -> arm torques [N m].
+
+        ``effort`` None: no torque measurement (the detector skips this sample). Returns the
+        command as a list of 6 floats (kept in ``command``). A detected collision leaves a
+        ``ReflexEvent`` in ``last_event`` (and counts in ``events``) for this tick only.
+        """
+        cfg = self.cfg
+        qa, qda = q[:6], qd[:6]
+        self.last_event = None
+        if effort is not None and self.detector.update(q, qd, effort, dt):
+            if cfg.reflex_enabled and self.mode in (HOLD, FOLLOW, ENGAGE):
+                self._start_reflex(q, qd, t)
+            self.last_contact = t
+        mode = self.mode
+        follow = False
+        # ---- the reference of this tick ----
+        if mode == FOLLOW:
+            if self.reference_fresh(now):
+                q_des, qd_des, follow = self.ref_q, self.ref_qd, True
+            else:
+                q_des, qd_des = self._hold_here(qa), self.qd_des
+        elif mode == WITHDRAW:
+            q_des, qd_des, done = self.withdrawal.reference(t)
+            if done:
+                self.mode = COMPLIANT
+        elif mode == COMPLIANT:
+            q_des, qd_des = self.withdrawal.target_q, self.qd_des
+            self.qd_des.fill(0.0)
+            quiet = cfg.quiet_time > 0 and t - self.last_contact >= cfg.quiet_time
+            if self.reset_requested or quiet:
+                self.reset_requested = False
+                self._hold_here(self.withdrawal.target_q)
+        else:   # HOLD or ENGAGE
+            self.reset_requested = False
+            q_des, qd_des = self._engage(qa, t, now)
+        qdd_des = self.accel.update(qd_des, dt)
+        # ---- spiking network ----
+        x = self.encoder.encode(q_des, qd_des, qa, qda, qdd_des)
+        tau = self.decoder(self.net.tick(x))
+        if self.mode == COMPLIANT:
+            tau *= cfg.hold_scale
+        elif follow and cfg.feedforward:
+            tau += self.ref_tau
+        self.command = self.guard(tau, qa, qda)
+        return self.command
+
+    def _engage(self, qa, t, now):
+        """HOLD / ENGAGE: hold pose, or the blend from it to a fresh live reference."""
+        if not self.reference_fresh(now):
+            if self.mode != HOLD or self.hold_q is None:
+                self._hold_here(qa)
+            self.qd_des.fill(0.0)
+            return self.hold_q, self.qd_des
+        if self.hold_q is None:
+            self.hold_q = np.array(qa, float)
+        if self.mode == HOLD:
+            self.mode = ENGAGE
+            self.engage_t0 = t
+        T = self.cfg.engage_time
+        s, ds = min_jerk((t - self.engage_t0) / T) if T > 0 else (1.0, 0.0)
+        # q = hold + s (ref - hold), qd = s ref_qd + ds / T (ref - hold)
+        np.subtract(self.ref_q, self.hold_q, out=self.q_des)
+        np.multiply(self.q_des, ds / T if T > 0 else 0.0, out=self.qd_des)
+        self.q_des *= s
+        self.q_des += self.hold_q
+        self.qd_des += s * self.ref_qd
+        if s >= 1.0:
+            self.mode = FOLLOW
+        return self.q_des, self.qd_des
+
+    def after_tick(self, q, qd, effort=None, dt: float = 0.0) -> None:
+        """Bookkeeping off the latency path (call after the command went out)."""
+        self.detector.prepare(q, qd, effort, dt)
+        moving = bool(np.max(np.abs(qd[:6])) > self._rest_v)
+        if not moving:
+            qd_des = self.ref_qd if self.mode == FOLLOW else self.qd_des
+            moving = bool(np.max(np.abs(qd_des)) > self._rest_v)
+        self.moving = moving
+        net = self.net
+        d_spk, d_sops = net.spikes - self._spikes_mark, net.sops - self._sops_mark
+        self._spikes_mark, self._sops_mark = net.spikes, net.sops
+        if moving:
+            self.motion_ticks += 1
+            self.motion_spikes += d_spk
+            self.motion_sops += d_sops
+        else:
+            self.rest_ticks += 1
+            self.rest_spikes += d_spk
+            self.rest_sops += d_sops
+
+    def _hold_here(self, q):
+        self.hold_q = np.array(q[:6], float)
+        self.mode = HOLD
+        self.qd_des.fill(0.0)
+        self.accel.reset()
+        return self.hold_q
+
+    def external_trigger(self, q, qd, t: float, channel: str = 'wrench') -> bool:
+        """A collision seen by another channel: withdraw (from joint state q, qd at t)."""
+        if not (self.cfg.reflex_enabled and self.mode in (HOLD, FOLLOW, ENGAGE)):
+            self.last_contact = t
+            return False
+        self._start_reflex(q, qd, t, channel)
+        self.last_contact = t
+        return True
+
+    def _start_reflex(self, q, qd, t, channel: str = 'joint_torque') -> None:
+        det = self.detector
+        dq = self.withdrawal.plan(q, det.r, qd, t)
+        self.mode = WITHDRAW
+        self.events += 1
+        self.last_event = ReflexEvent(t=t, joints=[n for n, h in zip(self.names, det.hit) if h],
+                                      torque=det.r.copy(), threshold=det.level.copy(), offset=dq,
+                                      channel=channel)
+
+    # ---- figures ----
+    def firing_rates(self, tick_s: float = 1e-3) -> tuple[float, float]:
+        """Mean hidden firing rate at rest and in motion [spikes / neuron / s]."""
+        n = self.net.n_neurons
+        rest = self.rest_spikes / max(1, self.rest_ticks) / n / tick_s
+        motion = self.motion_spikes / max(1, self.motion_ticks) / n / tick_s
+        return rest, motion
+
+    def reset_stats(self) -> None:
+        self.rest_ticks = self.motion_ticks = 0
+        self.rest_spikes = self.motion_spikes = 0.0
+        self.rest_sops = self.motion_sops = 0.0
+        self.net.reset_counters()
+        self._spikes_mark = self._sops_mark = 0.0
+        self.guard.clipped = 0

@@ -1,0 +1,189 @@
+"""Per-joint normalisation around the shared spiking segment: gains, encoder, decoder. ROS-free.
+
+The spinal network has the same weights for every joint, so each joint's signals are brought
+to one common scale first. The scale comes from the robot model, not from hand tuning:
+
+* ``kp_j = m_jj * omega_j**2`` and ``kd_j = 2 * zeta * m_jj * omega_j`` with ``m_jj`` the
+  joint's own inertia at the home pose (mass-matrix diagonal, drive inertia included) and
+  ``omega_j`` the bandwidth that saturates the joint's effort limit at ``e_sat`` of error,
+  capped at ``omega_max``.
+* Normalised signals (dimensionless, 1 = the torque ``kp_j * e_ref``):
+  ``z_pos = e / e_ref``, ``z_vel = kd_j * ed / (kp_j * e_ref)``, ``z_ff = tau_ff / (kp_j * e_ref)``
+  with ``e = q_des - q``, ``ed = qd_des - qd`` and ``tau_ff`` the torque the desired motion
+  needs by the model: ``m_jj * qdd_des`` (inertia) + ``D qd_des`` + ``F tanh(qd_des / v_eps)``
+  (the URDF's viscous and Coulomb friction). ``qdd_des`` is estimated from the stream of
+  desired velocities (:class:`AccelEstimator`).
+* Each signed signal feeds two non-negative channels, ON = max(z, 0) and OFF = max(-z, 0)
+  (clipped to ``x_max``): with zero error and no desired motion every input is zero and the
+  network is silent.
+* The readout ``y`` (same normalised unit) becomes the torque ``kp_j * e_ref * y``.
+
+The classical controllers use the same gains: ``pd_torque`` (the PD baseline) and
+``teacher_torque`` (PD + model feed-forward, the controller the network learns to imitate).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_SIGNALS = 3            # position error, velocity error, feed-forward
+N_CHANNELS = 2 * N_SIGNALS
+
+
+@dataclass(frozen=True)
+class JointGains:
+    """Model-derived per-joint constants (arrays over the arm joints)."""
+    kp: np.ndarray        # [N m / rad]
+    kd: np.ndarray        # [N m s / rad]
+    inertia: np.ndarray   # joint inertia at home [kg m^2]
+    damping: np.ndarray   # URDF viscous damping [N m s / rad]
+    friction: np.ndarray  # URDF Coulomb friction [N m]
+    effort: np.ndarray    # URDF effort limit [N m]
+    e_ref: float = 0.05   # position error of one normalised unit [rad]
+    v_eps: float = 0.05   # velocity where the Coulomb feed-forward reaches 76 % [rad/s]
+
+    @property
+    def tau_unit(self) -> np.ndarray:
+        """Torque of one normalised unit per joint [N m]."""
+        return self.kp * self.e_ref
+
+    @classmethod
+    def from_model(cls, inertia_diag, effort, damping, friction, e_sat: float = 0.05,
+                   omega_max: float = 100.0, zeta: float = 1.0, e_ref: float = 0.05,
+                   v_eps: float = 0.05) -> 'JointGains':
+        """Gains from the joint inertias [kg m^2] at home and the URDF limits."""
+        m = np.asarray(inertia_diag, float)
+        effort = np.asarray(effort, float)
+        omega = np.minimum(omega_max, np.sqrt(effort / e_sat / m))
+        return cls(kp=m * omega ** 2, kd=2 * zeta * m * omega, inertia=m,
+                   damping=np.asarray(damping, float), friction=np.asarray(friction, float),
+                   effort=effort, e_ref=e_ref, v_eps=v_eps)
+
+    def feedforward(self, qd_des, qdd_des=0.0) -> np.ndarray:
+        """Torque the model needs for the desired velocity and acceleration [N m]."""
+        qd_des = np.asarray(qd_des, float)
+        return (self.inertia * qdd_des + self.damping * qd_des
+                + self.friction * np.tanh(qd_des / self.v_eps))
+
+    def pd_torque(self, q_des, qd_des, q, qd) -> np.ndarray:
+        """Classical PD (the baseline), clamped to the effort limit [N m]."""
+        tau = self.kp * (np.asarray(q_des) - q) + self.kd * (np.asarray(qd_des) - qd)
+        return np.clip(tau, -self.effort, self.effort)
+
+    def teacher_torque(self, q_des, qd_des, q, qd, qdd_des=0.0) -> np.ndarray:
+        """PD + model feed-forward: what the network is trained to reproduce [N m]."""
+        tau = (self.kp * (np.asarray(q_des) - q) + self.kd * (np.asarray(qd_des) - qd)
+               + self.feedforward(qd_des, qdd_des))
+        return np.clip(tau, -self.effort, self.effort)
+
+    def normalised_teacher(self, z: np.ndarray) -> np.ndarray:
+        """The teacher in normalised units from the signals ``z`` (..., 3, J)."""
+        u = z[..., 0, :] + z[..., 1, :] + z[..., 2, :]
+        lim = self.effort / self.tau_unit
+        return np.clip(u, -lim, lim)
+
+
+class AccelEstimator:
+    """Desired acceleration from successive desired velocities: finite difference, then a
+    first-order low-pass (time constant ``tau`` [s]) that smooths references arriving slower
+    than the ticks or with jitter."""
+
+    def __init__(self, n: int = 6, tau: float = 0.004, max_dt: float = 0.05):
+        self.tau, self.max_dt = float(tau), float(max_dt)
+        self.qdd = np.zeros(n)
+        self._prev = np.zeros(n)
+        self._d = np.zeros(n)
+        self._primed = False
+
+    def reset(self) -> None:
+        self.qdd.fill(0.0)
+        self._primed = False
+
+    def update(self, qd_des, dt: float) -> np.ndarray:
+        if self._primed and 0.0 < dt <= self.max_dt:
+            d = self._d
+            np.subtract(qd_des, self._prev, out=d)
+            d *= 1.0 / dt
+            d -= self.qdd
+            d *= min(1.0, dt / self.tau) if self.tau > 0 else 1.0
+            self.qdd += d
+        np.copyto(self._prev, qd_des)
+        self._primed = True
+        return self.qdd
+
+
+class Encoder:
+    """Physical joint signals -> ON/OFF input channels (C, J), into preallocated buffers."""
+
+    def __init__(self, gains: JointGains, x_max: float = 4.0):
+        self.g = gains
+        self.x_max = float(x_max)
+        j = len(gains.kp)
+        self._inv_e = 1.0 / gains.e_ref
+        self._vel_gain = gains.kd / gains.tau_unit
+        self._inertia_n = gains.inertia / gains.tau_unit      # normalised feed-forward gains
+        self._damp_n = gains.damping / gains.tau_unit
+        self._fric_n = gains.friction / gains.tau_unit
+        self._inv_veps = 1.0 / gains.v_eps
+        self.z = np.zeros((N_SIGNALS, j))
+        self.x = np.zeros((N_CHANNELS, j))
+        self._tmp = np.zeros(j)
+
+    def feedforward(self, qd_des, qdd_des, out=None) -> np.ndarray:
+        """Normalised model feed-forward for the desired velocity and acceleration (J,)."""
+        out = np.zeros(len(self._tmp)) if out is None else out
+        t = self._tmp
+        np.multiply(qd_des, self._inv_veps, out=t)
+        np.tanh(t, out=t)
+        t *= self._fric_n
+        np.multiply(qd_des, self._damp_n, out=out)
+        out += t
+        np.multiply(qdd_des, self._inertia_n, out=t)
+        out += t
+        return out
+
+    def _signals(self, z, q_des, qd_des, q, qd, qdd_des):
+        np.subtract(q_des, q, out=z[0])
+        z[0] *= self._inv_e
+        np.subtract(qd_des, qd, out=z[1])
+        z[1] *= self._vel_gain
+        self.feedforward(qd_des, qdd_des, out=z[2])
+        return z
+
+    def signals(self, q_des, qd_des, q, qd, qdd_des) -> np.ndarray:
+        """Normalised signed signals z (3, J): position error, velocity error, feed-forward."""
+        return self._signals(self.z, q_des, qd_des, q, qd, qdd_des)
+
+    def encode(self, q_des, qd_des, q, qd, qdd_des) -> np.ndarray:
+        """ON/OFF channels x (6, J) >= 0: [pos+, vel+, ff+, pos-, vel-, ff-]."""
+        x = self.x
+        k = N_SIGNALS
+        self._signals(x[:k], q_des, qd_des, q, qd, qdd_des)
+        np.negative(x[:k], out=x[k:])
+        np.maximum(x, 0.0, out=x)
+        np.minimum(x, self.x_max, out=x)
+        return x
+
+
+def on_off(z: np.ndarray, out: np.ndarray | None = None, x_max: float = 4.0) -> np.ndarray:
+    """Split signed signals z (K, ...) into channels [max(z,0); max(-z,0)] clipped to x_max."""
+    k = z.shape[0]
+    if out is None:
+        out = np.empty((2 * k,) + z.shape[1:])
+    np.clip(z, 0.0, x_max, out=out[:k])
+    np.negative(z, out=out[k:])
+    np.clip(out[k:], 0.0, x_max, out=out[k:])
+    return out
+
+
+class Decoder:
+    """Readout (normalised) -> joint torque [N m] (limits are applied by the caller)."""
+
+    def __init__(self, gains: JointGains):
+        self.unit = gains.tau_unit.copy()
+        self.tau = np.zeros(len(self.unit))
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        np.multiply(y, self.unit, out=self.tau)
+        return self.tau

@@ -1,0 +1,300 @@
+"""Spinal node ``spinal``: the spiking joint controller at the joint-state rate, plus reflexes.
+
+Interfaces
+    /joint_states [sensor_msgs/JointState]            measured state; every sample is one tick
+    <reference_topic> [sensor_msgs/JointState]        desired position (+ velocity, + effort)
+    <wrench_topic> [geometry_msgs/WrenchStamped]      only when wrench_threshold > 0
+    <command_topic> [std_msgs/Float64MultiArray]      arm torques, effort interface
+    ~/reflex [diagnostic_msgs/DiagnosticArray]        one status per reflex event / recovery
+    /diagnostics [diagnostic_msgs/DiagnosticArray]    mode, tick timing, firing rates, energy
+    ~/reset [std_srvs/Trigger]                        leave the reflex
+
+Each /joint_states sample runs one tick in its callback: the collision detector first, then the
+network, then the command is published; bookkeeping comes after the publish. The work is done by
+the ROS-free :class:`neurovla_ros.spinal.controller.SpinalController`.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import WrenchStamped
+from rclpy.node import Node
+from rclpy._rclpy_pybind11 import RCLError
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from ..common.rosutil import COMMAND_QOS, LATEST_QOS, declare_params, run
+from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
+from .lif import WEIGHTS_FILE, NetParams
+from .params import NODE_NAME, PARAMS
+from .reflex import DetectorConfig, WithdrawConfig, WrenchDetector
+
+GRIPPER = ('left_finger_joint', 'right_finger_joint')
+
+
+def config_from(p) -> SpinalConfig:
+    """SpinalConfig from the node's parameter namespace."""
+    return SpinalConfig(
+        reference_timeout=p.reference_timeout, engage_time=p.engage_time,
+        reflex_enabled=p.reflex_enabled, hold_scale=p.hold_scale, quiet_time=p.quiet_time,
+        feedforward=p.feedforward, armature=p.joint_armature,
+        detector=DetectorConfig(
+            thresholds=(p.reflex_threshold_arm,) * 3 + (p.reflex_threshold_wrist,) * 3,
+            dyn_fraction=p.reflex_dynamic_fraction, gain=p.observer_gain,
+            env_gain=p.reflex_tremor_gain),
+        withdraw=WithdrawConfig(distance=p.withdraw_distance, duration=p.withdraw_time,
+                                max_joint=p.withdraw_max_joint,
+                                min_height=p.withdraw_min_height))
+
+
+def _kv(key, value) -> KeyValue:
+    return KeyValue(key=key, value=value if isinstance(value, str) else f'{value:.6g}')
+
+
+class SpinalNode(Node):
+    def __init__(self):
+        super().__init__(NODE_NAME)
+        self.p = declare_params(self, PARAMS)
+        p = self.p
+        self.ctrl = SpinalController(NetParams.load(p.weights_file or WEIGHTS_FILE),
+                                     config_from(p))
+        self.arm = list(self.ctrl.names)
+        self.order = self.arm + list(GRIPPER)
+        self.cmd_msg = Float64MultiArray()
+        self.cmd_pub = self.create_publisher(Float64MultiArray, p.command_topic, COMMAND_QOS)
+        self.reflex_pub = self.create_publisher(DiagnosticArray, '~/reflex', COMMAND_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
+        self.create_subscription(JointState, '/joint_states', self._on_state, LATEST_QOS)
+        self.create_subscription(JointState, p.reference_topic, self._on_reference, LATEST_QOS)
+        self.wrench = None
+        if p.wrench_threshold > 0:
+            self.wrench = WrenchDetector(p.wrench_threshold)
+            self.create_subscription(WrenchStamped, p.wrench_topic, self._on_wrench, LATEST_QOS)
+        self.create_service(Trigger, '~/reset', self._on_reset)
+        self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        # joint-state bookkeeping
+        self._names = None          # names of the last accepted /joint_states layout
+        self._idx = None            # None: already in order, else index array
+        self._t_prev = None
+        self._q = np.zeros(8)
+        self._qd = np.zeros(8)
+        self._eff = np.zeros(8)
+        self._has_state = False
+        self._w_prev = None
+        # statistics (since the last diagnostics)
+        self._tick_us = np.zeros(4096)
+        self._n_ticks = 0
+        self._rejected = {'joint_states': 0, 'reference': 0, 'wrench': 0}
+        self._diag_t = time.monotonic()
+        self._last_mode = self.ctrl.mode
+        self.get_logger().info(
+            f'spinal: {self.ctrl.net.n_neurons} LIF neurons ({self.ctrl.params.n_hidden} per '
+            f'joint, {self.ctrl.params.substeps} substeps/tick), commands on '
+            f'{p.command_topic}, reflex {"on" if p.reflex_enabled else "off"}')
+
+    # ---------------------------------------------------------------- inputs
+    def _warn(self, what: str, msg: str) -> None:
+        self._rejected[what] += 1
+        self.get_logger().warning(f'{what} rejected: {msg}', throttle_duration_sec=1.0)
+
+    def _layout(self, names) -> bool:
+        """Learn where the 6 arm joints (and fingers) are in a /joint_states message."""
+        try:
+            idx = [names.index(n) for n in self.arm]
+        except ValueError:
+            missing = [n for n in self.arm if n not in names]
+            self._warn('joint_states', f'missing joints {missing}')
+            return False
+        idx += [names.index(n) for n in GRIPPER if n in names]
+        self._names = list(names)
+        self._idx = None if idx == list(range(len(idx))) else np.array(idx)
+        return True
+
+    def _on_state(self, msg: JointState) -> None:
+        t0 = time.perf_counter()
+        names = msg.name
+        if names != self._names and not self._layout(names):
+            return
+        pos, vel, eff = msg.position, msg.velocity, msg.effort
+        n = len(names)
+        if len(pos) != n or len(vel) != n or (len(eff) not in (0, n)):
+            self._warn('joint_states', f'{n} names but {len(pos)} positions, {len(vel)} '
+                       f'velocities, {len(eff)} efforts')
+            return
+        if not (math.isfinite(sum(pos)) and math.isfinite(sum(vel))
+                and math.isfinite(sum(eff))):
+            self._warn('joint_states', 'NaN or inf')
+            self.ctrl.detector.restart()
+            return
+        pa, va = np.frombuffer(pos), np.frombuffer(vel)
+        ea = np.frombuffer(eff) if len(eff) else None
+        if self._idx is not None:
+            m = len(self._idx)
+            q, qd = self._q[:m], self._qd[:m]
+            np.take(pa, self._idx, out=q)
+            np.take(va, self._idx, out=qd)
+            if ea is not None:
+                ea = np.take(ea, self._idx, out=self._eff[:m])
+        else:
+            m = min(n, 8)
+            q, qd = pa[:m], va[:m]
+            if ea is not None:
+                ea = ea[:m]
+        stamp = msg.header.stamp
+        t = stamp.sec + stamp.nanosec * 1e-9
+        now = time.monotonic()
+        if t <= 0.0:
+            t = now
+        dt = t - self._t_prev if self._t_prev is not None else 0.0
+        self._t_prev = t
+        # ---- the tick: detect, control, publish ----
+        ctrl = self.ctrl
+        self.cmd_msg.data = ctrl.step(q, qd, ea, t, dt, now)
+        try:
+            self.cmd_pub.publish(self.cmd_msg)
+        except RCLError:      # shutting down: the context is gone
+            return
+        # ---- after the command ----
+        if ctrl.last_event is not None:
+            self._publish_event(ctrl.last_event, msg.header.stamp, time.time(), dt)
+        ctrl.after_tick(q, qd, ea, dt)
+        if self.wrench is not None:
+            np.copyto(self._q[:m], q)
+            np.copyto(self._qd[:m], qd)
+            self._has_state = True
+        if ctrl.mode != self._last_mode:
+            self._mode_changed(ctrl.mode, msg.header.stamp)
+        self._tick_us[self._n_ticks % len(self._tick_us)] = (time.perf_counter() - t0) * 1e6
+        self._n_ticks += 1
+
+    def _on_reference(self, msg: JointState) -> None:
+        names, pos, vel, eff = msg.name, msg.position, msg.velocity, msg.effort
+        n = len(pos)
+        if names:
+            if len(names) != n:
+                self._warn('reference', f'{len(names)} names but {n} positions')
+                return
+            unknown = [x for x in names if x not in self.order]
+            missing = [x for x in self.arm if x not in names]
+            if unknown or missing:
+                self._warn('reference', f'unknown joints {unknown}, missing {missing}')
+                return
+            idx = [names.index(x) for x in self.arm]
+        elif n == 6:
+            idx = list(range(6))
+        else:
+            self._warn('reference', f'no joint names and {n} positions (need 6)')
+            return
+        if len(vel) not in (0, n) or len(eff) not in (0, n):
+            self._warn('reference', f'{n} positions but {len(vel)} velocities, '
+                       f'{len(eff)} efforts')
+            return
+        if not (math.isfinite(sum(pos)) and math.isfinite(sum(vel))
+                and math.isfinite(sum(eff))):
+            self._warn('reference', 'NaN or inf')
+            return
+        q = np.asarray(pos)[idx]
+        qd = np.asarray(vel)[idx] if len(vel) else None
+        ff = np.asarray(eff)[idx] if len(eff) else None
+        lim = self.ctrl
+        if np.any(q < lim.lower - 0.2) or np.any(q > lim.upper + 0.2):
+            self.get_logger().warning('reference beyond the joint limits: clamped',
+                                      throttle_duration_sec=1.0)
+        self.ctrl.set_reference(q, qd, ff, time.monotonic())
+
+    def _on_wrench(self, msg: WrenchStamped) -> None:
+        f = msg.wrench.force
+        force = (f.x, f.y, f.z)
+        if not math.isfinite(sum(force)):
+            self._warn('wrench', 'NaN or inf')
+            return
+        stamp = msg.header.stamp
+        t = stamp.sec + stamp.nanosec * 1e-9
+        dt = t - self._w_prev if self._w_prev is not None else 0.0
+        self._w_prev = t
+        if self.wrench.update(force, dt) and self._has_state:
+            if self.ctrl.external_trigger(self._q, self._qd, self._t_prev or t, 'wrench'):
+                self._publish_event(self.ctrl.last_event, stamp, time.time(), dt)
+
+    def _on_reset(self, request, response):
+        response.success = self.ctrl.reset_reflex()
+        response.message = ('reflex reset: engaging the reference' if response.success
+                            else f'no reflex active (mode {self.ctrl.mode})')
+        return response
+
+    # ---------------------------------------------------------------- outputs
+    def _publish_event(self, ev, stamp, wall: float, dt: float) -> None:
+        """One DiagnosticStatus: detection time (state stamp and wall clock), joints, the
+        estimated external torques, thresholds, the planned withdrawal and the first
+        withdrawal command (exact values, so a receiver can find it)."""
+        st = DiagnosticStatus(level=DiagnosticStatus.WARN, name='spinal: reflex',
+                              hardware_id='neurovla_arm',
+                              message=f'collision on {", ".join(ev.joints) or ev.channel}: '
+                                      'withdrawing')
+        st.values = [_kv('event', 'collision'), _kv('detection_time', f'{ev.t:.6f}'),
+                     _kv('detection_wall_time', f'{wall:.6f}'), _kv('sample_dt', dt),
+                     _kv('channel', ev.channel), _kv('joints', ','.join(ev.joints))]
+        st.values += [_kv(f'external_torque.{n}', float(v)) for n, v in zip(self.arm, ev.torque)]
+        st.values += [_kv(f'threshold.{n}', float(v)) for n, v in zip(self.arm, ev.threshold)]
+        st.values += [_kv(f'withdraw_offset.{n}', float(v)) for n, v in zip(self.arm, ev.offset)]
+        if ev.channel == 'joint_torque':   # published in this very tick
+            st.values += [_kv(f'command.{n}', repr(float(v)))
+                          for n, v in zip(self.arm, self.ctrl.command)]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = stamp
+        self.reflex_pub.publish(arr)
+        self.get_logger().warning(f'reflex at t={ev.t:.4f}: {st.message}; external torque '
+                                  f'{np.round(ev.torque, 2).tolist()} N m')
+
+    def _mode_changed(self, mode, stamp) -> None:
+        prev, self._last_mode = self._last_mode, mode
+        if prev in (WITHDRAW, COMPLIANT) and mode not in (WITHDRAW, COMPLIANT):
+            st = DiagnosticStatus(level=DiagnosticStatus.OK, name='spinal: reflex',
+                                  hardware_id='neurovla_arm', message='recovered',
+                                  values=[_kv('event', 'recovered')])
+            arr = DiagnosticArray(status=[st])
+            arr.header.stamp = stamp
+            self.reflex_pub.publish(arr)
+
+    def _publish_diagnostics(self) -> None:
+        ctrl, now = self.ctrl, time.monotonic()
+        span = max(1e-6, now - self._diag_t)
+        n = min(self._n_ticks, len(self._tick_us))
+        us = self._tick_us[:n]
+        rest, motion = ctrl.firing_rates()
+        sops = ctrl.net.sops_per_s()
+        mode = ctrl.mode
+        level = DiagnosticStatus.WARN if mode in (WITHDRAW, COMPLIANT) else DiagnosticStatus.OK
+        msg = {'follow': 'following the reference', 'engage': 'engaging the reference',
+               'hold': 'holding: no fresh reference', 'withdraw': 'reflex: withdrawing',
+               'compliant': 'reflex: compliant hold'}[mode]
+        if self._n_ticks == 0:
+            level, msg = DiagnosticStatus.WARN, 'no joint states'
+        st = DiagnosticStatus(level=level, name='spinal: controller', hardware_id='neurovla_arm',
+                              message=msg)
+        st.values = [_kv('mode', mode), _kv('tick_hz', self._n_ticks / span),
+                     _kv('tick_us_p50', float(np.percentile(us, 50)) if n else 0.0),
+                     _kv('tick_us_p99', float(np.percentile(us, 99)) if n else 0.0),
+                     _kv('reflex_events', float(ctrl.events)),
+                     _kv('limit_clipped_ticks', float(ctrl.guard.clipped)),
+                     _kv('firing_rate_rest', rest), _kv('firing_rate_motion', motion),
+                     _kv('sops_per_s', sops), _kv('energy_w', sops * self.p.energy_per_sop)]
+        st.values += [_kv(f'rejected_{k}', float(v)) for k, v in self._rejected.items()]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(arr)
+        self._n_ticks = 0
+        self._diag_t = now
+        ctrl.reset_stats()
+
+
+def main(args=None) -> int:
+    return run(SpinalNode, args)
+
+
+if __name__ == '__main__':
+    main()

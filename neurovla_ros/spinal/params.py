@@ -1,0 +1,71 @@
+"""Parameters of the spinal node (ROS-free schema; see common/params.py)."""
+from __future__ import annotations
+
+from ..common.params import Param
+
+NODE_NAME = 'spinal'
+
+# Energy per synaptic operation: Intel Loihi, 23.6 pJ per synaptic spike op (Davies et al.,
+# "Loihi: A Neuromorphic Manycore Processor with On-Chip Learning", IEEE Micro 38(1), 2018).
+LOIHI_J_PER_SOP = 23.6e-12
+
+PARAMS: list[Param] = [
+    # ---- interfaces ----
+    Param('command_topic', '/forward_effort_controller/commands',
+          'Joint torque commands (std_msgs/Float64MultiArray, 6 arm joints, effort interface: '
+          'torque on top of gravity compensation) [topic]', read_only=True),
+    Param('reference_topic', '/cerebellum/reference',
+          'Desired joint state (sensor_msgs/JointState: position, optional velocity and '
+          'feed-forward effort) [topic]', read_only=True),
+    Param('wrench_topic', '/wrist/wrench',
+          'Wrist force/torque (geometry_msgs/WrenchStamped), used when wrench_threshold > 0 '
+          '[topic]', read_only=True),
+    Param('weights_file', '',
+          'Spiking network weights (.npz); empty = the packaged weights.npz', read_only=True),
+    # ---- control ----
+    Param('reference_timeout', 0.1,
+          'A reference older than this is stale: hold the pose [s]', 0.002, 10.0),
+    Param('engage_time', 0.3,
+          'Blend from a held pose to the live reference over this time [s]', 0.0, 5.0),
+    Param('feedforward', True, 'Add the reference effort field to the command'),
+    Param('joint_armature', 0.1,
+          'Reflected drive inertia of each arm joint, not in the URDF (the simulated body '
+          'uses 0.1) [kg m^2]', 0.0, 10.0, read_only=True),
+    # ---- reflex ----
+    Param('reflex_enabled', True, 'Withdraw on detected collisions'),
+    Param('reflex_threshold_arm', 3.0,
+          'External torque that triggers the reflex, shoulder and elbow joints [N m]',
+          0.1, 150.0),
+    Param('reflex_threshold_wrist', 2.0,
+          'External torque that triggers the reflex, wrist joints [N m]', 0.05, 28.0),
+    Param('reflex_dynamic_fraction', 0.02,
+          'Threshold increase per N m of measured joint torque (model error margin) [1]',
+          0.0, 1.0),
+    Param('reflex_tremor_gain', 1.5,
+          'Threshold increase per N m of oscillating residual (tremor robustness) [1]',
+          0.0, 10.0),
+    Param('observer_gain', 1000.0,
+          'Momentum observer bandwidth; >= the sample rate = one-sample estimate [1/s]',
+          1.0, 1.0e5),
+    Param('wrench_threshold', 0.0,
+          'Step in wrist force (high-passed) that triggers the reflex; 0 = wrench not used '
+          '[N]', 0.0, 1000.0),
+    Param('withdraw_distance', 0.05,
+          'Withdrawal travel of the tool centre point [m]', 0.0, 0.3),
+    Param('withdraw_time', 0.25, 'Duration of the withdrawal motion [s]', 0.02, 5.0),
+    Param('withdraw_max_joint', 0.35, 'Largest joint excursion of a withdrawal [rad]',
+          0.0, 1.5),
+    Param('withdraw_min_height', 0.03,
+          'A withdrawal keeps the tool centre point this high above the table [m]',
+          -1.0, 1.0),
+    Param('hold_scale', 0.3,
+          'Torque scale of the compliant hold after a withdrawal [1]', 0.0, 1.0),
+    Param('quiet_time', 1.0,
+          'Recover automatically after this long without contact; 0 = only on ~/reset [s]',
+          0.0, 600.0),
+    # ---- figures ----
+    Param('energy_per_sop', LOIHI_J_PER_SOP,
+          'Energy per synaptic operation for the energy estimate; default: Intel Loihi, '
+          '23.6 pJ (Davies et al., IEEE Micro 2018) [J]', 0.0, 1.0e-6),
+    Param('diagnostics_period', 1.0, 'Period of the /diagnostics status [s]', 0.05, 60.0),
+]

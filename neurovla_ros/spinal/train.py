@@ -1,0 +1,290 @@
+"""``neurovla train spinal``: learn the spinal network's weights (reproduces weights.npz).
+
+Imitation with surrogate-gradient BPTT (torch, CPU), then DAgger in the MuJoCo world:
+
+1. Behaviour cloning: the teacher (PD + URDF friction feed-forward, :mod:`.encoding`) drives
+   the arm along random minimum-jerk motions in ``sim.world.World``; every tick the normalised
+   joint signals ``z`` and the teacher's normalised torque are recorded. Each joint's sequence
+   is one training sample (the weights are shared by all joints).
+2. The network (:class:`TorchSpinal`, the same arithmetic as :class:`.lif.SpinalNet`, with a
+   fast-sigmoid surrogate derivative for the spike) is trained by BPTT through time windows:
+   the readout must reproduce the teacher's command (Huber loss) while firing little.
+3. DAgger: the numpy network itself (inside the full :class:`.controller.SpinalController`)
+   drives the arm, mixed with the teacher at a decreasing ratio; the states it visits are
+   labelled by the teacher and added to the data; training continues.
+4. The result is checked in closed loop against the PD baseline and the teacher on held-out
+   motions and written with its figures in ``meta_*`` entries.
+
+Deterministic for a given ``--seed`` (single torch thread, seeded generators).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+
+from . import lif
+from .encoding import N_SIGNALS, JointGains
+
+U_CAP = 3.0       # training targets are clipped to this many normalised units
+X_MAX = 4.0       # encoder channel clip (same as encoding.Encoder)
+
+
+# ---------------------------------------------------------------- torch network
+def _torch():
+    import torch
+    return torch
+
+
+class _Spike:
+    """Heaviside forward, fast-sigmoid derivative backward (slope ``k``)."""
+
+    fn = None
+
+    @classmethod
+    def get(cls, k: float = 5.0):
+        if cls.fn is None:
+            torch = _torch()
+
+            class SpikeFn(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, v):
+                    ctx.save_for_backward(v)
+                    return (v > 1.0).to(v.dtype)
+
+                @staticmethod
+                def backward(ctx, g):
+                    (v,) = ctx.saved_tensors
+                    return g / (1.0 + k * (v - 1.0).abs()) ** 2
+
+            cls.fn = SpikeFn.apply
+        return cls.fn
+
+
+def make_torch_net(p: lif.NetParams):
+    torch = _torch()
+    nn = torch.nn
+    base_meta = dict(p.meta)
+
+    class TorchSpinal(nn.Module):
+        """Same dynamics as lif.SpinalNet (batch of joint sequences)."""
+
+        def __init__(self):
+            super().__init__()
+            self.w_in = nn.Parameter(torch.tensor(p.w_in, dtype=torch.float32))
+            self.w_rec = nn.Parameter(torch.tensor(p.w_rec, dtype=torch.float32))
+            self.w_out = nn.Parameter(torch.tensor(p.w_out, dtype=torch.float32))
+            b = np.clip(p.beta, 1e-3, 1 - 1e-3)
+            self.beta_logit = nn.Parameter(torch.tensor(np.log(b / (1 - b)), dtype=torch.float32))
+            self.register_buffer('mask', torch.tensor(p.w_rec != 0, dtype=torch.float32))
+            self.beta_out = float(p.beta_out)
+            self.substeps = int(p.substeps)
+            self.n_layer1 = p.n_layer1
+
+        def beta(self):
+            return torch.sigmoid(self.beta_logit).clamp(0.3, 0.995)
+
+        def forward(self, z):
+            """z (B, T, 3) normalised signals -> readout (B, T), mean spikes per neuron-tick."""
+            spike = _Spike.get()
+            x = torch.cat([z.clamp(0, X_MAX), (-z).clamp(0, X_MAX)], dim=-1)
+            bsz, steps, _ = x.shape
+            h = self.w_in.shape[1]
+            w_rec = self.w_rec * self.mask
+            beta = self.beta()
+            i_in = x @ self.w_in                       # (B, T, H)
+            v = x.new_zeros(bsz, h)
+            s = x.new_zeros(bsz, h)
+            y = x.new_zeros(bsz)
+            ys, total = [], 0.0
+            for t in range(steps):
+                for _ in range(self.substeps):
+                    cur = i_in[:, t] + s @ w_rec
+                    y = self.beta_out * y + s @ self.w_out
+                    v = beta * v + cur
+                    s = spike(v)
+                    v = v - s.detach()
+                    total = total + s.mean()
+                ys.append(y)
+            return torch.stack(ys, 1), total / (steps * self.substeps)
+
+        def to_params(self, meta=None) -> lif.NetParams:
+            meta = {**base_meta, **(meta or {})}
+            with torch.no_grad():
+                return lif.NetParams(
+                    w_in=self.w_in.double().numpy().copy(),
+                    w_rec=(self.w_rec * self.mask).double().numpy().copy(),
+                    w_out=self.w_out.double().numpy().copy(),
+                    beta=self.beta().double().numpy().copy(), beta_out=self.beta_out,
+                    theta=1.0, substeps=self.substeps, n_layer1=self.n_layer1,
+                    meta=dict(meta or {}))
+
+    return TorchSpinal()
+
+
+# ---------------------------------------------------------------- data
+def targets(z: np.ndarray, gains: JointGains) -> np.ndarray:
+    """Teacher command in normalised units for signals z (T, 3, J), clipped for training."""
+    u = gains.normalised_teacher(z)
+    return np.clip(u, -U_CAP, U_CAP)
+
+
+def windows(z: np.ndarray, u: np.ndarray, length: int, stride: int):
+    """Per-joint windows: z (T, 3, J), u (T, J) -> (N, length, 3), (N, length)."""
+    zs, us = [], []
+    for j in range(z.shape[2]):
+        for s0 in range(0, len(z) - length + 1, stride):
+            zs.append(z[s0:s0 + length, :, j])
+            us.append(u[s0:s0 + length, j])
+    return np.array(zs, np.float32), np.array(us, np.float32)
+
+
+def train_epochs(net, opt, data_z, data_u, epochs: int, batch: int, warmup: int, rng,
+                 spike_cost: float, bar=None):
+    torch = _torch()
+    n = len(data_z)
+    losses = []
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for b0 in range(0, n - batch + 1, batch):
+            idx = order[b0:b0 + batch]
+            z = torch.from_numpy(data_z[idx])
+            u = torch.from_numpy(data_u[idx])
+            y, rate = net(z)
+            loss = torch.nn.functional.huber_loss(y[:, warmup:], u[:, warmup:], delta=0.5)
+            total = loss + spike_cost * rate
+            opt.zero_grad()
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            losses.append(float(loss))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f'{loss.item():.4f}', rate=f'{rate.item():.3f}')
+    return float(np.mean(losses[-10:])) if losses else float('nan')
+
+
+# ---------------------------------------------------------------- main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog='neurovla train spinal', description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--out', default=lif.WEIGHTS_FILE, help='weights file to write (.npz)')
+    ap.add_argument('--episodes', type=int, default=8, help='teacher episodes')
+    ap.add_argument('--episode-s', type=float, default=8.0, help='episode length [s]')
+    ap.add_argument('--epochs', type=int, default=4, help='behaviour-cloning epochs')
+    ap.add_argument('--dagger', type=int, default=3, help='DAgger rounds')
+    ap.add_argument('--dagger-epochs', type=int, default=1, help='epochs after each round')
+    ap.add_argument('--window', type=int, default=160, help='BPTT window [ticks]')
+    ap.add_argument('--batch', type=int, default=128)
+    ap.add_argument('--lr', type=float, default=3e-3)
+    ap.add_argument('--spike-cost', type=float, default=0.002)
+    ap.add_argument('--substeps', type=int, default=2)
+    ap.add_argument('--e-ref', type=float, default=0.02,
+                    help='position error of one normalised unit [rad]')
+    ap.add_argument('--eval-s', type=float, default=6.0, help='held-out evaluation length [s]')
+    args = ap.parse_args(argv)
+
+    import torch
+    from tqdm import tqdm
+
+    from ..sim.world import World
+    from .controller import SpinalConfig, SpinalController
+    from .evaluate import NetworkPolicy, rmse, rollout, pd_policy, teacher_policy
+    from .motion import moving_mask, random_motion
+
+    t_start = time.monotonic()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    rng = np.random.default_rng(args.seed)
+    world = World(seed=args.seed, n_objects=0)
+    cfg = SpinalConfig(reflex_enabled=False)
+    params = lif.init_params(n_in=2 * N_SIGNALS, substeps=args.substeps, seed=args.seed)
+    params.meta['e_ref'] = args.e_ref
+    ctrl = SpinalController(params, cfg)
+    gains = ctrl.gains
+    enc = ctrl.encoder
+
+    def log(msg):
+        tqdm.write(f'[train spinal {time.monotonic() - t_start:5.0f}s] {msg}', file=sys.stderr)
+
+    # 1. teacher data
+    log(f'gains kp {np.round(gains.kp, 1)} kd {np.round(gains.kd, 2)}')
+    zs = []
+    for _ in tqdm(range(args.episodes), desc='teacher rollouts', file=sys.stderr):
+        qr, vr = random_motion(rng, args.episode_s)
+        out = rollout(world, qr, vr, teacher_policy(gains), record_z=True, encoder=enc)
+        zs.append(out['z'])
+    data = [windows(z, targets(z, gains), args.window, args.window // 2) for z in zs]
+    data_z = np.concatenate([d[0] for d in data])
+    data_u = np.concatenate([d[1] for d in data])
+    log(f'{len(data_z)} windows of {args.window} ticks')
+
+    # 2. behaviour cloning
+    net = make_torch_net(params)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    warm = 20
+    n_batches = len(data_z) // args.batch
+    with tqdm(total=args.epochs * n_batches, desc='BPTT (cloning)', file=sys.stderr) as bar:
+        loss = train_epochs(net, opt, data_z, data_u, args.epochs, args.batch, warm, rng,
+                            args.spike_cost, bar)
+    log(f'cloning loss {loss:.4f}')
+
+    # 3. DAgger
+    for it in range(args.dagger):
+        mix = 0.5 * (1 - (it + 1) / (args.dagger + 1))
+        ctrl = SpinalController(net.to_params(), cfg)
+        pol = NetworkPolicy(ctrl, mix_teacher=mix)
+        new = []
+        for _ in tqdm(range(max(2, args.episodes // 2)), desc=f'DAgger {it + 1} rollouts',
+                      file=sys.stderr):
+            qr, vr = random_motion(rng, args.episode_s)
+            pol.reset()
+            out = rollout(world, qr, vr, pol, record_z=True, encoder=enc)
+            new.append(windows(out['z'], targets(out['z'], gains), args.window,
+                               args.window // 2))
+        data_z = np.concatenate([data_z] + [d[0] for d in new])
+        data_u = np.concatenate([data_u] + [d[1] for d in new])
+        for g in opt.param_groups:
+            g['lr'] = args.lr * 0.5 ** (it + 1)
+        n_batches = len(data_z) // args.batch
+        with tqdm(total=args.dagger_epochs * n_batches, desc=f'BPTT (DAgger {it + 1})',
+                  file=sys.stderr) as bar:
+            loss = train_epochs(net, opt, data_z, data_u, args.dagger_epochs, args.batch, warm,
+                                rng, args.spike_cost, bar)
+        log(f'DAgger {it + 1}: mix {mix:.2f}, {len(data_z)} windows, loss {loss:.4f}')
+
+    # 4. closed-loop check on held-out motions
+    params = net.to_params()
+    eval_rng = np.random.default_rng(10_000 + args.seed)
+    qr, vr = random_motion(eval_rng, args.eval_s)
+    mask = moving_mask(vr)
+    ctrl = SpinalController(params, cfg)
+    pol = NetworkPolicy(ctrl)
+    ctrl.set_reference(qr[0], vr[0], now=0.0)
+    ctrl.mode = 'follow'
+    r_net = rmse(rollout(world, qr, vr, pol)['err'], mask)
+    r_pd = rmse(rollout(world, qr, vr, pd_policy(gains))['err'], mask)
+    r_teacher = rmse(rollout(world, qr, vr, teacher_policy(gains))['err'], mask)
+    rest, motion = ctrl.firing_rates()
+    meta = {'seed': args.seed, 'e_ref': args.e_ref, 'loss': loss, 'rmse_net': r_net, 'rmse_pd': r_pd,
+            'rmse_teacher': r_teacher, 'ratio_pd': r_net / r_pd,
+            'firing_rest': rest, 'firing_motion': motion,
+            'train_s': time.monotonic() - t_start}
+    params.meta = meta
+    params.save(args.out)
+    log(f'tracking RMSE network {r_net * 1e3:.2f} mrad, PD {r_pd * 1e3:.2f}, '
+        f'teacher {r_teacher * 1e3:.2f} (ratio to PD {r_net / r_pd:.3f}); firing rest '
+        f'{rest:.2f} Hz, motion {motion:.2f} Hz')
+    log(f'wrote {args.out} in {time.monotonic() - t_start:.0f} s')
+    if not math.isfinite(r_net):
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

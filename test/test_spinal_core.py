@@ -1,0 +1,264 @@
+"""Spinal layer core (no ROS): LIF dynamics, readout, encoder/decoder, gains, limits, weights."""
+import ast
+import math
+import os
+
+import numpy as np
+import pytest
+
+from neurovla_ros.common import robot
+from neurovla_ros.spinal import lif
+from neurovla_ros.spinal.controller import (COMPLIANT, ENGAGE, FOLLOW, HOLD, LimitGuard,
+                                            SpinalConfig, SpinalController)
+from neurovla_ros.spinal.encoding import AccelEstimator, Decoder, Encoder, JointGains, on_off
+from neurovla_ros.spinal.params import LOIHI_J_PER_SOP, PARAMS
+
+SPINAL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      'neurovla_ros', 'spinal')
+
+
+def one_neuron(beta=0.9, beta_out=0.8, w_in=0.0, w_out=1.0, substeps=1):
+    """A network of a single hidden neuron fed by channel 0."""
+    w = np.zeros((6, 1))
+    w[0, 0] = w_in
+    return lif.NetParams(w_in=w, w_rec=np.zeros((1, 1)), w_out=np.array([w_out]),
+                         beta=np.array([beta]), beta_out=beta_out, substeps=substeps,
+                         n_layer1=1)
+
+
+def x_of(value, joints=6):
+    x = np.zeros((6, joints))
+    x[0] = value
+    return x
+
+
+# ---------------------------------------------------------------- neuron dynamics
+def test_membrane_decays_by_beta_each_substep():
+    net = lif.SpinalNet(one_neuron(beta=0.9, substeps=2))
+    net.v[:] = 0.5                        # below threshold: no spike
+    net.tick(x_of(0.0))
+    np.testing.assert_allclose(net.v, 0.5 * 0.9 ** 2)
+    assert net.spikes == 0
+
+
+def test_threshold_and_reset_by_subtraction():
+    # constant current 0.45, (almost) no leak: v = 0.45, 0.9, 1.35 -> spike, v = 0.35, ...
+    net = lif.SpinalNet(one_neuron(beta=1 - 1e-9, w_in=0.45), n_joints=1, record=True)
+    spikes, v = [], []
+    for _ in range(5):
+        net.tick(x_of(1.0, 1))
+        spikes.append(int(net.tick_spikes[0, 0]))
+        v.append(float(net.v[0, 0]))
+    assert spikes == [0, 0, 1, 0, 1]
+    np.testing.assert_allclose(v, [0.45, 0.9, 0.35, 0.8, 0.25], atol=1e-7)
+    # counters count a spike when it is delivered (next substep)
+    assert net.spikes == 1
+    net.tick(x_of(0.0, 1))
+    assert net.spikes == 2
+
+
+def test_readout_is_a_non_resetting_leaky_integrator():
+    # one spike at tick 3 (see above); it reaches the readout one substep later, then decays
+    net = lif.SpinalNet(one_neuron(beta=1 - 1e-9, beta_out=0.5, w_in=0.45, w_out=2.0),
+                        n_joints=1)
+    ys = [float(net.tick(x_of(1.0 if k < 3 else 0.0, 1))[0]) for k in range(7)]
+    # y[t] = 0.5 y[t-1] + 2 s[t-1]: spike at tick index 2 -> 2.0 at index 3, then halves
+    np.testing.assert_allclose(ys, [0, 0, 0, 2.0, 1.0, 0.5, 0.25], atol=1e-9)
+
+
+def test_zero_input_is_silent_and_readout_decays():
+    p = lif.NetParams.load()
+    net = lif.SpinalNet(p)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        net.tick(np.minimum(np.abs(rng.normal(0, 1, (6, 6))), 4.0))
+    assert net.spikes > 0
+    for _ in range(200):                      # input gone: membranes leak below threshold
+        net.tick(np.zeros((6, 6)))
+    net.reset_counters()
+    for _ in range(100):
+        y = net.tick(np.zeros((6, 6)))
+    assert net.spikes == 0 and net.sops == 0  # silent: no spike, no synaptic operation
+    assert np.all(np.abs(y) < 1e-6)           # readout leaked back to zero
+
+
+def test_sop_counter_counts_fanout_of_each_spike_and_active_inputs():
+    p = one_neuron(beta=1 - 1e-9, w_in=1.5, w_out=1.0, substeps=1)
+    net = lif.SpinalNet(p, n_joints=1)
+    net.tick(x_of(1.0, 1))       # v = 1.5 -> spike (fan-out 1: the readout)
+    # input channel active: 1 channel x 1 hidden neuron x 1 substep; the spike is counted when
+    # it is delivered (next substep)
+    assert net.sops == 1.0 and net.spikes == 0
+    net.tick(x_of(0.0, 1))
+    assert net.spikes == 1 and net.sops == 2.0
+
+
+def test_numpy_step_matches_the_torch_training_network():
+    import torch
+    from neurovla_ros.spinal.train import make_torch_net
+    p = lif.NetParams.load()
+    tnet = make_torch_net(p).double()
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 0.6, (1, 120, 3))
+    with torch.no_grad():
+        y_t, _ = tnet(torch.tensor(z))
+    # the torch net clamps beta like the saved weights; numpy on the same signals
+    net = lif.SpinalNet(tnet.to_params(), n_joints=1)
+    y_n = []
+    for k in range(z.shape[1]):
+        y_n.append(float(net.tick(on_off(z[0, k][:, None]))[0]))
+    np.testing.assert_allclose(y_t.numpy()[0], y_n, atol=1e-6)
+
+
+def test_weights_file_is_small_valid_and_trained():
+    assert os.path.getsize(lif.WEIGHTS_FILE) < 1_000_000
+    p = lif.NetParams.load()
+    assert p.n_hidden == 48 and p.n_in == 6
+    assert p.meta['ratio_pd'] <= 1.2            # written by train.py from its closed-loop check
+
+
+# ---------------------------------------------------------------- encoder / decoder / gains
+@pytest.fixture(scope='module')
+def gains():
+    model = robot.load()
+    lim = model.limits()
+    inertia = np.array([1.0, 2.0, 1.0, 0.1, 0.1, 0.001])
+    return JointGains.from_model(inertia, lim['effort'], lim['damping'], lim['friction'],
+                                 e_sat=0.05, omega_max=100.0)
+
+
+def test_gains_from_model(gains):
+    # omega = min(100, sqrt(effort / e_sat / m)): 150 / 0.05 / 1 = 3000 -> 54.8 rad/s
+    w0 = math.sqrt(3000.0)
+    assert gains.kp[0] == pytest.approx(w0 ** 2) and gains.kd[0] == pytest.approx(2 * w0)
+    # tiny inertia: capped at omega_max -> kp = m 100^2
+    assert gains.kp[5] == pytest.approx(0.001 * 1e4) and gains.kd[5] == pytest.approx(0.2)
+
+
+def test_encoder_normalises_and_splits_on_off(gains):
+    enc = Encoder(gains, x_max=4.0)
+    q = np.zeros(6)
+    q_des = np.array([0.05, -0.025, 0.0, 0.0, 0.0, 1.0])     # e_ref = 0.05 rad
+    zero = np.zeros(6)
+    x = enc.encode(q_des, zero, q, zero, zero)
+    np.testing.assert_allclose(x[0], [1.0, 0.0, 0, 0, 0, 4.0])   # pos ON, clipped at x_max
+    np.testing.assert_allclose(x[3], [0.0, 0.5, 0, 0, 0, 0.0])   # pos OFF
+    # velocity error: kd ed / (kp e_ref)
+    x = enc.encode(zero, np.full(6, 0.1), q, zero, np.full(6, 2.0))
+    np.testing.assert_allclose(x[1], gains.kd * 0.1 / gains.tau_unit, rtol=1e-12)
+    # feed-forward: (m qdd + D qd + F tanh(qd / v_eps)) / (kp e_ref)
+    ff = (gains.inertia * 2.0 + gains.damping * 0.1
+          + gains.friction * np.tanh(0.1 / gains.v_eps)) / gains.tau_unit
+    np.testing.assert_allclose(x[2], np.minimum(ff, 4.0), rtol=1e-12)
+    assert np.all(x[3:] == 0)
+    # at rest on the reference: every channel is zero (the network stays silent)
+    assert not enc.encode(q, zero, q, zero, zero).any()
+
+
+def test_normalised_teacher_equals_teacher_torque(gains):
+    enc = Encoder(gains)
+    rng = np.random.default_rng(3)
+    q, qd = rng.normal(0, 0.02, 6), rng.normal(0, 0.2, 6)
+    q_des, qd_des = rng.normal(0, 0.02, 6), rng.normal(0, 0.2, 6)
+    qdd_des = rng.normal(0, 3.0, 6)
+    z = enc.signals(q_des, qd_des, q, qd, qdd_des)
+    np.testing.assert_allclose(gains.normalised_teacher(z) * gains.tau_unit,
+                               gains.teacher_torque(q_des, qd_des, q, qd, qdd_des), rtol=1e-9)
+
+
+def test_acceleration_estimate_from_desired_velocities():
+    est = AccelEstimator(2, tau=0.004)
+    for k in range(200):                          # qd = 3 t: constant 3 rad/s^2
+        a = est.update(np.array([3.0, -1.0]) * k * 1e-3, 1e-3)
+    np.testing.assert_allclose(a, [3.0, -1.0], rtol=1e-6)
+    est.update(np.zeros(2), 0.0)                  # no time step: no change
+    np.testing.assert_allclose(est.qdd, [3.0, -1.0], rtol=1e-6)
+
+
+def test_decoder_scales_by_unit_torque(gains):
+    dec = Decoder(gains)
+    np.testing.assert_allclose(dec(np.ones(6)), gains.kp * gains.e_ref)
+
+
+# ---------------------------------------------------------------- limits
+def test_limit_guard_effort_velocity_position(gains):
+    model = robot.load()
+    lim = model.limits()
+    guard = LimitGuard(gains, model, inertia=np.full(6, 0.1), band=0.1, margin=0.02)
+    q = model.home_pose()
+    # effort
+    out = guard(np.array([1e4, -1e4, 0, 100, -100, 0]), q, np.zeros(6))
+    assert out[:2] == [150.0, -150.0] and out[3:5] == [28.0, -28.0]
+    # velocity: at the limit no torque may speed the joint up, beyond it brakes
+    v = lim['velocity'].copy()
+    out = guard(np.full(6, 5.0), q, v)
+    assert max(out) <= 1e-9
+    out = guard(np.full(6, 5.0), q, v * 1.05)
+    assert all(o < 0 for o in out)
+    # under 90 % of the limit: untouched
+    assert guard(np.full(6, 5.0), q, v * 0.5) == [5.0] * 6
+    # position: at the soft upper limit, pushing further up is refused
+    q_hi = lim['upper'] - 0.02
+    out = guard(np.full(6, 5.0), q_hi, np.zeros(6))
+    assert max(out) <= 1e-9
+    assert all(abs(o) <= e for o, e in zip(guard(np.full(6, -1e4), q_hi, np.zeros(6)),
+                                           lim['effort']))
+
+
+# ---------------------------------------------------------------- controller modes
+def test_controller_holds_without_reference_and_engages_smoothly():
+    c = SpinalController(cfg=SpinalConfig(reflex_enabled=False, engage_time=0.1))
+    home = c.model.home_pose()
+    q8, qd8 = np.r_[home, 0.04, 0.04], np.zeros(8)
+    c.step(q8, qd8, None, 0.0, 0.001, now=0.0)
+    assert c.mode == HOLD
+    np.testing.assert_allclose(c.hold_q, home)
+    # a far reference: engage blends from the hold pose, then follows
+    target = home + 0.2
+    c.set_reference(target, np.zeros(6), now=0.001)
+    c.step(q8, qd8, None, 0.002, 0.001, now=0.002)
+    assert c.mode == ENGAGE
+    assert np.all(np.abs(c.q_des - home) < 0.01)
+    for k in range(120):
+        t = 0.003 + k * 0.001
+        c.set_reference(target, np.zeros(6), now=t)
+        c.step(q8, qd8, None, t, 0.001, now=t)
+    assert c.mode == FOLLOW
+    # stale reference -> hold the pose of that moment
+    c.step(q8, qd8, None, 1.0, 0.001, now=1.0)
+    assert c.mode == HOLD
+
+
+def test_reference_is_clamped_to_limits():
+    c = SpinalController(cfg=SpinalConfig(reflex_enabled=False))
+    lim = c.model.limits()
+    c.set_reference(np.full(6, 10.0), np.full(6, 100.0), now=0.0)
+    assert np.all(c.ref_q <= lim['upper']) and np.all(c.ref_qd <= lim['velocity'])
+
+
+def test_reset_reflex_only_when_active():
+    c = SpinalController(cfg=SpinalConfig())
+    assert not c.reset_reflex()
+    c.mode = COMPLIANT
+    assert c.reset_reflex()
+
+
+# ---------------------------------------------------------------- schema, energy, layering
+def test_params_schema_and_energy_default():
+    names = [p.name for p in PARAMS]
+    assert len(names) == len(set(names))
+    energy = next(p for p in PARAMS if p.name == 'energy_per_sop')
+    assert energy.default == LOIHI_J_PER_SOP == 23.6e-12
+    assert all(p.description for p in PARAMS)
+
+
+def test_core_modules_do_not_import_rclpy():
+    for name in sorted(os.listdir(SPINAL)):
+        if not name.endswith('.py') or name == 'node.py':
+            continue
+        tree = ast.parse(open(os.path.join(SPINAL, name)).read())
+        for n in ast.walk(tree):
+            mods = ([a.name for a in n.names] if isinstance(n, ast.Import)
+                    else [n.module or ''] if isinstance(n, ast.ImportFrom) else [])
+            assert not any(m.split('.')[0] in ('rclpy', 'std_msgs', 'sensor_msgs')
+                           for m in mods), f'{name} imports {mods}'
