@@ -29,6 +29,7 @@ setup(
             'neurovla = neurovla_ros.cli:main',
             'sim_node = neurovla_ros.sim.node:main',
             'cortex_node = neurovla_ros.cortex.node:main',
+            'spinal_node = neurovla_ros.spinal.node:main',
         ],
     },
 )
