@@ -10,9 +10,11 @@ Publishes
                                               rendered in a separate process (``camera.py``)
   /clock [rosgraph_msgs/Clock]                only with use_sim_time
   ~/objects [visualization_msgs/MarkerArray]  transient local, base_link
-  ~/disturbance [geometry_msgs/WrenchStamped] every disturbance, header.stamp = sim step where
-                                              it first acts: a push (frame_id = link, vectors as
-                                              received), a tremor change (frame_id
+  ~/disturbance [geometry_msgs/WrenchStamped] every disturbance, header.stamp = start of the
+                                              first step where it acts (the first /joint_states
+                                              showing it is stamped 1 ms later): a push
+                                              (frame_id = link, vectors as received), a
+                                              tremor change (frame_id
                                               ``tremor:<joint|wrist>``, torque.x = amplitude [N m],
                                               force.x = frequency [Hz]) or a base vibration change
                                               (``base_vibration``, force.x = amplitude [m/s^2],
