@@ -152,6 +152,7 @@ class SpinalController:
         self.lower = lim['lower'] + self.cfg.limit_margin
         self.upper = lim['upper'] - self.cfg.limit_margin
         self.vmax = lim['velocity'].copy()
+        self._neg_vmax = -self.vmax
         # live reference
         self.ref_q = np.zeros(6)
         self.ref_qd = np.zeros(6)
@@ -180,11 +181,13 @@ class SpinalController:
     # ---- inputs ----
     def set_reference(self, q, qd=None, tau_ff=None, now: float = 0.0) -> None:
         """A new desired state (arm order, already validated finite of length 6)."""
-        np.clip(q, self.lower, self.upper, out=self.ref_q)
+        np.minimum(q, self.upper, out=self.ref_q)
+        np.maximum(self.ref_q, self.lower, out=self.ref_q)
         if qd is None:
             self.ref_qd.fill(0.0)
         else:
-            np.clip(qd, -self.vmax, self.vmax, out=self.ref_qd)
+            np.minimum(qd, self.vmax, out=self.ref_qd)
+            np.maximum(self.ref_qd, self._neg_vmax, out=self.ref_qd)
         if tau_ff is None or not self.cfg.feedforward:
             self.ref_tau.fill(0.0)
         else:
@@ -277,10 +280,11 @@ class SpinalController:
     def after_tick(self, q, qd, effort=None, dt: float = 0.0) -> None:
         """Bookkeeping off the latency path (call after the command went out)."""
         self.detector.prepare(q, qd, effort, dt)
-        moving = bool(np.max(np.abs(qd[:6])) > self._rest_v)
+        rv = self._rest_v
+        moving = max(qd[:6].max(), -qd[:6].min()) > rv
         if not moving:
             qd_des = self.ref_qd if self.mode == FOLLOW else self.qd_des
-            moving = bool(np.max(np.abs(qd_des)) > self._rest_v)
+            moving = max(qd_des.max(), -qd_des.min()) > rv
         self.moving = moving
         net = self.net
         d_spk, d_sops = net.spikes - self._spikes_mark, net.sops - self._sops_mark

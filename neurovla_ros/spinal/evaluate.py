@@ -69,11 +69,9 @@ class NetworkPolicy:
     ``step_us`` collects the wall time of every controller tick [us].
     """
 
-    def __init__(self, ctrl: SpinalController, mix_teacher: float = 0.0, rng=None,
-                 timing: bool = False):
+    def __init__(self, ctrl: SpinalController, mix_teacher: float = 0.0, timing: bool = False):
         self.ctrl = ctrl
         self.mix = float(mix_teacher)
-        self.rng = rng
         self.timing = timing
         self.step_us: list[float] = []
         self._t_prev = None

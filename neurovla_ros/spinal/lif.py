@@ -116,7 +116,6 @@ class SpinalNet:
         self._wt = wt
         self._beta = np.ascontiguousarray(np.repeat(params.beta[:, None], j, 1))
         self._theta = np.ones((h, j))              # potentials are scaled so theta = 1
-        self._beta_out = np.full(j, float(params.beta_out))
         self._substeps = int(params.substeps)
         self._in_ops = float(h * params.substeps)
         self._sa = np.zeros((h + c, j))            # [spikes of last substep ; input]
@@ -125,11 +124,13 @@ class SpinalNet:
         self._sb = np.zeros((h, j), bool)
         self._cat = np.zeros((h + 3, j))           # [current ; readout incr ; sops ; spikes]
         self._i = self._cat[:h]
-        self._dy = self._cat[h]
-        self._events = self._cat[h + 1:]
-        self._acc = np.zeros((2, j))
+        # readout membranes and event counters in one block: rows [y ; sops ; spikes]
+        self._out = np.zeros((3, j))
+        self._decay = np.ones((3, j))
+        self._decay[0] = float(params.beta_out)
+        self._inc = self._cat[h:]
         self.v = np.zeros((h, j))                  # membrane potentials / theta
-        self.y = np.zeros(j)                       # readout membranes
+        self.y = self._out[0]                      # readout membranes
         self.tick_spikes = np.zeros((h, j))
         self.reset_counters()
 
@@ -143,8 +144,18 @@ class SpinalNet:
 
     def reset_counters(self) -> None:
         self.ticks = 0
-        self.spikes = 0.0
-        self.sops = 0.0
+        self._in_sops = 0.0
+        self._out[1:].fill(0.0)
+
+    @property
+    def spikes(self) -> float:
+        """Hidden spikes since the last ``reset_counters`` (counted when delivered)."""
+        return float(self._out[2].sum())
+
+    @property
+    def sops(self) -> float:
+        """Synaptic operations since the last ``reset_counters``."""
+        return float(self._out[1].sum()) + self._in_sops
 
     # ---- one control tick ----
     def tick(self, x: np.ndarray) -> np.ndarray:
@@ -152,35 +163,29 @@ class SpinalNet:
 
         The returned array is the network's own buffer: copy it to keep it.
         """
-        v, s, sb, beta, y = self.v, self.s, self._sb, self._beta, self.y
-        wt, sa, cat, i, dy, ev, acc = (self._wt, self._sa, self._cat, self._i, self._dy,
-                                       self._events, self._acc)
+        v, s, sb, beta, theta = self.v, self.s, self._sb, self._beta, self._theta
+        wt, sa, cat, i = self._wt, self._sa, self._cat, self._i
+        out, decay, inc = self._out, self._decay, self._inc
         np.copyto(self._x, x)
-        acc.fill(0.0)
         rec = self.record
         if rec:
             self.tick_spikes.fill(0.0)
         for _ in range(self._substeps):
             np.dot(wt, sa, out=cat)
-            y *= self._beta_out
-            y += dy
-            acc += ev
+            out *= decay            # readout leaks; the counters do not
+            out += inc              # readout increment, synaptic operations, spikes
             v *= beta
             v += i
-            np.greater(v, self._theta, out=sb)
+            np.greater(v, theta, out=sb)
             np.copyto(s, sb)
             v -= s
             if rec:
                 self.tick_spikes += s
-        n_spk = float(acc[1].sum())
         self.ticks += 1
-        if n_spk:
-            self.spikes += n_spk
-            self.sops += float(acc[0].sum())
         n_in = np.count_nonzero(x)
         if n_in:
-            self.sops += n_in * self._in_ops
-        return y
+            self._in_sops += n_in * self._in_ops
+        return self.y
 
     # ---- figures ----
     @property

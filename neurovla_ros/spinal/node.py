@@ -15,6 +15,7 @@ the ROS-free :class:`neurovla_ros.spinal.controller.SpinalController`.
 """
 from __future__ import annotations
 
+import gc
 import math
 import time
 
@@ -78,6 +79,10 @@ class SpinalNode(Node):
         self.create_timer(p.diagnostics_period, self._publish_diagnostics)
         # joint-state bookkeeping
         self._names = None          # names of the last accepted /joint_states layout
+        self._ref_names = None      # same for the reference
+        self._ref_idx = None
+        self._warn_lo = self.ctrl.lower - 0.2   # references this far out are worth a warning
+        self._warn_hi = self.ctrl.upper + 0.2
         self._idx = None            # None: already in order, else index array
         self._t_prev = None
         self._q = np.zeros(8)
@@ -91,6 +96,7 @@ class SpinalNode(Node):
         self._rejected = {'joint_states': 0, 'reference': 0, 'wrench': 0}
         self._diag_t = time.monotonic()
         self._last_mode = self.ctrl.mode
+        gc.freeze()   # everything built so far: out of the collector's way in the 1 kHz loop
         self.get_logger().info(
             f'spinal: {self.ctrl.net.n_neurons} LIF neurons ({self.ctrl.params.n_hidden} per '
             f'joint, {self.ctrl.params.substeps} substeps/tick), commands on '
@@ -171,23 +177,32 @@ class SpinalNode(Node):
         self._tick_us[self._n_ticks % len(self._tick_us)] = (time.perf_counter() - t0) * 1e6
         self._n_ticks += 1
 
-    def _on_reference(self, msg: JointState) -> None:
-        names, pos, vel, eff = msg.name, msg.position, msg.velocity, msg.effort
-        n = len(pos)
+    def _reference_layout(self, names, n):
+        """Index of the 6 arm joints in a reference message (cached per name list)."""
         if names:
             if len(names) != n:
                 self._warn('reference', f'{len(names)} names but {n} positions')
-                return
+                return None
             unknown = [x for x in names if x not in self.order]
             missing = [x for x in self.arm if x not in names]
             if unknown or missing:
                 self._warn('reference', f'unknown joints {unknown}, missing {missing}')
-                return
+                return None
             idx = [names.index(x) for x in self.arm]
-        elif n == 6:
-            idx = list(range(6))
-        else:
-            self._warn('reference', f'no joint names and {n} positions (need 6)')
+            self._ref_names = list(names)
+            self._ref_idx = None if idx == list(range(6)) else np.array(idx)
+            return True
+        if n == 6:
+            self._ref_names, self._ref_idx = [], None
+            return True
+        self._warn('reference', f'no joint names and {n} positions (need 6)')
+        return None
+
+    def _on_reference(self, msg: JointState) -> None:
+        names, pos, vel, eff = msg.name, msg.position, msg.velocity, msg.effort
+        n = len(pos)
+        if (names != self._ref_names or (not names and n != 6)) and \
+                self._reference_layout(names, n) is None:
             return
         if len(vel) not in (0, n) or len(eff) not in (0, n):
             self._warn('reference', f'{n} positions but {len(vel)} velocities, '
@@ -197,14 +212,15 @@ class SpinalNode(Node):
                 and math.isfinite(sum(eff))):
             self._warn('reference', 'NaN or inf')
             return
-        q = np.asarray(pos)[idx]
-        qd = np.asarray(vel)[idx] if len(vel) else None
-        ff = np.asarray(eff)[idx] if len(eff) else None
-        lim = self.ctrl
-        if np.any(q < lim.lower - 0.2) or np.any(q > lim.upper + 0.2):
+        idx = self._ref_idx
+        q = np.frombuffer(pos) if idx is None else np.frombuffer(pos)[idx]
+        qd = (np.frombuffer(vel) if idx is None else np.frombuffer(vel)[idx]) if len(vel) else None
+        ff = (np.frombuffer(eff) if idx is None else np.frombuffer(eff)[idx]) if len(eff) else None
+        ctrl = self.ctrl
+        if np.any(q < self._warn_lo) or np.any(q > self._warn_hi):
             self.get_logger().warning('reference beyond the joint limits: clamped',
                                       throttle_duration_sec=1.0)
-        self.ctrl.set_reference(q, qd, ff, time.monotonic())
+        ctrl.set_reference(q, qd, ff, time.monotonic())
 
     def _on_wrench(self, msg: WrenchStamped) -> None:
         f = msg.wrench.force
@@ -272,11 +288,15 @@ class SpinalNode(Node):
         msg = {'follow': 'following the reference', 'engage': 'engaging the reference',
                'hold': 'holding: no fresh reference', 'withdraw': 'reflex: withdrawing',
                'compliant': 'reflex: compliant hold'}[mode]
+        tick_hz = self._n_ticks / span
         if self._n_ticks == 0:
             level, msg = DiagnosticStatus.WARN, 'no joint states'
+        elif tick_hz < 0.9 * self.p.expected_rate:
+            level = DiagnosticStatus.WARN
+            msg += f'; control rate {tick_hz:.0f} Hz: joint states missed or late'
         st = DiagnosticStatus(level=level, name='spinal: controller', hardware_id='neurovla_arm',
                               message=msg)
-        st.values = [_kv('mode', mode), _kv('tick_hz', self._n_ticks / span),
+        st.values = [_kv('mode', mode), _kv('tick_hz', tick_hz),
                      _kv('tick_us_p50', float(np.percentile(us, 50)) if n else 0.0),
                      _kv('tick_us_p99', float(np.percentile(us, 99)) if n else 0.0),
                      _kv('reflex_events', float(ctrl.events)),

@@ -68,4 +68,7 @@ PARAMS: list[Param] = [
           'Energy per synaptic operation for the energy estimate; default: Intel Loihi, '
           '23.6 pJ (Davies et al., IEEE Micro 2018) [J]', 0.0, 1.0e-6),
     Param('diagnostics_period', 1.0, 'Period of the /diagnostics status [s]', 0.05, 60.0),
+    Param('expected_rate', 1000.0,
+          'Joint-state (= control) rate the body should deliver; /diagnostics warns below '
+          '90 % of it [Hz]', 1.0, 10000.0),
 ]

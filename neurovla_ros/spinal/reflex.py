@@ -51,6 +51,7 @@ class DetectorConfig:
     v_eps: float = 0.05           # Coulomb friction smoothing velocity [rad/s]
     max_gap: float = 0.02         # a longer gap between samples restarts the observer [s]
     period: float = 0.001         # nominal sample period [s]; longer gaps = dropped samples
+    level_every: int = 4          # the adaptive threshold is updated every n samples
 
 
 class CollisionDetector:
@@ -89,6 +90,7 @@ class CollisionDetector:
         self._a = np.zeros(6)
         self._rate = np.zeros(6)
         self._cap = self.cfg.env_cap * self.thresholds
+        self._level_dt, self._level_n = 0.0, 0
         self._ready = False
         self.samples = 0
 
@@ -145,6 +147,11 @@ class CollisionDetector:
         if dt <= 0.0 or effort is None:
             return
         self._eff_prev[:] = effort[:6]
+        self._level_dt += dt
+        self._level_n += 1
+        if self._level_n < cfg.level_every:
+            return
+        dt, self._level_dt, self._level_n = self._level_dt, 0.0, 0
         # envelope of the oscillating part of r (r minus its slow mean)
         r, mean, env, tmp, rate = self.r, self.mean, self.env, self._a, self._rate
         mean += min(1.0, dt / cfg.mean_tau) * (r - mean)

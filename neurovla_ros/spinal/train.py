@@ -271,8 +271,8 @@ def main(argv=None) -> int:
     r_pd = rmse(rollout(world, qr, vr, pd_policy(gains))['err'], mask)
     r_teacher = rmse(rollout(world, qr, vr, teacher_policy(gains))['err'], mask)
     rest, motion = ctrl.firing_rates()
-    meta = {'seed': args.seed, 'e_ref': args.e_ref, 'loss': loss, 'rmse_net': r_net, 'rmse_pd': r_pd,
-            'rmse_teacher': r_teacher, 'ratio_pd': r_net / r_pd,
+    meta = {'seed': args.seed, 'e_ref': args.e_ref, 'loss': loss, 'rmse_net': r_net,
+            'rmse_pd': r_pd, 'rmse_teacher': r_teacher, 'ratio_pd': r_net / r_pd,
             'firing_rest': rest, 'firing_motion': motion,
             'train_s': time.monotonic() - t_start}
     params.meta = meta

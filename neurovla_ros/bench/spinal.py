@@ -1,0 +1,261 @@
+"""``neurovla bench spinal``: the spiking joint controller against a classical PD, and live.
+
+1. In process, lock-step with the MuJoCo body (exactly comparable): the same fast random
+   reference is tracked by the spinal controller (spiking network + limits), by the PD baseline
+   with the same model-derived gains, and by PD + model feed-forward (the network's teacher).
+   Tracking RMSE over the moving samples, controller step time, firing rates at rest and in
+   motion, synaptic operations and the energy estimate.
+2. Live, real time: the sim (SimNode, in this process) and the spinal node (its own process)
+   over DDS for ``--live-s`` seconds of the same kind of motion. ``tick_hz`` = commands the
+   body received per second; ``on_time_fraction`` = share of the 1 ms physics periods in which
+   a fresh command arrived; the live tracking RMSE and the node's own tick timing.
+
+Writes bench_out/spinal.png; the last stdout line is the JSON result.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from .common import emit, out_dir, pct
+
+
+def log(msg: str) -> None:
+    print(f'[bench spinal] {msg}', file=sys.stderr, flush=True)
+
+
+def in_process(seconds: float, seed: int):
+    from ..sim.world import World
+    from ..spinal.controller import SpinalConfig, SpinalController
+    from ..spinal.evaluate import (NetworkPolicy, pd_policy, rmse, rollout, teacher_policy)
+    from ..spinal.motion import moving_mask, random_motion
+
+    world = World(seed=seed, n_objects=0)
+    ctrl = SpinalController(cfg=SpinalConfig())
+    q_ref, qd_ref = random_motion(np.random.default_rng(seed), seconds)
+    mask = moving_mask(qd_ref)
+    pol = NetworkPolicy(ctrl, timing=True)
+    ctrl.set_reference(q_ref[0], qd_ref[0], now=world.time)
+    ctrl.mode = 'follow'
+    ctrl.reset_stats()
+    t0 = time.perf_counter()
+    out_net = rollout(world, q_ref, qd_ref, pol)
+    log(f'spiking controller: {seconds:.0f} s of motion in {time.perf_counter() - t0:.1f} s')
+    rest, motion = ctrl.firing_rates()
+    sops = ctrl.net.sops_per_s()
+    # network inference alone (same inputs as in the run)
+    net_us = []
+    x = np.abs(np.random.default_rng(1).normal(0, 0.5, (6, 6)))
+    for _ in range(5000):
+        t1 = time.perf_counter()
+        ctrl.net.tick(x)
+        net_us.append((time.perf_counter() - t1) * 1e6)
+    out_pd = rollout(world, q_ref, qd_ref, pd_policy(ctrl.gains))
+    out_ff = rollout(world, q_ref, qd_ref, teacher_policy(ctrl.gains))
+    res = {
+        'tracking_rmse_rad': rmse(out_net['err'], mask),
+        'pd_tracking_rmse_rad': rmse(out_pd['err'], mask),
+        'pdff_tracking_rmse_rad': rmse(out_ff['err'], mask),
+        'step_us_p50': pct(pol.step_us, 50), 'step_us_p99': pct(pol.step_us, 99),
+        'net_step_us_p50': pct(net_us, 50), 'net_step_us_p99': pct(net_us, 99),
+        'firing_rate_rest': rest, 'firing_rate_motion': motion, 'sops_per_s': sops,
+        'rest_fraction': ctrl.rest_ticks / max(1, ctrl.rest_ticks + ctrl.motion_ticks),
+        'neurons': ctrl.net.n_neurons,
+    }
+    joints = {'net': np.sqrt(np.mean(out_net['err'][mask] ** 2, 0)),
+              'pd': np.sqrt(np.mean(out_pd['err'][mask] ** 2, 0)),
+              'pdff': np.sqrt(np.mean(out_ff['err'][mask] ** 2, 0))}
+    traces = {'t': np.arange(len(q_ref)) * 1e-3, 'q_ref': q_ref, 'net': out_net['q'],
+              'pd': out_pd['q'], 'mask': mask}
+    return res, joints, traces
+
+
+def live(seconds: float, seed: int):
+    """SimNode here + spinal node process over DDS; returns live figures."""
+    import rclpy
+    from rclpy.experimental import EventsExecutor
+    from rclpy.parameter import Parameter
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import JointState
+
+    from ..common.rosutil import COMMAND_QOS, SENSOR_QOS
+    from ..sim.node import SimNode
+    from ..spinal.motion import random_motion
+
+    log_path = os.path.join(out_dir(), 'spinal_node.log')
+    with open(log_path, 'w') as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'neurovla_ros.spinal.node', '--ros-args',
+             '-p', 'diagnostics_period:=1.0'], stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    sim = SimNode(context=ctx, parameter_overrides=[
+        Parameter('camera_enabled', value=False), Parameter('n_objects', value=0),
+        Parameter('imu_rate_hz', value=50.0), Parameter('wrench_rate_hz', value=50.0)])
+    node = rclpy.create_node('bench_spinal', context=ctx)
+    ref_pub = node.create_publisher(JointState, '/cerebellum/reference', SENSOR_QOS)
+    diag = []
+
+    def on_diag(msg):
+        for st in msg.status:
+            if st.name == 'spinal: controller':
+                diag.append({kv.key: kv.value for kv in st.values})
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, COMMAND_QOS)
+    ex = EventsExecutor(context=ctx)
+    ex.add_node(sim)
+    ex.add_node(node)
+
+    world = sim.world
+    arm = list(world.robot.arm_joints)
+    q_ref, qd_ref = random_motion(np.random.default_rng(seed + 1), seconds)
+    ref = JointState(name=arm)
+    n = len(q_ref)
+    state = {'k0': None, 'err': np.zeros((n, 6)), 'filled': np.zeros(n, bool)}
+    arrivals = []
+
+    def hook(kind, k, t, values):
+        if kind == 'effort':
+            arrivals.append(k)
+    sim.command_hooks.append(hook)
+    step = world.step
+
+    def step_and_reference(n_steps=1):
+        step(n_steps)
+        k0 = state['k0']
+        if k0 is None:
+            return
+        i = world.step_count - k0
+        if 0 <= i < n:
+            state['err'][i] = q_ref[i] - world.joint_state()[0][:6]
+            state['filled'][i] = True
+            j = min(i + 1, n - 1)
+            ref.position = q_ref[j].tolist()
+            ref.velocity = qd_ref[j].tolist()
+            ref_pub.publish(ref)
+        elif i >= n:
+            sim.stop()
+    world.step = step_and_reference
+
+    try:
+        log('live: waiting for the spinal node')
+        t_wait = time.monotonic() + 60
+        while not arrivals and time.monotonic() < t_wait:
+            sim.run(duration=0.5, executor=ex)
+        if not arrivals:
+            raise RuntimeError(f'no commands from the spinal node (log: {log_path})')
+        sim.run(duration=1.0, executor=ex)     # settle
+        state['k0'] = world.step_count
+        arrivals.clear()
+        diag.clear()
+        log(f'live: {seconds:.0f} s of motion over DDS')
+        sim.run(duration=seconds + 5, executor=ex)
+        k_end = world.step_count
+        for _ in range(30):                    # one more diagnostics period
+            ex.spin_once(timeout_sec=0.05)
+    finally:
+        world.step = step
+        if proc.poll() is None:
+            proc.send_signal(2)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        ex.remove_node(sim)
+        ex.remove_node(node)
+        sim.close()
+        node.destroy_node()
+        sim.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+    k0 = state['k0']
+    steps = max(1, k_end - k0)
+    arr = np.array([k for k in arrivals if k0 <= k < k_end])
+    on_time = len(np.unique(arr)) / steps if arr.size else 0.0
+    filled = state['filled']
+    mask = filled & (np.max(np.abs(qd_ref), 1) > 0.05)
+    err = state['err'][mask]
+    d = [x for x in diag if 'tick_hz' in x]
+
+    def dval(key):
+        return float(np.median([float(x[key]) for x in d])) if d else float('nan')
+    return {'tick_hz': len(arr) / (steps * 1e-3), 'on_time_fraction': on_time,
+            'live_tracking_rmse_rad': float(np.sqrt(np.mean(err ** 2))) if len(err) else
+            float('nan'),
+            'live_node_tick_us_p50': dval('tick_us_p50'),
+            'live_node_tick_us_p99': dval('tick_us_p99'),
+            'live_reflex_events': dval('reflex_events') if d else float('nan'),
+            'live_modes': ','.join(x.get('mode', '?') for x in d)}
+
+
+def plot(path, traces, joints, res):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4))
+    t = traces['t']
+    sel = slice(0, min(len(t), 4000))
+    for j, c in ((0, 'C0'), (4, 'C1')):
+        ax[0].plot(t[sel], (traces['q_ref'] - traces['net'])[sel, j] * 1e3, c, lw=1,
+                   label=f'joint {j} spiking')
+        ax[0].plot(t[sel], (traces['q_ref'] - traces['pd'])[sel, j] * 1e3, c + '--', lw=0.8,
+                   label=f'joint {j} PD')
+    ax[0].set_xlabel('time [s]')
+    ax[0].set_ylabel('tracking error [mrad]')
+    ax[0].legend(fontsize=7)
+    x = np.arange(6)
+    for i, (k, lab) in enumerate((('net', 'spiking'), ('pd', 'PD'), ('pdff', 'PD + feed-forward'))):
+        ax[1].bar(x + (i - 1) * 0.27, joints[k] * 1e3, 0.27, label=lab)
+    ax[1].set_xlabel('joint')
+    ax[1].set_ylabel('tracking RMSE while moving [mrad]')
+    ax[1].set_title(f"spiking {res['tracking_rmse_rad'] * 1e3:.2f} mrad, PD "
+                    f"{res['pd_tracking_rmse_rad'] * 1e3:.2f} mrad; firing rest "
+                    f"{res['firing_rate_rest']:.2f} Hz, motion {res['firing_rate_motion']:.1f} Hz",
+                    fontsize=9)
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog='neurovla bench spinal', description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--seconds', type=float, default=30.0, help='in-process motion [s]')
+    ap.add_argument('--live-s', type=float, default=30.0, help='live DDS motion [s]; 0 = skip')
+    ap.add_argument('--seed', type=int, default=0)
+    args = ap.parse_args(argv)
+    os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    from ..common.rosutil import cap_torch_threads
+    cap_torch_threads()
+    from ..spinal.params import LOIHI_J_PER_SOP
+
+    res, joints, traces = in_process(args.seconds, args.seed)
+    res['energy_w'] = res['sops_per_s'] * LOIHI_J_PER_SOP
+    res['energy_uw'] = res['energy_w'] * 1e6
+    res['energy_pj_per_sop'] = LOIHI_J_PER_SOP * 1e12
+    res['ratio_to_pd'] = res['tracking_rmse_rad'] / res['pd_tracking_rmse_rad']
+    res['ratio_to_pdff'] = res['tracking_rmse_rad'] / res['pdff_tracking_rmse_rad']
+    res['rest_to_motion_firing'] = res['firing_rate_rest'] / max(1e-12, res['firing_rate_motion'])
+    log(f"tracking RMSE spiking {res['tracking_rmse_rad'] * 1e3:.3f} mrad, PD "
+        f"{res['pd_tracking_rmse_rad'] * 1e3:.3f}, PD+FF {res['pdff_tracking_rmse_rad'] * 1e3:.3f}"
+        f" (ratio to PD {res['ratio_to_pd']:.3f}); step p50/p99 {res['step_us_p50']:.1f}/"
+        f"{res['step_us_p99']:.1f} us")
+    if args.live_s > 0:
+        res.update(live(args.live_s, args.seed))
+        log(f"live: {res['tick_hz']:.1f} commands/s, on time {res['on_time_fraction']:.4f}, "
+            f"tracking {res['live_tracking_rmse_rad'] * 1e3:.3f} mrad")
+    path = os.path.join(out_dir(), 'spinal.png')
+    plot(path, traces, joints, res)
+    res['plot'] = path
+    emit(res)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
