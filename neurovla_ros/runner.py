@@ -2,7 +2,11 @@
 
 Each node runs in its own process on the real DDS graph
 (``python -m <module> --ros-args --params-file ... -p use_sim_time:=... -r from:=to``), in its
-own process group, and gets SIGTERM from the kernel if the runner dies (PR_SET_PDEATHSIG).
+own process group, and gets SIGINT from the kernel if the runner dies (PR_SET_PDEATHSIG): the
+same signal as a normal stop, which rclpy handles safely (a Python SIGTERM handler that calls
+``rclpy.try_shutdown`` can deadlock on rclpy's context lock).
+A node is *up* once it is on the graph with a topic of its own (nodes create their publishers
+and subscriptions at the end of their set-up, after loading models and worlds).
 Ctrl-C / SIGTERM: SIGINT to every node, wait, then SIGTERM, then SIGKILL. A node that dies is
 reported with its last output lines and the runner exits non-zero. ``duration`` counts from
 when every node is on the graph; then everything is stopped and a summary is printed (per
@@ -27,6 +31,7 @@ from . import graph
 
 PR_SET_PDEATHSIG = 1
 LAST_LINES = 30
+STANDARD_TOPICS = {'/rosout', '/parameter_events'}  # every node has these from the start
 LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}
 
 try:
@@ -40,12 +45,12 @@ def _log(msg: str) -> None:
 
 
 def _child_setup(parent_pid: int):
-    """preexec_fn: die with the runner (the kernel sends SIGTERM when the runner exits)."""
+    """preexec_fn: stop with the runner (the kernel sends SIGINT when the runner exits)."""
     def setup():
         if _prctl is not None:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            _prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
         if os.getppid() != parent_pid:  # the runner died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
     return setup
 
 
@@ -127,6 +132,17 @@ def _number(text: str):
         except ValueError:
             pass
     return text
+
+
+def _ready(node, name: str) -> bool:
+    """Node ``name`` is on the graph with a publisher or subscription of its own."""
+    from rclpy.node import NodeNameNonExistentError
+    try:
+        topics = (node.get_publisher_names_and_types_by_node(name, '/')
+                  + node.get_subscriber_names_and_types_by_node(name, '/'))
+    except NodeNameNonExistentError:
+        return False
+    return any(t not in STANDARD_TOPICS for t, _types in topics)
 
 
 class Runner:
@@ -212,8 +228,7 @@ class Runner:
                     break
                 now = time.monotonic()
                 if t_up is None:
-                    present = {n for n, _ns in node.get_node_names_and_namespaces()}
-                    missing = [c.name for c in self.children if c.name not in present]
+                    missing = [c.name for c in self.children if not _ready(node, c.name)]
                     if not missing:
                         t_up = now
                         until = f'for {self.duration:g} s' if self.duration else 'until Ctrl-C'
