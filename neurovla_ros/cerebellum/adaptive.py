@@ -39,10 +39,44 @@ from typing import Callable
 
 import numpy as np
 
-from .filters import Biquad
 
 # status codes (diagnostics)
 IDLE, ADAPTING, HOLDING, BACKOFF = 'idle', 'adapting', 'holding', 'backoff'
+
+
+class HighPass:
+    """Two first-order high-pass sections at ``fc`` [Hz] over ``n`` channels, for irregular
+    steps ``dt``: ``H(s) = (tau s / (1 + tau s))^2``, tau = 1 / (2 pi fc)."""
+
+    def __init__(self, fc: float, n: int):
+        if fc <= 0:
+            raise ValueError(f'high-pass corner must be > 0 Hz, got {fc}')
+        self.tau = 1.0 / (2.0 * math.pi * fc)
+        self.x1 = np.zeros(n)
+        self.y1 = np.zeros(n)
+        self.x2 = np.zeros(n)
+        self.y = np.zeros(n)
+        self._primed = False
+
+    def step(self, x: np.ndarray, dt: float) -> np.ndarray:
+        if not self._primed:
+            self.x1[:] = x
+            self._primed = True
+        a = self.tau / (self.tau + dt)
+        # y1 = a (y1 + x - x1); y = a (y + y1 - x2)
+        self.y1 += x
+        self.y1 -= self.x1
+        self.y1 *= a
+        self.x1[:] = x
+        self.y += self.y1
+        self.y -= self.x2
+        self.y *= a
+        self.x2[:] = self.y1
+        return self.y
+
+    def response(self, f_hz: float) -> complex:
+        ts = 2j * math.pi * f_hz * self.tau
+        return (ts / (1.0 + ts)) ** 2
 
 
 class TremorCanceller:
@@ -58,7 +92,7 @@ class TremorCanceller:
                  max_correction=0.05, window: float = 0.8, update_period: float = 0.1,
                  min_amplitude: float = 0.003, jump_hz: float = 0.6, highpass_hz: float = 2.0,
                  fade_time: float = 0.2, grid_step_hz: float = 0.25, pll_time: float = 0.08,
-                 pll_gain: float = 0.5):
+                 pll_gain: float = 0.5, backoff_time: float = 2.0):
         if not 0 < band[0] < band[1] < rate_hz / 2:
             raise ValueError(f'band {band} Hz must lie inside (0, {rate_hz / 2}) Hz')
         if adapt_time <= 0 or leak_time <= 0 or fade_time <= 0:
@@ -71,34 +105,41 @@ class TremorCanceller:
         self.min_amplitude, self.jump_hz = min_amplitude, jump_hz
         self.update_period = update_period
         self.pll_time, self.pll_gain = pll_time, pll_gain
-        self.hp = Biquad('highpass', highpass_hz, rate_hz, n)
+        self.hp = HighPass(highpass_hz, n)
         # oscillator, weights, forward model at f_hat
         self.f_hat = 0.5 * (self.band[0] + self.band[1])
         self.phi = 0.0
+        self._advanced = 0.0
         self.w = np.zeros(n, complex)
         self.g = np.zeros((n, n), complex)
         self.g_inv = np.zeros((n, n), complex)
         self._set_frequency(self.f_hat)
         self.locked = False
         self.state = IDLE
-        # ring buffer of the disturbance-equivalent oscillation for the spectrum; each sample
-        # is written twice (i and i + nbuf) so that buf[i:i + nbuf] is the window, oldest first
+        # ring buffer of the disturbance-equivalent oscillation (with its sample times) for the
+        # spectrum; each sample is written twice (i and i + nbuf) so that buf[i:i + nbuf] is
+        # the ring, oldest first. Samples may be irregular (dropped ticks): the spectrum uses
+        # their times.
+        self.window = float(window)
         self.nbuf = max(16, int(round(window * rate_hz)))
         self.buf = np.zeros((2 * self.nbuf, n))
+        self.tbuf = np.zeros(2 * self.nbuf)
+        self.t = 0.0
+        self._t_first = 0.0
         self.ibuf = 0
         self.filled = 0
         lo, hi = self.band
         self.grid = np.arange(lo - 1.0, hi + 1.0 + 1e-9, grid_step_hz)
         self._in_band = (self.grid >= lo) & (self.grid <= hi)
-        self._rebuild_dft(rate_hz)
         self._since_update = 0.0
         self._pending_jump = None
         self._low_since = 0.0
         self._bad_since = 0.0
         self._backoff = 0.0
         # outputs and diagnostics
-        self.u = np.zeros(n)
-        self.ud = np.zeros(n)
+        self.u = [0.0] * n         # position correction [rad] (list)
+        self.ud = [0.0] * n        # its derivative [rad/s] (list)
+        self._wl = [0j] * n        # the weights as a list, for the per-tick output
         self.e_hp = np.zeros(n)
         self.dist = np.zeros(n)
         self.residual_ms = np.zeros(n)       # [rad^2/s^2] corrected oscillation (0.5 s mean)
@@ -109,19 +150,18 @@ class TremorCanceller:
         self.jumps = 0
         # disturbance phasor at f_hat (frequency-locked loop)
         self.z = np.zeros(n, complex)
+        self.r = np.zeros(n, complex)      # residual phasor at f_hat
         self._z_prev = np.zeros(n, complex)
+        self._adapting_for = 0.0
+        self._good_for = 0.0
+        self._strikes = 0
+        self._listen = 0.0
+        self._r_ref = 0.0
+        self.backoff_time = backoff_time
         self._eps = np.zeros(n, complex)
         self._y = np.zeros(n, complex)
 
     # ------------------------------------------------------------------ model
-    def _rebuild_dft(self, rate_hz: float) -> None:
-        k = np.arange(self.nbuf)
-        win = 0.5 - 0.5 * np.cos(2 * np.pi * (k + 0.5) / self.nbuf)
-        arg = 2 * np.pi * np.outer(self.grid, k) / rate_hz
-        # amplitude-normalised: a sinusoid of amplitude A gives |X| = A; real rows (cos; sin)
-        norm = win * (2.0 / win.sum())
-        self._dft = np.vstack([np.cos(arg) * norm, np.sin(arg) * norm])
-
     def _set_frequency(self, f: float) -> None:
         self.f_hat = float(f)
         g = np.asarray(self.response(f), complex)
@@ -139,7 +179,13 @@ class TremorCanceller:
         self._set_frequency(self.f_hat)
 
     def reset_weights(self) -> None:
+        """No correction; listen for ``2.5 pll_time`` before learning again (to measure the
+        uncorrected oscillation that the monitor compares against)."""
         self.w[:] = 0.0
+        self._wl = self.w.tolist()
+        self._adapting_for = 0.0
+        self._listen = 2.5 * self.pll_time
+        self._r_ref = 0.0
 
     @property
     def weight_norm(self) -> float:
@@ -147,16 +193,25 @@ class TremorCanceller:
         return float(np.linalg.norm(self.w))
 
     # ------------------------------------------------------------------ step
+    def advance(self, dt: float) -> None:
+        """Between learning samples: the oscillator runs on, the output follows it."""
+        self.phi += 2.0 * math.pi * self.f_hat * dt
+        self._advanced += dt
+        self._output(math.cos(self.phi), math.sin(self.phi))
+
     def update(self, dt: float, e: np.ndarray, adapt: bool = True) -> None:
-        """One sample: ``e`` joint velocity [rad/s] (raw; high-passed here), ``dt`` [s].
+        """One learning sample: ``e`` joint velocity [rad/s] (raw; high-passed here), ``dt``
+        [s] since the previous ``update`` (``advance`` calls in between included).
 
         adapt False: weights are held (unhealthy loop), the oscillator and the tracking run on.
         """
-        self.phi += 2.0 * math.pi * self.f_hat * dt
+        self.phi += 2.0 * math.pi * self.f_hat * max(0.0, dt - self._advanced)
+        self._advanced = 0.0
         if self.phi > 1e4:
             self.phi = math.fmod(self.phi, 2.0 * math.pi)
+        self.t += dt
         c, s = math.cos(self.phi), math.sin(self.phi)
-        eh = self.hp.step(e)
+        eh = self.hp.step(e, dt)
         self.e_hp[:] = eh
         rot = complex(c, s)
         # predicted effect of the correction on eh: Re{G W exp(i phi)}; the rest is what the
@@ -168,6 +223,7 @@ class TremorCanceller:
         np.subtract(eh, y.real, out=dist)
         self.buf[self.ibuf] = dist
         self.buf[self.ibuf + self.nbuf] = dist
+        self.tbuf[self.ibuf] = self.tbuf[self.ibuf + self.nbuf] = self.t
         self.ibuf = (self.ibuf + 1) % self.nbuf
         self.filled = min(self.filled + 1, self.nbuf)
         # its phasor at f_hat: 2 dist exp(-i phi) = Z + conj(Z) exp(-2i phi); the ripple is
@@ -175,18 +231,26 @@ class TremorCanceller:
         b = min(1.0, dt / self.pll_time)
         eps = self._eps
         z = self.z
+        rc2 = rot.conjugate() ** 2
         np.multiply(dist, 2.0 * rot.conjugate(), out=eps)
-        eps -= z.conjugate() * (rot.conjugate() ** 2)
+        eps -= z.conjugate() * rc2
         eps -= z
         eps *= b
         z += eps
+        # the same for the corrected oscillation (what is left of the tremor)
+        r = self.r
+        np.multiply(eh, 2.0 * rot.conjugate(), out=eps)
+        eps -= r.conjugate() * rc2
+        eps -= r
+        eps *= b
+        r += eps
         # slow mean squares for diagnostics and the safety monitor (time constant 0.5 s)
         a = min(1.0, dt / 0.5)
         self.residual_ms += a * (eh * eh - self.residual_ms)
         self.disturbance_ms += a * (dist * dist - self.disturbance_ms)
 
         self._since_update += dt
-        if self._since_update >= self.update_period and self.filled == self.nbuf:
+        if self._since_update >= self.update_period and self.t - self._t_first >= self.window:
             self._since_update = 0.0
             self._track_frequency()
 
@@ -194,12 +258,17 @@ class TremorCanceller:
             self._backoff -= dt
             self.state = BACKOFF
             self._fade(dt)
+        elif adapt and self.locked and self._listen > 0.0:
+            self._listen -= dt        # uncorrected: the reference level of the oscillation
+            self._r_ref = float(np.linalg.norm(self.r))
+            self.state = ADAPTING
         elif adapt and self.locked:
             # W -= (2 dt / adapt_time) Ginv (eh exp(-i phi)), then leak and bound
             np.multiply(eh, (2.0 * dt / self.adapt_time) * rot.conjugate(), out=eps)
             self.w -= self.g_inv @ eps
             self.w *= 1.0 - dt / self.leak_time
             self._bound()
+            self._wl = self.w.tolist()
             self.state = ADAPTING
             self._monitor(dt)
         elif not self.locked:
@@ -210,23 +279,25 @@ class TremorCanceller:
         self._output(c, s)
 
     def _output(self, c: float, s: float) -> None:
-        """u = Re{W exp(i phi)}, u' = Re{i w W exp(i phi)}."""
-        w = self.w
-        np.multiply(w.real, c, out=self.u)
-        self.u -= w.imag * s
-        np.multiply(w.real, -s, out=self.ud)
-        self.ud -= w.imag * c
-        self.ud *= 2.0 * math.pi * self.f_hat
+        """u = Re{W exp(i phi)}, u' = Re{i w W exp(i phi)} = -w Im{W exp(i phi)} (lists:
+        this runs every tick)."""
+        e = complex(c, s)
+        z = [wi * e for wi in self._wl]
+        wv = -2.0 * math.pi * self.f_hat
+        self.u = [zi.real for zi in z]
+        self.ud = [wv * zi.imag for zi in z]
 
     def fade(self, dt: float) -> None:
         """Stale inputs: no learning, the correction dies out (time constant ``fade_time``)."""
-        self.phi += 2.0 * math.pi * self.f_hat * dt
+        self.phi += 2.0 * math.pi * self.f_hat * max(0.0, dt - self._advanced)
+        self._advanced = 0.0
         self._fade(dt)
         self.state = HOLDING
         self._output(math.cos(self.phi), math.sin(self.phi))
 
     def _fade(self, dt: float) -> None:
         self.w *= math.exp(-dt / self.fade_time)
+        self._wl = self.w.tolist()
 
     def _bound(self) -> None:
         mag = np.abs(self.w)
@@ -235,18 +306,34 @@ class TremorCanceller:
             self.w[over] *= self.max_correction[over] / mag[over]
 
     def _monitor(self, dt: float) -> None:
-        """Corrected oscillation persistently above the uncorrected one: the model is wrong."""
-        res = float(self.residual_ms.sum())
-        dis = float(self.disturbance_ms.sum())
-        if res > 2.0 * dis + self.min_amplitude ** 2:
+        """Do no harm. The residual phasor at f_hat against its level without correction
+        (measured while listening after the last reset): above 1.5x that for 0.25 s (worse),
+        or not below 0.5x after ``4 adapt_time`` (not cancelling), or a correction at its
+        bound, mean that the forward model does not describe the loop now - or that the
+        disturbance changed. Reset the weights; at a repeat within 10 s of good work also back
+        off, for ``backoff_time`` [s], doubled at each further repeat (up to 8x)."""
+        self._adapting_for += dt
+        res = float(np.linalg.norm(self.r))
+        ref = self._r_ref
+        floor = self.min_amplitude
+        saturated = bool(np.any(np.abs(self.w) >= 0.999 * self.max_correction))
+        worse = res > 1.5 * ref + floor
+        stuck = self._adapting_for > 4.0 * self.adapt_time and res > 0.5 * ref + floor
+        if worse or saturated or stuck:
             self._bad_since += dt
-            if self._bad_since > 1.0:
+            self._good_for = 0.0
+            if self._bad_since > (0.25 if worse or saturated else 1.0):
                 self.reset_weights()
                 self.resets += 1
                 self._bad_since = 0.0
-                self._backoff = 2.0
+                if self._strikes:
+                    self._backoff = self.backoff_time * 2.0 ** (self._strikes - 1)
+                self._strikes = min(self._strikes + 1, 4)
         else:
             self._bad_since = 0.0
+            self._good_for += dt
+            if self._good_for > 10.0:
+                self._strikes = 0
 
     def disturbance_phasor(self) -> np.ndarray:
         """Joint-velocity phasor [rad/s] the disturbance causes at ``f_hat`` (high-passed)."""
@@ -256,9 +343,19 @@ class TremorCanceller:
     def spectrum(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Grid [Hz], amplitude [rad/s] (root of the sum over joints of the squares) and
         per-joint amplitudes (F, n) of the recent disturbance-equivalent oscillation."""
-        x = self.buf[self.ibuf:self.ibuf + self.nbuf]   # oldest first (view)
-        cs = self._dft @ x                                # (2F, n): cos rows then sin rows
+        i0 = self.ibuf + (self.nbuf - self.filled)
+        x = self.buf[i0:self.ibuf + self.nbuf]           # oldest first (view)
+        t = self.tbuf[i0:self.ibuf + self.nbuf]
+        keep = t >= t[-1] - self.window
+        x, t = x[keep], t[keep]
+        # Hann window over the time span, trapezoid weights for irregular samples,
+        # amplitude-normalised: a sinusoid of amplitude A gives |X| = A
+        span = max(t[-1] - t[0], 1e-9)
+        w = np.gradient(t) * (0.5 - 0.5 * np.cos(2.0 * np.pi * (t - t[0]) / span))
+        w *= 2.0 / max(w.sum(), 1e-12)
+        arg = np.outer(self.grid, 2.0 * np.pi * (t - t[-1]))
         nf = len(self.grid)
+        cs = np.vstack([np.cos(arg) * w, np.sin(arg) * w]) @ x   # (2F, n)
         per_joint = np.hypot(cs[:nf], cs[nf:])
         amp = np.sqrt(np.sum(per_joint * per_joint, axis=1))
         return self.grid, amp, per_joint
@@ -269,14 +366,24 @@ class TremorCanceller:
         k = int(np.argmax(band_amp))
         peak = float(band_amp[k])
         self.peak_ratio = peak / (float(np.median(amp)) + 1e-12)
-        if peak < self.min_amplitude or self.peak_ratio < 3.0:
-            self._low_since += self.update_period
-            if self._low_since >= 1.0 and self.locked:
-                self.locked = False  # tremor gone: the weights fade out
-            self.amplitude[:] = 0.0
-            self._z_prev[:] = self.z
+        strong = peak >= self.min_amplitude and self.peak_ratio >= 3.0
+        i_hat = int(np.argmin(np.abs(grid - self.f_hat)))
+        self.amplitude[:] = per_joint[i_hat]
+        z_prev = self._z_prev.copy()
+        self._z_prev[:] = self.z
+        if self.locked:
+            # locked: stays so while the tracked (narrow-band) oscillation is there, even when
+            # motion or noise make the spectrum broad
+            if float(np.linalg.norm(self.z)) < 0.5 * self.min_amplitude:
+                self._low_since += self.update_period
+                if self._low_since >= 1.0:
+                    self.locked = False  # tremor gone: the weights fade out
+                    self._pending_jump = None
+                    return
+            else:
+                self._low_since = 0.0
+        elif not strong:
             return
-        self._low_since = 0.0
         f = grid[k]
         if 0 < k < len(grid) - 1:  # parabolic interpolation on the log amplitude
             y0, y1, y2 = (math.log(max(float(v), 1e-12)) for v in amp[k - 1:k + 2])
@@ -286,24 +393,26 @@ class TremorCanceller:
         f = min(max(f, self.band[0]), self.band[1])
         if not self.locked:
             self.locked = True
+            self._low_since = 0.0
             self.reset_weights()
             self._set_frequency(f)
             self._pending_jump = None
-        elif abs(f - self.f_hat) > self.jump_hz:
+            return
+        # a new tremor frequency: a strong peak elsewhere that clearly dominates the tracked
+        # one, seen twice in a row
+        if strong and abs(f - self.f_hat) > self.jump_hz and peak > 2.0 * float(amp[i_hat]):
             if self._pending_jump is not None and abs(f - self._pending_jump) < self.jump_hz:
-                self._set_frequency(f)   # confirmed: a new tremor frequency
+                self._set_frequency(f)
                 self.reset_weights()
                 self.jumps += 1
                 self._pending_jump = None
             else:
                 self._pending_jump = f
-        else:
-            self._pending_jump = None
-            # fine: the disturbance phasor turns at the frequency error (frequency-locked loop)
-            dot = complex(np.vdot(self._z_prev, self.z))
-            if dot.real > 0.0:  # less than a quarter turn per update: a usable phase difference
-                df = math.atan2(dot.imag, dot.real) / (2.0 * math.pi * self.update_period)
-                f_new = self.f_hat + self.pll_gain * df
-                self._set_frequency(min(max(f_new, self.band[0]), self.band[1]))
-        self._z_prev[:] = self.z
-        self.amplitude[:] = per_joint[int(np.argmin(np.abs(grid - self.f_hat)))]
+            return
+        self._pending_jump = None
+        # fine: the disturbance phasor turns at the frequency error (frequency-locked loop)
+        dot = complex(np.vdot(z_prev, self.z))
+        if dot.real > 0.0:  # less than a quarter turn per update: a usable phase difference
+            df = math.atan2(dot.imag, dot.real) / (2.0 * math.pi * self.update_period)
+            f_new = self.f_hat + self.pll_gain * df
+            self._set_frequency(min(max(f_new, self.band[0]), self.band[1]))

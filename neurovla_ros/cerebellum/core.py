@@ -39,6 +39,7 @@ BASE_FRAMES = ('', 'base_link', 'world')
 @dataclass
 class CerebellumConfig:
     rate_hz: float = 500.0
+    adapt_rate_hz: float = 250.0      # estimator + canceller learning rate
     bypass: bool = False              # plain linear interpolation of goals, no cancellation
     # sensors
     joint_timeout: float = 0.05
@@ -71,7 +72,7 @@ class CerebellumConfig:
     band_high_hz: float = 12.0
     adapt_time: float = 0.25
     leak_time: float = 30.0
-    max_correction: float = 0.05      # [rad]
+    max_correction: float = 0.02      # [rad]
     min_amplitude: float = 0.003      # [rad/s]
     window: float = 0.8               # [s]
     jump_hz: float = 0.6
@@ -84,7 +85,7 @@ class CerebellumConfig:
     loop_delay: float = 0.003         # [s]
     model_period: float = 0.2         # forward model refreshed for the configuration [s]
     # health
-    max_tracking_error: float = 0.2   # [rad]
+    max_tracking_error: float = 0.05  # [rad]
     resync_time: float = 0.5          # [s]
 
 
@@ -136,7 +137,11 @@ class Cerebellum:
         lim = model.limits()
         self.lower, self.upper, self.vmax = lim['lower'], lim['upper'], lim['velocity']
         self._nvmax = -self.vmax
+        self._lower_l, self._upper_l = self.lower.tolist(), self.upper.tolist()
+        self._vmax_l = self.vmax.tolist()
         self.dt_nominal = 1.0 / cfg.rate_hz
+        self.dt_adapt = 1.0 / min(cfg.adapt_rate_hz, cfg.rate_hz)
+        self._adapt_acc = 0.0
         self.estimator = StateEstimator(model, cfg.crossover_hz, cfg.kinematics_period)
         self.goals = GoalFilter(n, cfg.goal_alpha, cfg.goal_beta, cfg.goal_restart,
                                 cfg.goal_horizon, cfg.goal_timeout)
@@ -148,7 +153,7 @@ class Cerebellum:
         self._m_extra = self.fm.M.copy()
         self._m_extra[np.diag_indices(n)] -= self.fm.m_ff
         self.canceller = TremorCanceller(
-            n, cfg.rate_hz, self.fm.velocity_response, band=(cfg.band_low_hz, cfg.band_high_hz),
+            n, 1.0 / self.dt_adapt, self.fm.velocity_response, band=(cfg.band_low_hz, cfg.band_high_hz),
             adapt_time=cfg.adapt_time, leak_time=cfg.leak_time, max_correction=cfg.max_correction,
             window=cfg.window, min_amplitude=cfg.min_amplitude, jump_hz=cfg.jump_hz,
             highpass_hz=cfg.highpass_hz)
@@ -166,13 +171,15 @@ class Cerebellum:
         self.trajectory: GoalTrajectory | None = None
         self.servo_goal = np.zeros(n)
         self.servo_qd = np.zeros(n)
+        self._servo_goal_l = [0.0] * n
+        self._servo_qd_l = [0.0] * n
+        self._ql = [0.0] * n
+        self._ref_l = [0.0] * n
         self.t_twist = -math.inf
-        self._g = np.zeros(n)
-        self._gv = np.zeros(n)
         self._err = np.zeros(n)
         # bypass: plain interpolation from the reference at a goal's arrival to the goal
-        self._lin_from = np.zeros(n)
-        self._lin_to = np.zeros(n)
+        self._lin_from = [0.0] * n
+        self._lin_to = [0.0] * n
         self._lin_t0 = -math.inf
         self._lin_T = 0.1
         self._last_goal_t = -math.inf
@@ -200,6 +207,7 @@ class Cerebellum:
         """Arm joint positions [rad] and velocities [rad/s] (validated by the caller)."""
         self.q[:] = q
         self.qd[:] = qd
+        self._ql = self.q.tolist()
         self.t_joints = now
         if not self.initialized:
             self._start(now)
@@ -218,8 +226,9 @@ class Cerebellum:
         self.estimator.reset(self.q)
         self.tracker.reset(self.q)
         self.goals.reset(self.tracker.x)
-        self.fm.reset(self.tracker.x, self.dt_nominal)
+        self.fm.reset(self.tracker.x, self.dt_adapt)
         self.ref_pos[:] = self.tracker.x
+        self._ref_l = list(self.tracker.x)
         self.source = SPARSE
         self.initialized = True
         self.t = now
@@ -257,8 +266,8 @@ class Cerebellum:
         # bypass: interpolate linearly to it over one goal period
         self._lin_T = min(max(now - self._last_goal_t, 0.02), 0.5)
         self._last_goal_t = now
-        self._lin_from[:] = self.tracker.x
-        self._lin_to[:] = q
+        self._lin_from = list(self.tracker.x)
+        self._lin_to = q.tolist()
         self._lin_t0 = now
         self.accepted += 1
         return True, ''
@@ -346,8 +355,10 @@ class Cerebellum:
             qd /= peak
         if self.source != SERVO:
             self.servo_goal[:] = self.tracker.x
+            self._servo_goal_l = list(self.tracker.x)
             self.source = SERVO
         self.servo_qd[:] = qd
+        self._servo_qd_l = self.servo_qd.tolist()
         self.t_twist = now
         self.accepted += 1
         return True, ''
@@ -355,7 +366,11 @@ class Cerebellum:
     # ------------------------------------------------------------------ tick
     def tick(self, now: float, dt: float | None = None) -> bool:
         """Compute the reference for time ``now``; ``dt`` [s] since the last tick (default:
-        from ``now``). Returns False before the first joint state."""
+        from ``now``). Returns False before the first joint state.
+
+        The per-tick path works on Python lists (six joints: cheaper than numpy calls); the
+        estimator, forward model and learning run at ``adapt_rate_hz`` on numpy arrays.
+        """
         if not self.initialized:
             return False
         cfg = self.cfg
@@ -366,34 +381,33 @@ class Cerebellum:
         fresh_j = now - self.t_joints <= cfg.joint_timeout
         fresh_i = now - self.t_imu <= cfg.imu_timeout
         self.holding = not (fresh_j and fresh_i)
-        est = self.estimator
-        if fresh_i:
-            qd = est.update(dt, self.q, self.qd, self.gyro, self.accel,
-                            self.quat if self.has_quat else None)
-        else:
-            qd = est.update(dt, self.q, self.qd)
-        # goal source -> tracker
-        g, gv = self._g, self._gv
-        if self.source == SPARSE:
-            self.goals.sample(now, g, gv)
-            gv *= cfg.goal_feedforward
-        elif self.source == TRAJECTORY:
-            self.trajectory.sample(now, g, gv)
-        else:
-            if now - self.t_twist <= cfg.twist_timeout:
-                self.servo_goal += self.servo_qd * dt
-                clip(self.servo_goal, self.lower, self.upper, self.servo_goal)
-                gv[:] = self.servo_qd
-            else:
-                gv[:] = 0.0
-            g[:] = self.servo_goal
         tr = self.tracker
+        # goal source -> tracker (every tick)
         if cfg.bypass:
             self._interpolate(now, dt)
         else:
+            if self.source == SPARSE:
+                g, gv = self.goals.sample(now)
+                ff = cfg.goal_feedforward
+                gv = [ff * v for v in gv]
+            elif self.source == TRAJECTORY:
+                g, gv = self.trajectory.sample(now)
+            else:
+                if now - self.t_twist <= cfg.twist_timeout:
+                    self.servo_goal += self.servo_qd * dt
+                    clip(self.servo_goal, self.lower, self.upper, self.servo_goal)
+                    gv = self._servo_qd_l
+                else:
+                    gv = None
+                g = self._servo_goal_l = self.servo_goal.tolist() if gv is not None \
+                    else self._servo_goal_l
             tr.step(dt, g, gv, hold=self.holding)
         # health: is the arm following?
-        err = float(np.max(np.abs(self.ref_pos - self.q))) if fresh_j else 0.0
+        if fresh_j:
+            q = self._ql
+            err = max([abs(r - qi) for r, qi in zip(self._ref_l, q)])
+        else:
+            err = 0.0
         healthy = err <= cfg.max_tracking_error
         if not healthy:
             self._bad_track += dt
@@ -401,30 +415,32 @@ class Cerebellum:
                 self._resync()
         else:
             self._bad_track = 0.0
-        # tremor canceller
+        # estimation and learning at adapt_rate_hz; in between the correction just runs on
         canc = self.canceller
-        self.adapting = cfg.tremor_enabled and not self.holding and healthy
-        if cfg.bypass:
-            self.adapting = False
-            canc.u[:] = 0.0
-            canc.ud[:] = 0.0
-        elif fresh_j and cfg.tremor_enabled:
-            # sensory prediction error: the motion the shaped reference does not explain
-            self.fm.step(dt, tr.x, tr.v, self.ref_eff)
-            np.subtract(qd, self.fm.qd, out=self._err)
-            canc.update(dt, self._err, adapt=self.adapting)
-        else:
+        self.adapting = cfg.tremor_enabled and not self.holding and healthy and not cfg.bypass
+        self._adapt_acc += dt
+        if self._adapt_acc >= self.dt_adapt - 1e-4:
+            da, self._adapt_acc = self._adapt_acc, 0.0
+            self._learn(da, fresh_j, fresh_i)
+        elif cfg.bypass:
             canc.fade(dt)
+        else:
+            canc.advance(dt)
         # reference = shaped motion + correction, inside the URDF limits
-        np.add(tr.x, canc.u, out=self.ref_pos)
-        clip(self.ref_pos, self.lower, self.upper, self.ref_pos)
-        np.add(tr.v, canc.ud, out=self.ref_vel)
-        clip(self.ref_vel, self._nvmax, self.vmax, self.ref_vel)
+        lo, hi, vm = self._lower_l, self._upper_l, self._vmax_l
+        u, ud = canc.u, canc.ud
+        ref = [min(max(x + c, a), b) for x, c, a, b in zip(tr.x, u, lo, hi)]
+        vel = [min(max(v + c, -m), m) for v, c, m in zip(tr.v, ud, vm)]
+        self._ref_l = ref
+        self.ref_pos[:] = ref
+        self.ref_vel[:] = vel
         if cfg.inertia_feedforward and not cfg.bypass:
             # what the spinal's own feed-forward (home inertia diagonal) lacks: coupling and
             # the configuration-dependent part of M(q)
             np.dot(self._m_extra, tr.a, out=self.ref_eff)
-        # slow work: disturbance torque phasor, status
+        else:
+            self.ref_eff[:] = 0.0
+        # slow work: model refresh, disturbance torque phasor, status
         self._since_model += dt
         if self._since_model >= cfg.model_period and fresh_j and not cfg.bypass:
             self._since_model = 0.0
@@ -436,33 +452,55 @@ class Cerebellum:
         if self._since_slow >= 0.05:
             self._since_slow = 0.0
             self._slow()
-        c, s = math.cos(canc.phi), math.sin(canc.phi)
-        np.multiply(self._tau_r, c, out=self.tremor_torque)
-        self.tremor_torque -= self._tau_i * s
+            c, s = math.cos(canc.phi), math.sin(canc.phi)
+            np.multiply(self._tau_r, c, out=self.tremor_torque)
+            self.tremor_torque -= self._tau_i * s
         return True
+
+    def _learn(self, da: float, fresh_j: bool, fresh_i: bool) -> None:
+        """Estimator, forward model and canceller, ``da`` [s] after the last call."""
+        cfg, canc, est, tr = self.cfg, self.canceller, self.estimator, self.tracker
+        if fresh_i:
+            qd = est.update(da, self.q, self.qd, self.gyro, self.accel,
+                            self.quat if self.has_quat else None)
+        else:
+            qd = est.update(da, self.q, self.qd)
+        if cfg.bypass:
+            canc.fade(da)
+        elif fresh_j and cfg.tremor_enabled:
+            # sensory prediction error: the motion the shaped reference does not explain
+            self.fm.step(da, tr.x, tr.v, self.ref_eff)
+            np.subtract(qd, self.fm.qd, out=self._err)
+            canc.update(da, self._err, adapt=self.adapting)
+        else:
+            canc.fade(da)
 
     def _interpolate(self, now: float, dt: float) -> None:
         """Bypass shaping: straight line from the reference at the goal's arrival to the goal
         over one goal period, then hold (velocity-limited only)."""
         tr = self.tracker
         if self.holding:
-            tr.v[:] = 0.0
+            tr.v = [0.0] * self.n
             return
         s = min(max((now - self._lin_t0) / self._lin_T, 0.0), 1.0)
-        x_new = self._lin_from + s * (self._lin_to - self._lin_from)
-        step = self.vmax * max(dt, 1e-6)
-        x_new = np.clip(x_new, tr.x - step, tr.x + step)
-        tr.v[:] = (x_new - tr.x) / max(dt, 1e-6)
-        tr.x[:] = x_new
-        tr.a[:] = 0.0
+        h = max(dt, 1e-6)
+        x_new = []
+        v_new = []
+        for x, a, b, vm in zip(tr.x, self._lin_from, self._lin_to, self._vmax_l):
+            xn = a + s * (b - a)
+            xn = min(max(xn, x - vm * h), x + vm * h)
+            x_new.append(xn)
+            v_new.append((xn - x) / h)
+        tr.x, tr.v, tr.a = x_new, v_new, [0.0] * self.n
 
     def _resync(self) -> None:
         self.tracker.reset(self.q)
         self.goals.reset(self.q)
         self.source = SPARSE
         self.canceller.reset_weights()
-        self.fm.reset(self.q, self.dt_nominal)
+        self.fm.reset(self.q, self.dt_adapt)
         self.ref_pos[:] = self.q
+        self._ref_l = self.q.tolist()
         self._bad_track = 0.0
         self.resyncs += 1
 
@@ -512,6 +550,9 @@ class Cerebellum:
             'tremor_locked': canc.locked,
             'tremor_frequency_hz': canc.f_hat,
             'tremor_amplitude_rad_s': float(np.linalg.norm(canc.amplitude)),
+            'tremor_phasor_rad_s': float(np.linalg.norm(canc.z)),
+            'residual_phasor_rad_s': float(np.linalg.norm(canc.r)),
+            'tremor_peak_ratio': canc.peak_ratio,
             'disturbance_rms_rad_s': float(np.sqrt(canc.disturbance_ms.sum())),
             'residual_rms_rad_s': float(np.sqrt(canc.residual_ms.sum())),
             'weights_norm_rad': canc.weight_norm,

@@ -34,12 +34,15 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import AccelStamped, PoseStamped, TwistStamped
 from rclpy.node import Node
 from rclpy._rclpy_pybind11 import RCLError
+from rclpy.serialization import deserialize_message
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Imu, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from ..common import robot
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
                               declare_params, run)
+from .cdr import ImuReader, JointStateReader, JointStateWriter, read_stamp
 from .core import Cerebellum, config_from
 from .estimator import matrix_to_quat_xyzw
 from .params import NODE_NAME, PARAMS
@@ -67,19 +70,21 @@ class CerebellumNode(Node):
         self.arm = list(self.model.arm_joints)
         self.add_post_set_parameters_callback(self._on_params)
         # outputs (messages reused)
-        self.ref_msg = JointState()
-        self.ref_msg.name = list(self.arm)
+        self.ref_out = JointStateWriter(self.arm)     # serialized in place, published raw
         self.ref_pub = self.create_publisher(JointState, p.reference_topic, SENSOR_QOS)
-        self.pred_msg = JointState()
-        self.pred_msg.name = list(self.arm)
+        self.pred_out = JointStateWriter(self.arm)
         self.pred_pub = self.create_publisher(JointState, '~/predicted_effort', SENSOR_QOS)
         self.pose_pub = self.create_publisher(PoseStamped, '~/ee_pose', SENSOR_QOS)
         self.twist_pub = self.create_publisher(TwistStamped, '~/ee_twist', SENSOR_QOS)
         self.accel_pub = self.create_publisher(AccelStamped, '~/ee_accel', SENSOR_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         # inputs
-        self.create_subscription(JointState, '/joint_states', self._on_joints, LATEST_QOS)
-        self.create_subscription(Imu, '/imu/data', self._on_imu, LATEST_QOS)
+        # 1 kHz streams: raw bytes, only the needed fields read (no Python message objects)
+        self._js = JointStateReader()
+        self._imu = ImuReader()
+        self.create_subscription(JointState, '/joint_states', self._on_joints_raw, LATEST_QOS,
+                                 raw=True)
+        self.create_subscription(Imu, '/imu/data', self._on_imu_raw, LATEST_QOS, raw=True)
         self.create_subscription(PoseStamped, '/cortex/goal_pose', self._on_goal_pose,
                                  COMMAND_QOS)
         self.create_subscription(JointTrajectory, '/cortex/joint_goal', self._on_joint_goal,
@@ -95,16 +100,15 @@ class CerebellumNode(Node):
         self._idx = None
         self._q = np.zeros(6)
         self._qd = np.zeros(6)
-        self._gyro = np.zeros(3)
-        self._acc = np.zeros(3)
-        self._quat = np.zeros(4)
         self._t_stamp = None       # stamp of the last joint sample [s]
         self._t_tick = -math.inf   # stamp of the last tick [s]
         self._period = 1.0 / p.rate_hz
         self._pred_period = 1.0 / p.prediction_rate_hz if p.prediction_rate_hz > 0 else 0.0
         self._t_pred = -math.inf
         self._last_tick_wall = -math.inf
-        self._stamp = None
+        self._stamp_msg = Time()
+        self._imu_buf = None
+        self._imu_now = 0.0
         # statistics (since the last diagnostics)
         self._tick_us = np.zeros(2048)
         self._n_ticks = 0
@@ -131,71 +135,101 @@ class CerebellumNode(Node):
         self._rejected[what] += 1
         self.get_logger().warning(msg, throttle_duration_sec=1.0)
 
-    def _layout(self, names) -> bool:
+    def _layout(self, names: tuple) -> bool:
         try:
             idx = [names.index(n) for n in self.arm]
         except ValueError:
             missing = [n for n in self.arm if n not in names]
             self._warn('joint_states', f'/joint_states rejected: missing joints {missing}')
             return False
-        self._names = list(names)
+        self._names = names
         self._idx = None if idx == list(range(6)) else np.array(idx)
         return True
 
-    def _on_joints(self, msg: JointState) -> None:
+    def _on_joints_raw(self, buf: bytes) -> None:
         t0 = time.perf_counter()
-        names = msg.name
+        st = read_stamp(buf)
+        if st is not None and self.core.initialized:
+            t = st[0] + st[1] * 1e-9
+            if t > 0.0 and self._t_stamp is not None and \
+                    self._t_stamp - 1.0 <= t < self._t_tick + self._period - 2.5e-4:
+                self._t_stamp = t
+                self.core.t_joints = time.monotonic()  # fresh; no tick due: nothing else
+                return
+        r = self._js
+        if r.read(buf) is None:  # not little-endian CDR: the regular way
+            msg = deserialize_message(buf, JointState)
+            st = msg.header.stamp
+            self._on_joints(t0, st.sec, st.nanosec, list(msg.name), msg.position, msg.velocity)
+            return
+        self._on_joints(t0, r.sec, r.nanosec, r.names, r.position, r.velocity)
+
+    def _on_joints(self, t0, sec, nanosec, names, pos, vel) -> None:
+        now = time.monotonic()
+        t = sec + nanosec * 1e-9
+        if t <= 0.0:
+            t = now
+        if self._t_stamp is not None and t < self._t_stamp - 1.0:
+            self._t_tick = -math.inf  # the clock went back (sim reset): start over
+        self._t_stamp = t
+        due = t - self._t_tick >= self._period - 2.5e-4
+        core = self.core
+        if not due and core.initialized:
+            core.t_joints = now  # fresh; the sample itself is only needed at a tick
+            return
+        names = tuple(names)
         if names != self._names and not self._layout(names):
             return
-        pos, vel = msg.position, msg.velocity
         n = len(names)
         if len(pos) != n or len(vel) != n:
             self._warn('joint_states', f'/joint_states rejected: {n} names but {len(pos)} '
                        f'positions, {len(vel)} velocities')
             return
-        if not (math.isfinite(sum(pos)) and math.isfinite(sum(vel))):
+        pa, va = np.asarray(pos, float), np.asarray(vel, float)
+        if not (math.isfinite(float(pa.sum())) and math.isfinite(float(va.sum()))):
             self._warn('joint_states', '/joint_states rejected: NaN or inf')
             return
-        pa, va = np.frombuffer(pos), np.frombuffer(vel)
         if self._idx is None:
             q, qd = pa[:6], va[:6]
         else:
             q, qd = np.take(pa, self._idx, out=self._q), np.take(va, self._idx, out=self._qd)
-        now = time.monotonic()
-        st = msg.header.stamp
-        t = st.sec + st.nanosec * 1e-9
-        if t <= 0.0:
-            t = now
-        core = self.core
         core.set_joints(now, q, qd)
-        if self._t_stamp is not None and t < self._t_stamp - 1.0:
-            self._t_tick = -math.inf  # the clock went back (sim reset): start over
-        self._t_stamp = t
-        if t - self._t_tick < self._period - 2.5e-4:
-            return
+        if self._imu_buf is not None:
+            self._read_imu(self._imu_buf, self._imu_now)
+            self._imu_buf = None
         dt = t - self._t_tick if math.isfinite(self._t_tick) else self._period
         self._t_tick = t
-        self._stamp = st
+        st = self._stamp_msg
+        st.sec, st.nanosec = sec, nanosec
         self._tick(now, dt, st)
         self._tick_us[self._n_ticks % len(self._tick_us)] = (time.perf_counter() - t0) * 1e6
         self._n_ticks += 1
 
-    def _on_imu(self, msg: Imu) -> None:
-        w, a, o = msg.angular_velocity, msg.linear_acceleration, msg.orientation
-        g, acc = self._gyro, self._acc
-        g[0], g[1], g[2] = w.x, w.y, w.z
-        acc[0], acc[1], acc[2] = a.x, a.y, a.z
+    def _on_imu_raw(self, buf: bytes) -> None:
+        """Keep the newest sample; it is read at the next tick (1 kHz in, 500 Hz used)."""
+        self._imu_buf = buf
+        self._imu_now = time.monotonic()
+
+    def _read_imu(self, buf: bytes, now: float) -> None:
+        r = self._imu
+        if r.read(buf) is None:
+            msg = deserialize_message(buf, Imu)
+            w, a, o = msg.angular_velocity, msg.linear_acceleration, msg.orientation
+            r.gyro[:] = (w.x, w.y, w.z)
+            r.accel[:] = (a.x, a.y, a.z)
+            r.quat[:] = (o.x, o.y, o.z, o.w)
+            r.orientation_cov0 = msg.orientation_covariance[0]
+        g, acc = r.gyro, r.accel
         if not (math.isfinite(g[0] + g[1] + g[2]) and math.isfinite(acc[0] + acc[1] + acc[2])):
             self._warn('imu', '/imu/data rejected: NaN or inf')
             return
         quat = None
-        if msg.orientation_covariance[0] != -1.0:
-            qq = self._quat
-            qq[0], qq[1], qq[2], qq[3] = o.x, o.y, o.z, o.w
+        if r.orientation_cov0 != -1.0:
+            qq = r.quat
             nrm = qq[0] * qq[0] + qq[1] * qq[1] + qq[2] * qq[2] + qq[3] * qq[3]
             if math.isfinite(nrm) and 0.9 < nrm < 1.1:
                 quat = qq
-        self.core.set_imu(time.monotonic(), g, acc, quat)
+        self.core.set_imu(now, g, acc, quat)
 
     def _goal_result(self, ok: bool, why: str) -> None:
         if not ok:
@@ -241,21 +275,21 @@ class CerebellumNode(Node):
             return
         self._last_tick_wall = now
         self._ticks_total += 1
-        m = self.ref_msg
-        m.header.stamp = stamp
-        m.position = core.ref_pos.tolist()
-        m.velocity = core.ref_vel.tolist()
-        m.effort = core.ref_eff.tolist()
+        out = self.ref_out
+        out.set_stamp(stamp.sec, stamp.nanosec)
+        out.position[:] = core.ref_pos
+        out.velocity[:] = core.ref_vel
+        out.effort[:] = core.ref_eff
         try:
-            self.ref_pub.publish(m)
+            self.ref_pub.publish(out.data())
             if self._pred_period and now - self._t_pred >= self._pred_period:
                 self._t_pred = now
-                pm = self.pred_msg
-                pm.header.stamp = stamp
-                pm.position = core.fm.q.tolist()
-                pm.velocity = core.fm.qd.tolist()
-                pm.effort = core.tremor_torque.tolist()
-                self.pred_pub.publish(pm)
+                pm = self.pred_out
+                pm.set_stamp(stamp.sec, stamp.nanosec)
+                pm.position[:] = core.fm.q
+                pm.velocity[:] = core.fm.qd
+                pm.effort[:] = core.tremor_torque
+                self.pred_pub.publish(pm.data())
         except RCLError:  # shutting down: the context is gone
             pass
 
@@ -272,7 +306,8 @@ class CerebellumNode(Node):
             return
         est = core.estimator
         est.derived()
-        stamp = self._stamp or self.get_clock().now().to_msg()
+        stamp = (self._stamp_msg if self._t_stamp is not None
+                 else self.get_clock().now().to_msg())
         ps = PoseStamped()
         ps.header.stamp, ps.header.frame_id = stamp, 'base_link'
         ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = est.ee_pos.tolist()

@@ -16,10 +16,13 @@ PARAMS: list[Param] = [
           'velocity, feed-forward effort) [topic]', read_only=True),
     Param('rate_hz', 500.0, 'Reference rate, ticks driven by /joint_states stamps [Hz]',
           100.0, 1000.0, read_only=True),
+    Param('adapt_rate_hz', 250.0,
+          'State estimation and canceller learning rate (the correction itself is output at '
+          'rate_hz) [Hz]', 50.0, 1000.0, read_only=True),
     Param('prediction_rate_hz', 100.0,
           'Rate of ~/predicted_effort (forward model: predicted joint state and periodic '
           'disturbance torque) [Hz]; 0 = off', 0.0, 1000.0, read_only=True),
-    Param('state_rate_hz', 50.0,
+    Param('state_rate_hz', 10.0,
           'Rate of the state estimate ~/ee_pose, ~/ee_twist, ~/ee_accel [Hz]; 0 = off',
           0.0, 500.0, read_only=True),
     Param('diagnostics_rate_hz', 2.0, '/diagnostics rate [Hz]', 0.1, 10.0, read_only=True),
@@ -82,7 +85,7 @@ PARAMS: list[Param] = [
     Param('adapt_time', 0.25,
           'Adaptation time constant of the canceller (normalised LMS) [s]', 0.02, 100.0),
     Param('leak_time', 30.0, 'Weight leakage time constant [s]', 0.1, 1.0e6),
-    Param('max_correction', 0.05, 'Largest correction amplitude per joint [rad]', 0.0, 0.5),
+    Param('max_correction', 0.02, 'Largest correction amplitude per joint [rad]', 0.0, 0.5),
     Param('min_amplitude', 0.003,
           'Oscillation below this joint-velocity amplitude is not tremor [rad/s]', 0.0, 10.0),
     Param('window', 0.8, 'Spectrum window for tremor frequency acquisition [s]', 0.1, 10.0,
@@ -106,7 +109,7 @@ PARAMS: list[Param] = [
     Param('model_period', 0.2, 'Forward model refreshed for the configuration every [s]',
           0.01, 10.0, read_only=True),
     # ---- health ----
-    Param('max_tracking_error', 0.2,
+    Param('max_tracking_error', 0.05,
           'Arm further than this from the reference: stop adapting [rad]', 0.001, 6.3),
     Param('resync_time', 0.5,
           'Tracking error beyond max_tracking_error for this long: restart the reference '
