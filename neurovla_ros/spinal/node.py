@@ -268,6 +268,7 @@ class SpinalNode(Node):
 
     def _mode_changed(self, mode, stamp) -> None:
         prev, self._last_mode = self._last_mode, mode
+        self.get_logger().info(f'mode {prev} -> {mode}')
         if prev in (WITHDRAW, COMPLIANT) and mode not in (WITHDRAW, COMPLIANT):
             st = DiagnosticStatus(level=DiagnosticStatus.OK, name='spinal: reflex',
                                   hardware_id='neurovla_arm', message='recovered',

@@ -49,7 +49,7 @@ class DetectorConfig:
     env_cap: float = 3.0          # envelope capped at env_cap * threshold
     mean_tau: float = 0.3         # time constant of the slow mean of r [s]
     v_eps: float = 0.05           # Coulomb friction smoothing velocity [rad/s]
-    max_gap: float = 0.02         # a longer gap between samples restarts the observer [s]
+    max_gap: float = 0.005        # a longer gap between samples restarts the observer [s]
     period: float = 0.001         # nominal sample period [s]; longer gaps = dropped samples
     level_every: int = 4          # the adaptive threshold is updated every n samples
 
