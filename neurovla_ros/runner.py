@@ -31,6 +31,7 @@ from . import graph
 
 PR_SET_PDEATHSIG = 1
 LAST_LINES = 30
+OTHER = '(other)'  # summary entry for /diagnostics statuses that name no started node
 STANDARD_TOPICS = {'/rosout', '/parameter_events'}  # every node has these from the start
 LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}
 
@@ -115,14 +116,19 @@ class Diagnostics:
                 'message': st.message, 'hardware_id': st.hardware_id,
                 'values': {kv.key: _number(kv.value) for kv in st.values}}
 
-    def of_node(self, name: str) -> dict[str, dict]:
-        """Statuses of one node: named ``<node>: ...`` or ``/<node>...``, or by hardware_id."""
-        out = {}
-        for key, st in self.latest.items():
-            head = key.lstrip('/').split(':')[0].split('/')[0].strip()
-            if head == name or st['hardware_id'] == name:
-                out[key] = st
-        return out
+
+def group_statuses(latest: dict[str, dict], names) -> dict[str, dict[str, dict]]:
+    """Statuses per node: named ``<node>: ...`` or ``/<node>...``, else by hardware_id; the
+    statuses no node claims go under :data:`OTHER` (shown, not lost)."""
+    out: dict[str, dict[str, dict]] = {n: {} for n in names}
+    other = {}
+    for key, st in latest.items():
+        head = key.lstrip('/').split(':')[0].split('/')[0].strip()
+        owner = head if head in out else st['hardware_id'] if st['hardware_id'] in out else None
+        (out[owner] if owner is not None else other)[key] = st
+    if other:
+        out[OTHER] = other
+    return out
 
 
 def _number(text: str):
@@ -247,7 +253,8 @@ class Runner:
                 ex.spin_once(timeout_sec=0.05)
             alive = {c.name: c.proc.poll() is None for c in self.children}
             ran_s = None if t_up is None else time.monotonic() - t_up
-            return ended, ran_s, alive, {c.name: diags.of_node(c.name) for c in self.children}
+            names = [c.name for c in self.children]
+            return ended, ran_s, alive, group_statuses(diags.latest, names)
         finally:
             ex.remove_node(node)
             node.destroy_node()
@@ -292,10 +299,13 @@ class Runner:
                else f'ran {ran_s:.1f} s with every node up')
         print(f'\n=== neurovla summary: {ran}; ended: {ended} ===')
         print(f'{"node":<14}{"alive":<8}{"exit":<6}diagnostics')
-        for c in self.children:
-            statuses = diags.get(c.name, {})
-            print(f'{c.name:<14}{"yes" if alive.get(c.name) else "NO":<8}'
-                  f'{str(codes.get(c.name)):<6}{len(statuses)} status(es)')
+        rows = [(c.name, 'yes' if alive.get(c.name) else 'NO', str(codes.get(c.name)))
+                for c in self.children]
+        if OTHER in diags:
+            rows.append((OTHER, '', ''))
+        for name, is_alive, code in rows:
+            statuses = diags.get(name, {})
+            print(f'{name:<14}{is_alive:<8}{code:<6}{len(statuses)} status(es)')
             for key, st in statuses.items():
                 print(f'    [{st["level"]}] {key}: {st["message"]}')
                 for k, v in st['values'].items():
@@ -304,7 +314,8 @@ class Runner:
                              'diagnostics': diags.get(c.name, {})} for c in self.children}
         print(json.dumps({'ok': ok, 'ended': ended,
                           'ran_s': None if ran_s is None else round(ran_s, 3),
-                          'nodes': per_node}), flush=True)
+                          'nodes': per_node, 'other_diagnostics': diags.get(OTHER, {})}),
+              flush=True)
         return 0 if ok else 1
 
 

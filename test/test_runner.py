@@ -182,6 +182,20 @@ def test_nodes_die_with_a_killed_runner(tmp_path):
     assert not left, (left, output(tmp_path)[1][-3000:])
 
 
+def test_diagnostics_are_grouped_by_node_and_none_are_lost():
+    from neurovla_ros.runner import OTHER, group_statuses
+
+    def st(hw):
+        return {'level': 'OK', 'message': '', 'hardware_id': hw, 'values': {}}
+    latest = {'sim: physics': st('sim'), '/spinal/reflex': st(''), 'controller': st('spinal'),
+              'simulator: x': st('arm'), 'cortex: planner': st('')}
+    g = group_statuses(latest, ['sim', 'spinal'])
+    assert set(g['sim']) == {'sim: physics'}
+    assert set(g['spinal']) == {'/spinal/reflex', 'controller'}
+    assert set(g[OTHER]) == {'simulator: x', 'cortex: planner'}
+    assert OTHER not in group_statuses({'sim: physics': st('')}, ['sim'])
+
+
 def test_only_refuses_a_node_the_graph_does_not_start(capsys):
     from neurovla_ros import cli
     assert cli.main(['bringup', '--sim', 'none', '--only', 'sim']) == 2
