@@ -157,6 +157,7 @@ class TremorCanceller:
         self._strikes = 0
         self._listen = 0.0
         self._r_ref = 0.0
+        self._cap = self.max_correction.copy()
         self.backoff_time = backoff_time
         self._eps = np.zeros(n, complex)
         self._y = np.zeros(n, complex)
@@ -186,6 +187,7 @@ class TremorCanceller:
         self._adapting_for = 0.0
         self._listen = 2.5 * self.pll_time
         self._r_ref = 0.0
+        self._cap = self.max_correction.copy()
 
     @property
     def weight_norm(self) -> float:
@@ -261,6 +263,11 @@ class TremorCanceller:
         elif adapt and self.locked and self._listen > 0.0:
             self._listen -= dt        # uncorrected: the reference level of the oscillation
             self._r_ref = float(np.linalg.norm(self.r))
+            # the correction this oscillation needs; the weights may not wind up beyond twice
+            # it (a loop that ignores the correction for a while - a spinal hold - cannot
+            # make it grow without end)
+            need = np.abs(self.g_inv @ self.r)
+            self._cap[:] = np.minimum(self.max_correction, 2.0 * need + 0.1 * need.max())
             self.state = ADAPTING
         elif adapt and self.locked:
             # W -= (2 dt / adapt_time) Ginv (eh exp(-i phi)), then leak and bound
@@ -301,9 +308,9 @@ class TremorCanceller:
 
     def _bound(self) -> None:
         mag = np.abs(self.w)
-        over = mag > self.max_correction
+        over = mag > self._cap
         if over.any():
-            self.w[over] *= self.max_correction[over] / mag[over]
+            self.w[over] *= self._cap[over] / mag[over]
 
     def _monitor(self, dt: float) -> None:
         """Do no harm. The residual phasor at f_hat against its level without correction
@@ -317,8 +324,11 @@ class TremorCanceller:
         ref = self._r_ref
         floor = self.min_amplitude
         saturated = bool(np.any(np.abs(self.w) >= 0.999 * self.max_correction))
+        capped = bool(np.any(np.abs(self.w) >= 0.999 * self._cap))
+        stuck_at_cap = capped and self._adapting_for > 4.0 * self.adapt_time
         worse = res > 1.5 * ref + floor
         stuck = self._adapting_for > 4.0 * self.adapt_time and res > 0.5 * ref + floor
+        stuck = stuck or stuck_at_cap
         if worse or saturated or stuck:
             self._bad_since += dt
             self._good_for = 0.0

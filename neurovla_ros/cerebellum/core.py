@@ -12,9 +12,10 @@ Per tick (``rate_hz``, driven by the joint-state stream):
 
 Safety: stale joints or IMU -> no adaptation, the correction fades, the reference comes to a
 smooth stop and holds, goals are refused until the sensors are back. A tracking error beyond
-``max_tracking_error`` (spinal reflex, blocked arm) stops adaptation; if it lasts
-``resync_time`` the reference restarts from the measured pose. NaN/inf, wrong sizes,
+``max_tracking_error`` (spinal reflex, blocked arm) stops adaptation. NaN/inf, wrong sizes,
 out-of-limit, unreachable goals are refused with the reason (``accept_*`` return it).
+After a spinal reflex (``note_reflex``) a lasting tracking error restarts the reference from
+the measured pose: the arm stays where the withdrawal took it.
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ class CerebellumConfig:
     # health
     max_tracking_error: float = 0.05  # [rad]
     resync_time: float = 0.5          # [s]
+    reflex_window: float = 10.0       # [s] after a reflex event a resync is allowed
 
 
 def config_from(values) -> CerebellumConfig:
@@ -196,6 +198,7 @@ class Cerebellum:
         self.status_level, self.status_message = 1, 'waiting for /joint_states'
         self.t = -math.inf
         self._bad_track = 0.0
+        self._reflex_t = -math.inf
         self._since_slow = math.inf
         self.resyncs = 0
         self.accepted = 0
@@ -411,7 +414,10 @@ class Cerebellum:
         healthy = err <= cfg.max_tracking_error
         if not healthy:
             self._bad_track += dt
-            if self._bad_track >= cfg.resync_time:
+            # after a spinal reflex (withdrawal), adopt the pose the arm was moved to instead
+            # of pulling it back; otherwise keep the reference (the spinal layer brings the
+            # arm back after a glitch)
+            if self._bad_track >= cfg.resync_time and now - self._reflex_t <= cfg.reflex_window:
                 self._resync()
         else:
             self._bad_track = 0.0
@@ -492,6 +498,10 @@ class Cerebellum:
             x_new.append(xn)
             v_new.append((xn - x) / h)
         tr.x, tr.v, tr.a = x_new, v_new, [0.0] * self.n
+
+    def note_reflex(self, now: float) -> None:
+        """The spinal layer reported a reflex (collision withdrawal) at ``now``."""
+        self._reflex_t = now
 
     def _resync(self) -> None:
         self.tracker.reset(self.q)

@@ -8,6 +8,8 @@ Interfaces
     /teleop/twist [geometry_msgs/TwistStamped]       tcp velocity, base_link or tcp_link
                                                      (MoveIt Servo style, timeout)
     /teleop/pose [geometry_msgs/PoseStamped]         tcp goal in base_link
+    <reflex_topic> [diagnostic_msgs/DiagnosticArray] spinal reflex events: after one, the
+                                                     reference adopts the withdrawn pose
     <reference_topic> [sensor_msgs/JointState]       desired position, velocity and
                                                      feed-forward effort for the spinal layer
     ~/predicted_effort [sensor_msgs/JointState]      forward model: predicted joint position
@@ -19,7 +21,11 @@ Interfaces
                                                      amplitude, weights), estimate, tick cost
 
 Ticks run in the /joint_states callback at ``rate_hz`` (decimated by stamp), so the work per
-tick is one core step and one publish; the IMU callback only stores the sample. A 20 Hz
+tick is one core step and one publish; the IMU callback only keeps the newest sample, read at
+the next tick. Both 1 kHz streams arrive as raw bytes and only the needed fields are read
+(:mod:`.cdr`); the reference is serialized in place and published raw. Freshness, goal times
+and the watchdog use ROS time (``use_sim_time``: the simulation's /clock), else the monotonic
+clock. A 20 Hz
 watchdog keeps publishing the held reference when /joint_states stops. The work is done by the
 ROS-free :class:`neurovla_ros.cerebellum.core.Cerebellum`.
 """
@@ -65,6 +71,13 @@ class CerebellumNode(Node):
         super().__init__(NODE_NAME)
         self.p = declare_params(self, PARAMS)
         p = self.p
+        # one clock for freshness, goals and the watchdog: ROS time (follows /clock with
+        # use_sim_time, so a slowed-down simulation stays consistent), else monotonic
+        if self.get_parameter('use_sim_time').value:
+            clock = self.get_clock()
+            self._now = lambda: clock.now().nanoseconds * 1e-9
+        else:
+            self._now = time.monotonic
         self.model = robot.load()
         self.core = Cerebellum(self.model, config_from(p))
         self.arm = list(self.model.arm_joints)
@@ -90,6 +103,7 @@ class CerebellumNode(Node):
         self.create_subscription(JointTrajectory, '/cortex/joint_goal', self._on_joint_goal,
                                  COMMAND_QOS)
         self.create_subscription(TwistStamped, '/teleop/twist', self._on_twist, COMMAND_QOS)
+        self.create_subscription(DiagnosticArray, p.reflex_topic, self._on_reflex, COMMAND_QOS)
         self.create_subscription(PoseStamped, '/teleop/pose', self._on_goal_pose, COMMAND_QOS)
         self.create_timer(WATCHDOG_PERIOD, self._watchdog)
         self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
@@ -154,7 +168,7 @@ class CerebellumNode(Node):
             if t > 0.0 and self._t_stamp is not None and \
                     self._t_stamp - 1.0 <= t < self._t_tick + self._period - 2.5e-4:
                 self._t_stamp = t
-                self.core.t_joints = time.monotonic()  # fresh; no tick due: nothing else
+                self.core.t_joints = self._now()  # fresh; no tick due: nothing else
                 return
         r = self._js
         if r.read(buf) is None:  # not little-endian CDR: the regular way
@@ -165,7 +179,7 @@ class CerebellumNode(Node):
         self._on_joints(t0, r.sec, r.nanosec, r.names, r.position, r.velocity)
 
     def _on_joints(self, t0, sec, nanosec, names, pos, vel) -> None:
-        now = time.monotonic()
+        now = self._now()
         t = sec + nanosec * 1e-9
         if t <= 0.0:
             t = now
@@ -208,7 +222,7 @@ class CerebellumNode(Node):
     def _on_imu_raw(self, buf: bytes) -> None:
         """Keep the newest sample; it is read at the next tick (1 kHz in, 500 Hz used)."""
         self._imu_buf = buf
-        self._imu_now = time.monotonic()
+        self._imu_now = self._now()
 
     def _read_imu(self, buf: bytes, now: float) -> None:
         r = self._imu
@@ -238,7 +252,7 @@ class CerebellumNode(Node):
     def _on_goal_pose(self, msg: PoseStamped) -> None:
         p, o = msg.pose.position, msg.pose.orientation
         self._goal_result(*self.core.accept_pose_goal(
-            time.monotonic(), [p.x, p.y, p.z], [o.x, o.y, o.z, o.w], msg.header.frame_id))
+            self._now(), [p.x, p.y, p.z], [o.x, o.y, o.z, o.w], msg.header.frame_id))
 
     def _on_joint_goal(self, msg: JointTrajectory) -> None:
         names = list(msg.joint_names)
@@ -261,12 +275,19 @@ class CerebellumNode(Node):
             return
         times = [pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9
                  for pt in msg.points]
-        self._goal_result(*self.core.accept_trajectory(time.monotonic(), times, pos, vel))
+        self._goal_result(*self.core.accept_trajectory(self._now(), times, pos, vel))
+
+    def _on_reflex(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if any(kv.key == 'event' and kv.value == 'collision' for kv in st.values):
+                self.core.note_reflex(self._now())
+                self.get_logger().info('spinal reflex: the reference will follow the '
+                                       'withdrawal', throttle_duration_sec=1.0)
 
     def _on_twist(self, msg: TwistStamped) -> None:
         v, w = msg.twist.linear, msg.twist.angular
         self._goal_result(*self.core.accept_twist(
-            time.monotonic(), [v.x, v.y, v.z], [w.x, w.y, w.z], msg.header.frame_id))
+            self._now(), [v.x, v.y, v.z], [w.x, w.y, w.z], msg.header.frame_id))
 
     # ---------------------------------------------------------------- tick and outputs
     def _tick(self, now: float, dt: float, stamp) -> None:
@@ -295,7 +316,7 @@ class CerebellumNode(Node):
 
     def _watchdog(self) -> None:
         """No /joint_states: keep publishing the held reference (and stop adapting)."""
-        now = time.monotonic()
+        now = self._now()
         if self.core.initialized and now - self._last_tick_wall > WATCHDOG_PERIOD:
             stamp = self.get_clock().now().to_msg()
             self._tick(now, WATCHDOG_PERIOD, stamp)

@@ -112,9 +112,16 @@ PARAMS: list[Param] = [
     Param('max_tracking_error', 0.05,
           'Arm further than this from the reference: stop adapting [rad]', 0.001, 6.3),
     Param('resync_time', 0.5,
-          'Tracking error beyond max_tracking_error for this long: restart the reference '
-          'from the measured pose [s]', 0.01, 60.0),
+          'After a spinal reflex, a tracking error beyond max_tracking_error for this long '
+          'restarts the reference from the measured pose (the arm stays where the withdrawal '
+          'took it) [s]', 0.01, 60.0),
+    Param('reflex_window', 10.0, 'A resync is allowed this long after a reflex event [s]',
+          0.0, 600.0),
+    Param('reflex_topic', '/spinal/reflex',
+          'Reflex events of the spinal layer (diagnostic_msgs/DiagnosticArray, value '
+          'event=collision) [topic]', read_only=True),
 ]
 
 # parameters that are node-only (not CerebellumConfig fields)
-NODE_ONLY = ('reference_topic', 'prediction_rate_hz', 'state_rate_hz', 'diagnostics_rate_hz')
+NODE_ONLY = ('reference_topic', 'prediction_rate_hz', 'state_rate_hz', 'diagnostics_rate_hz',
+             'reflex_topic')
