@@ -304,7 +304,11 @@ def main(argv=None) -> int:
     ap.add_argument('--collisions', type=int, default=55)
     ap.add_argument('--free-s', type=float, default=62.0, help='fast free motion [s]')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--speed', type=float, default=1.0,
+                    help='body speed (sim seconds per wall second); 1 = real time, < 1 gives '
+                         'a loaded machine slack')
     args = ap.parse_args(argv)
+    speed = args.speed
     os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     from ..common.rosutil import cap_torch_threads
@@ -331,7 +335,9 @@ def main(argv=None) -> int:
     rclpy.init(context=ctx)
     sim = SimNode(context=ctx, parameter_overrides=[
         Parameter('camera_enabled', value=False), Parameter('n_objects', value=0),
-        Parameter('imu_rate_hz', value=50.0), Parameter('wrench_rate_hz', value=50.0)])
+        Parameter('imu_rate_hz', value=50.0), Parameter('wrench_rate_hz', value=50.0),
+        *([] if speed == 1.0 else [Parameter('use_sim_time', value=True),
+                                   Parameter('speed', value=float(speed))])])
     node = rclpy.create_node('bench_reflex', context=ctx)
     model = robot.load()
     world = sim.world
@@ -377,19 +383,22 @@ def main(argv=None) -> int:
             sim.run(duration=0.5, executor=ex)
         if not arrivals:
             raise RuntimeError(f'no commands from the spinal node (log: {log_path})')
-        pending = []
-
         def match_commands():
+            """Find the body's arrival of each event's first withdrawal command (exact values)."""
+            now = time.time_ns()
             for c in sc.collisions:
-                if c.get('event') is not None and 'latency_ms' not in c and c not in pending:
-                    pending.append(c)
-            for c in list(pending):
-                for wall_ns, k, values in arrivals:
-                    if wall_ns >= c['onset_wall_ns'] and np.array_equal(values, c['command']):
-                        c['latency_ms'] = (wall_ns - c['onset_wall_ns']) * 1e-6
-                        c['latency_steps'] = k - c['onset_step']
-                        pending.remove(c)
+                if c.get('event') is None or 'matched' in c:
+                    continue
+                onset = c['onset_wall_ns']
+                for wall_ns, k, values in reversed(arrivals):   # newest first, down to onset
+                    if wall_ns < onset:
                         break
+                    if np.array_equal(values, c['command']):
+                        c['latency_ms'] = (wall_ns - onset) * 1e-6
+                        c['latency_steps'] = k - c['onset_step']
+                        c['matched'] = True
+                if 'matched' not in c and now - onset > 3e9:     # never seen: give up
+                    c['matched'] = False
         node.create_timer(0.1, match_commands)
         world.step = scenario_step
         cpu0, spinal0, wall0 = cpu_seconds(), cpu_seconds(proc.pid), time.monotonic()
@@ -435,7 +444,7 @@ def main(argv=None) -> int:
         'free_motion_s': sc.free_steps * 1e-3,
         'push_redraws': sc.redraws,
         'withdrawn_along_push_mm_p50': pct(np.array(withdrawn) * 1e3, 50),
-        'wall_s': time.monotonic() - t_start, **sim_stats, **cpu,
+        'wall_s': time.monotonic() - t_start, 'speed': speed, **sim_stats, **cpu,
     }
     if sc.false_events:
         log(f"false triggers: {[(e['phase'], e['values'].get('joints')) for e in sc.false_events]}")

@@ -75,7 +75,7 @@ def in_process(seconds: float, seed: int):
     return res, joints, traces
 
 
-def live(seconds: float, seed: int):
+def live(seconds: float, seed: int, speed: float = 1.0):
     """SimNode here + spinal node process over DDS; returns live figures."""
     import rclpy
     from rclpy.experimental import EventsExecutor
@@ -97,7 +97,9 @@ def live(seconds: float, seed: int):
     rclpy.init(context=ctx)
     sim = SimNode(context=ctx, parameter_overrides=[
         Parameter('camera_enabled', value=False), Parameter('n_objects', value=0),
-        Parameter('imu_rate_hz', value=50.0), Parameter('wrench_rate_hz', value=50.0)])
+        Parameter('imu_rate_hz', value=50.0), Parameter('wrench_rate_hz', value=50.0),
+        *([] if speed == 1.0 else [Parameter('use_sim_time', value=True),
+                                   Parameter('speed', value=float(speed))])])
     node = rclpy.create_node('bench_spinal', context=ctx)
     ref_pub = node.create_publisher(JointState, '/cerebellum/reference', SENSOR_QOS)
     diag = []
@@ -154,7 +156,7 @@ def live(seconds: float, seed: int):
         arrivals.clear()
         diag.clear()
         log(f'live: {seconds:.0f} s of motion over DDS')
-        sim.run(duration=seconds + 5, executor=ex)
+        sim.run(duration=seconds / speed + 10, executor=ex)
         k_end = world.step_count
         for _ in range(30):                    # one more diagnostics period
             ex.spin_once(timeout_sec=0.05)
@@ -184,6 +186,7 @@ def live(seconds: float, seed: int):
     def dval(key):
         return float(np.median([float(x[key]) for x in d])) if d else float('nan')
     return {'tick_hz': len(arr) / (steps * 1e-3), 'on_time_fraction': on_time,
+            'live_s': steps * 1e-3,
             'live_tracking_rmse_rad': float(np.sqrt(np.mean(err ** 2))) if len(err) else
             float('nan'),
             'live_node_tick_us_p50': dval('tick_us_p50'),
@@ -228,6 +231,9 @@ def main(argv=None) -> int:
     ap.add_argument('--seconds', type=float, default=30.0, help='in-process motion [s]')
     ap.add_argument('--live-s', type=float, default=30.0, help='live DDS motion [s]; 0 = skip')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--speed', type=float, default=1.0,
+                    help='live body speed (sim seconds per wall second); 1 = real time, < 1 '
+                         'gives a loaded machine slack (rates are then per sim second)')
     args = ap.parse_args(argv)
     os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
@@ -247,7 +253,8 @@ def main(argv=None) -> int:
         f" (ratio to PD {res['ratio_to_pd']:.3f}); step p50/p99 {res['step_us_p50']:.1f}/"
         f"{res['step_us_p99']:.1f} us")
     if args.live_s > 0:
-        res.update(live(args.live_s, args.seed))
+        res.update(live(args.live_s, args.seed, args.speed))
+        res['live_speed'] = args.speed
         log(f"live: {res['tick_hz']:.1f} commands/s, on time {res['on_time_fraction']:.4f}, "
             f"tracking {res['live_tracking_rmse_rad'] * 1e3:.3f} mrad")
     path = os.path.join(out_dir(), 'spinal.png')

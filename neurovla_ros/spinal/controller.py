@@ -318,6 +318,7 @@ class SpinalController:
         det = self.detector
         dq = self.withdrawal.plan(q, det.r, qd, t)
         self.mode = WITHDRAW
+        self.accel.reset()        # the withdrawal profile starts from rest: no stale feed-forward
         self.events += 1
         self.last_event = ReflexEvent(t=t, joints=[n for n, h in zip(self.names, det.hit) if h],
                                       torque=det.r.copy(), threshold=det.level.copy(), offset=dq,

@@ -16,9 +16,10 @@ the message stamps, so dropped samples only lengthen the step. Because the arm's
 explained by the model, fast free motion leaves ``r`` near zero (residual friction), while a
 contact shows up within one sample.
 
-A joint triggers when ``|r_j| > threshold_j + dyn_fraction * |tau_j| + env_gain * env_j``
-(+ ``|tau_j - tau_j,prev|`` after dropped samples: the torque of a missed step is not known,
-only that it lay near the torques measured around it). ``env``
+A joint triggers when ``|r_j| > threshold_j + dyn_fraction * |tau_j| + env_gain * env_j``.
+After dropped samples (a gap of ``dt`` > 1.5 periods) that level is multiplied by
+``1 + dt / (4 period)`` and ``|tau_j - tau_j,prev|`` is added: the torque of a missed step is not
+known, only that it lay near the torques measured around it. ``env``
 is an envelope of the oscillating part of ``r`` (``r`` minus its slow mean), rising with
 ``env_rise`` [s] and falling with ``env_fall`` [s] and capped at ``env_cap * threshold``: a
 periodic disturbance such as a 4-12 Hz tremor torque raises the threshold while it lasts, a
@@ -49,7 +50,7 @@ class DetectorConfig:
     env_cap: float = 3.0          # envelope capped at env_cap * threshold
     mean_tau: float = 0.3         # time constant of the slow mean of r [s]
     v_eps: float = 0.05           # Coulomb friction smoothing velocity [rad/s]
-    max_gap: float = 0.005        # a longer gap between samples restarts the observer [s]
+    max_gap: float = 0.02         # a longer gap between samples restarts the observer [s]
     period: float = 0.001         # nominal sample period [s]; longer gaps = dropped samples
     level_every: int = 4          # the adaptive threshold is updated every n samples
 
@@ -120,11 +121,13 @@ class CollisionDetector:
             raw *= a
             self.r += raw
         np.abs(self.r, out=self._abs)
-        if dt > 1.5 * self.cfg.period:     # dropped samples: allow for the unknown torque
+        if dt > 1.5 * self.cfg.period:
+            # dropped samples: allow for the unknown torque of the missed steps, and for the
+            # model error of a long step (grows with it)
             gap = self._gap
             np.subtract(effort[:6], self._eff_prev, out=gap)
             np.abs(gap, out=gap)
-            gap += self.level
+            gap += self.level * (1.0 + dt / (4.0 * self.cfg.period))
             np.greater(self._abs, gap, out=self.hit)
         else:
             np.greater(self._abs, self.level, out=self.hit)
