@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from types import SimpleNamespace
 
 import rclpy
@@ -88,9 +87,13 @@ def spin(node, executor=None) -> None:
 
 
 def run(node_factory, args=None) -> int:
-    """main() body for every node: init, build, spin, clean shutdown on SIGINT/SIGTERM."""
+    """main() body for every node: init, build, spin, clean shutdown on SIGINT/SIGTERM.
+
+    rclpy's own handlers (installed by init) turn both signals into a context shutdown, which
+    ends the spin loop; a Python handler calling try_shutdown here could deadlock on rclpy's
+    context lock.
+    """
     rclpy.init(args=args)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None
     try:
         node = node_factory()

@@ -657,7 +657,7 @@ def main(args=None) -> int:
         if node is not None:
             node.stop()  # leave the loop at the next step, then shut down cleanly
         else:
-            rclpy.try_shutdown()
+            raise KeyboardInterrupt  # still starting: unwind (no try_shutdown here: it can deadlock)
     signal.signal(signal.SIGTERM, on_term)
     try:
         node = SimNode()
