@@ -400,3 +400,19 @@ def test_cdr_readers_and_writer_agree_with_rclpy_serialization():
     assert (m.header.stamp.sec, m.header.stamp.nanosec) == (3, 4)
     assert cdr.read_stamp(w.data()) == (3, 4)
     assert rd.read(b'\x01\x00\x00\x00' + bytes(40)) is None  # big-endian: not ours
+
+
+def test_bypass_holds_the_measured_pose_until_a_goal_then_interpolates():
+    cb, r, f = started(CerebellumConfig(bypass=True))
+    t = 0.0
+    for _ in range(100):
+        t += 0.002
+        feed(cb, t, r, f, q=cb.ref_pos.copy())
+    np.testing.assert_allclose(cb.ref_pos, HOME, atol=1e-12)
+    goal = HOME + 0.02
+    cb.accept_joint_goal(t, goal.tolist())   # first goal: straight line over 0.5 s at most
+    for _ in range(300):
+        t += 0.002
+        feed(cb, t, r, f, q=cb.ref_pos.copy())
+    np.testing.assert_allclose(cb.ref_pos, goal, atol=1e-9)
+    assert cb.canceller.weight_norm == 0.0

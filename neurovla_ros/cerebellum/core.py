@@ -232,6 +232,8 @@ class Cerebellum:
         self.fm.reset(self.tracker.x, self.dt_adapt)
         self.ref_pos[:] = self.tracker.x
         self._ref_l = list(self.tracker.x)
+        self._lin_from = list(self.tracker.x)   # bypass: hold here until the first goal
+        self._lin_to = list(self.tracker.x)
         self.source = SPARSE
         self.initialized = True
         self.t = now
@@ -511,6 +513,8 @@ class Cerebellum:
         self.fm.reset(self.q, self.dt_adapt)
         self.ref_pos[:] = self.q
         self._ref_l = self.q.tolist()
+        self._lin_from = self.q.tolist()
+        self._lin_to = self.q.tolist()
         self._bad_track = 0.0
         self.resyncs += 1
 

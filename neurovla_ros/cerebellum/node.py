@@ -126,6 +126,7 @@ class CerebellumNode(Node):
         # statistics (since the last diagnostics)
         self._tick_us = np.zeros(2048)
         self._n_ticks = 0
+        self._n_ticks_diag = 0
         self._ticks_total = 0
         self._rejected = {'joint_states': 0, 'imu': 0, 'goal': 0}
         self._diag_t = time.monotonic()
@@ -353,14 +354,14 @@ class CerebellumNode(Node):
         core = self.core
         now = time.monotonic()
         n = min(self._n_ticks, len(self._tick_us))
-        us = self._tick_us[:n]
-        rate = self._n_ticks / max(1e-6, now - self._diag_t)
-        self._diag_t, self._n_ticks = now, 0
+        us = self._tick_us[:n]          # the last (up to) 2048 ticks
+        rate = (self._n_ticks - self._n_ticks_diag) / max(1e-6, now - self._diag_t)
+        self._diag_t, self._n_ticks_diag = now, self._n_ticks
         st = DiagnosticStatus(name='cerebellum', hardware_id='neurovla_arm')
         st.level = bytes([core.status_level if core.initialized else 1])
         st.message = core.status_message
         values = [_kv(k, v) for k, v in core.status().items()] if core.initialized else []
-        values += [_kv('tick_rate_hz', rate),
+        values += [_kv('tick_rate_hz_wall', rate),
                    _kv('tick_us_p50', float(np.percentile(us, 50)) if n else 0.0),
                    _kv('tick_us_p99', float(np.percentile(us, 99)) if n else 0.0),
                    _kv('ticks_total', self._ticks_total),

@@ -13,8 +13,8 @@ Metrics (all from recorded samples):
   millisecond-scale torque ripple of a 1 kHz loop), differentiated three times;
 * IMU band power: Welch spectrum of the gyro (3 axes summed), power in the band [rad^2/s^2];
 * tracking RMSE [m]: tcp position against the intended (noise-free) path;
-* time to goal [s]: from the start of the last segment until the tcp stays within
-  ``goal_tolerance`` [m] of the final waypoint;
+* time to goal [s]: from the start of the last segment until the tcp comes within a
+  tolerance [m] of the final waypoint and stays there for a while;
 * re-adaptation time [s]: after ``switch_time``, until the IMU band RMS (sliding window)
   comes back below twice its pre-switch level and stays there.
 """
@@ -150,6 +150,21 @@ def time_to_goal(t: np.ndarray, p: np.ndarray, goal, t0: float, tol: float) -> f
     if last + 1 >= len(t):
         return float('nan')
     return float(t[last + 1] - t0)
+
+
+def time_to_goal_stay(t: np.ndarray, p: np.ndarray, goal, t0: float, tol: float,
+                      stay: float) -> float:
+    """Time from ``t0`` until ``p`` first comes within ``tol`` of ``goal`` and stays there
+    for ``stay`` [s] (NaN if never)."""
+    d = np.linalg.norm(p - np.asarray(goal), axis=1)
+    inside = (d <= tol) & (t >= t0)
+    n = max(1, int(round(stay / max(float(np.median(np.diff(t))), 1e-9))))
+    run = 0
+    for i in range(len(t)):
+        run = run + 1 if inside[i] else 0
+        if run >= n:
+            return float(t[i - n + 1] - t0)
+    return float('nan')
 
 
 def sliding_band_rms(x: np.ndarray, fs: float, band=(4.0, 12.0), window: float = 0.3):
