@@ -30,6 +30,7 @@ setup(
             'sim_node = neurovla_ros.sim.node:main',
             'cortex_node = neurovla_ros.cortex.node:main',
             'spinal_node = neurovla_ros.spinal.node:main',
+            'cerebellum_node = neurovla_ros.cerebellum.node:main',
         ],
     },
 )

@@ -76,8 +76,8 @@ NODES: list[NodeSpec] = [
              enabled_when={'sim': ('mujoco',)}),
     # ---- brain: one NodeSpec line per node, added by its owner, e.g.
     NodeSpec('spinal', 'spinal_node', 'neurovla_ros.spinal.node', 'neurovla_ros.spinal.params'),
-    # NodeSpec('cerebellum', 'cerebellum_node', 'neurovla_ros.cerebellum.node',
-    #          'neurovla_ros.cerebellum.params'),
+    NodeSpec('cerebellum', 'cerebellum_node', 'neurovla_ros.cerebellum.node',
+             'neurovla_ros.cerebellum.params'),
     # NodeSpec('cortex', 'cortex_node', 'neurovla_ros.cortex.node', 'neurovla_ros.cortex.params',
     #          arg_params={'instruction': 'instruction', 'backend': 'cortex_backend'}),
 ]
