@@ -348,8 +348,9 @@ def plot(path, scn, off, on, sw, switch_t):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog='neurovla bench tremor', description=__doc__.split('\n')[0])
-    ap.add_argument('--speed', type=float, default=1.0,
-                    help='sim seconds per wall second (lower on a busy machine)')
+    ap.add_argument('--speed', type=float, default=0.5,
+                    help='sim seconds per wall second: the 1 kHz loops of sim + spinal + '
+                         'cerebellum share two cores; lower it on a busy machine')
     ap.add_argument('--tremor-nm', type=float, default=1.0, help='tremor torque [N m]')
     ap.add_argument('--tremor-hz', type=float, default=7.0, help='tremor frequency [Hz]')
     ap.add_argument('--tremor-hz-2', type=float, default=9.5,
