@@ -23,7 +23,6 @@ setup(
     maintainer_email='dev@neurovla.invalid',
     description='VLA cortex, adaptive cerebellum and spiking spinal layer for a robot arm, on ROS 2.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'neurovla = neurovla_ros.cli:main',
