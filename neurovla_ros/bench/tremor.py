@@ -118,6 +118,7 @@ class Recorder:
         self.n_imu = 0
         self.refs = 0
         self.diag = {}
+        self.diag_log = []
         self.switch_t = None
         self.recording = False
         self.sim_t = 0.0
@@ -153,6 +154,10 @@ class Recorder:
     def _on_diag(self, msg):
         for s in msg.status:
             self.diag[s.name] = {kv.key: kv.value for kv in s.values} | {'_msg': s.message}
+            if self.recording and s.name in ('cerebellum', 'spinal: controller'):
+                self.diag_log.append((self.sim_t, s.name, s.message,
+                                      self.diag[s.name].get('mode', ''),
+                                      self.diag[s.name].get('canceller_resets', '')))
 
     def _on_dist(self, msg):
         if msg.header.frame_id.startswith('tremor'):
@@ -270,6 +275,7 @@ def run_once(name, scn, args, switch_hz=0.0):
             'cpu_share': [(b - a) / max(sim_s / args.speed, 1e-9) for a, b in zip(cpu0, cpu1)],
             'wall_s': time.monotonic() - wall0,
             'switch_t': (rec.switch_t - t0) if (switch_hz and rec.switch_t) else None,
+            'diag_log': [(t - t0, *rest) for t, *rest in rec.diag_log],
         }
         n, m = rec.n_js, rec.n_imu
         return {'t': rec.t_js[:n] - t0, 'q': rec.q[:n].copy(), 't_imu': rec.t_imu[:m] - t0,
@@ -348,9 +354,10 @@ def plot(path, scn, off, on, sw, switch_t):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog='neurovla bench tremor', description=__doc__.split('\n')[0])
-    ap.add_argument('--speed', type=float, default=0.5,
+    ap.add_argument('--speed', type=float, default=0.25,
                     help='sim seconds per wall second: the 1 kHz loops of sim + spinal + '
-                         'cerebellum share two cores; lower it on a busy machine')
+                         'cerebellum share two cores with everything else (0.25 keeps them on '
+                         'time on a busy 2-core machine; a quiet one can take 0.5-1)')
     ap.add_argument('--tremor-nm', type=float, default=1.0, help='tremor torque [N m]')
     ap.add_argument('--tremor-hz', type=float, default=7.0, help='tremor frequency [Hz]')
     ap.add_argument('--tremor-hz-2', type=float, default=9.5,

@@ -91,8 +91,8 @@ class TremorCanceller:
                  band=(4.0, 12.0), adapt_time: float = 0.25, leak_time: float = 30.0,
                  max_correction=0.05, window: float = 0.8, update_period: float = 0.1,
                  min_amplitude: float = 0.003, jump_hz: float = 0.6, highpass_hz: float = 2.0,
-                 fade_time: float = 0.2, grid_step_hz: float = 0.25, pll_time: float = 0.08,
-                 pll_gain: float = 0.5, backoff_time: float = 2.0):
+                 fade_time: float = 0.2, grid_step_hz: float = 0.25, pll_time: float = 0.15,
+                 pll_gain: float = 0.3, backoff_time: float = 2.0, listen_time: float = 0.2):
         if not 0 < band[0] < band[1] < rate_hz / 2:
             raise ValueError(f'band {band} Hz must lie inside (0, {rate_hz / 2}) Hz')
         if adapt_time <= 0 or leak_time <= 0 or fade_time <= 0:
@@ -105,6 +105,8 @@ class TremorCanceller:
         self.min_amplitude, self.jump_hz = min_amplitude, jump_hz
         self.update_period = update_period
         self.pll_time, self.pll_gain = pll_time, pll_gain
+        self.listen_time = listen_time
+        self._z_level = 0.0   # |Z| while locked (slow mean): a real frequency change drops it
         self.hp = HighPass(highpass_hz, n)
         # oscillator, weights, forward model at f_hat
         self.f_hat = 0.5 * (self.band[0] + self.band[1])
@@ -185,7 +187,7 @@ class TremorCanceller:
         self.w[:] = 0.0
         self._wl = self.w.tolist()
         self._adapting_for = 0.0
-        self._listen = 2.5 * self.pll_time
+        self._listen = self.listen_time
         self._r_ref = 0.0
         self._cap = self.max_correction.copy()
 
@@ -376,7 +378,10 @@ class TremorCanceller:
         k = int(np.argmax(band_amp))
         peak = float(band_amp[k])
         self.peak_ratio = peak / (float(np.median(amp)) + 1e-12)
-        strong = peak >= self.min_amplitude and self.peak_ratio >= 3.0
+        # a peak is a local maximum inside the band (a slope into the band edge is motion or
+        # drift leaking in, not a tremor)
+        local = 0 < k < len(grid) - 1 and amp[k] >= amp[k - 1] and amp[k] >= amp[k + 1]
+        strong = local and peak >= self.min_amplitude and self.peak_ratio >= 3.0
         i_hat = int(np.argmin(np.abs(grid - self.f_hat)))
         self.amplitude[:] = per_joint[i_hat]
         z_prev = self._z_prev.copy()
@@ -407,19 +412,27 @@ class TremorCanceller:
             self.reset_weights()
             self._set_frequency(f)
             self._pending_jump = None
+            self._z_level = float(np.linalg.norm(self.amplitude)) or peak
             return
         # a new tremor frequency: a strong peak elsewhere that clearly dominates the tracked
-        # one, seen twice in a row
-        if strong and abs(f - self.f_hat) > self.jump_hz and peak > 2.0 * float(amp[i_hat]):
+        # one, seen twice in a row, while the oscillation at the tracked frequency has faded
+        # (its phasor below half its locked level: motion content passing through the band
+        # does not make the tremor disappear)
+        zn = float(np.linalg.norm(self.z))
+        faded = zn < 0.5 * self._z_level
+        if strong and abs(f - self.f_hat) > self.jump_hz and peak > 2.0 * float(amp[i_hat]) \
+                and faded:
             if self._pending_jump is not None and abs(f - self._pending_jump) < self.jump_hz:
                 self._set_frequency(f)
                 self.reset_weights()
                 self.jumps += 1
                 self._pending_jump = None
+                self._z_level = peak
             else:
                 self._pending_jump = f
             return
         self._pending_jump = None
+        self._z_level += 0.2 * (zn - self._z_level)
         # fine: the disturbance phasor turns at the frequency error (frequency-locked loop)
         dot = complex(np.vdot(z_prev, self.z))
         if dot.real > 0.0:  # less than a quarter turn per update: a usable phase difference

@@ -312,8 +312,9 @@ class CerebellumNode(Node):
                 pm.velocity[:] = core.fm.qd
                 pm.effort[:] = core.tremor_torque
                 self.pred_pub.publish(pm.data())
-        except RCLError:  # shutting down: the context is gone
-            pass
+        except Exception:  # noqa: BLE001 - at shutdown the context is gone: not an error
+            if self.context.ok():
+                raise
 
     def _watchdog(self) -> None:
         """No /joint_states: keep publishing the held reference (and stop adapting)."""
