@@ -230,3 +230,15 @@ def test_collision_during_motion_withdraws_then_recovers(model):
     assert link_z[650] - link_z[400] > 0.01
     # recovered after the quiet time: following the reference again (via hold/engage)
     assert modes[-1] not in (WITHDRAW, COMPLIANT) and HOLD in modes[modes.index(COMPLIANT):]
+
+
+def test_a_contact_does_not_desensitise_the_detector(dyn, model, gains, fast_motion):
+    # two pushes 0.4 s apart: the second one is detected in one sample like the first
+    world = World(seed=0, n_objects=0)
+    det = make_detector(dyn, model)
+
+    def push(k):
+        if k in (1500, 1900):
+            world.apply_wrench('forearm_link', (0.0, 0.0, 40.0), duration=0.1)
+    hits, _ = run_detector(det, drive(world, gains, *fast_motion, on_step=push), 1e-3)
+    assert 1500 in hits and 1900 in hits and 1899 not in hits

@@ -40,6 +40,7 @@ LINKS = ('upper_arm_link', 'forearm_link', 'wrist_1_link', 'wrist_2_link', 'wris
 LONG_LINKS = ('upper_arm_link', 'forearm_link')     # pushed across their long (z) axis
 THRESHOLDS = np.array([3.0, 3.0, 3.0, 2.0, 2.0, 2.0])  # the spinal defaults [N m]
 PUSH_S = 0.1
+PERCEPTIBLE = 2.0   # a push must load some joint with >= 2x its base threshold
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -74,7 +75,7 @@ def draw_push(rng, world):
             d -= axis * np.dot(d, axis)
         force = d / np.linalg.norm(d) * rng.uniform(30.0, 80.0)
         tau = body_jacobian(world, link).T @ force
-        if np.max(np.abs(tau) / THRESHOLDS) >= 1.5:
+        if np.max(np.abs(tau) / THRESHOLDS) >= PERCEPTIBLE:
             return link, force, redraws
         redraws += 1
 

@@ -38,7 +38,7 @@ PARAMS: list[Param] = [
           0.1, 150.0),
     Param('reflex_threshold_wrist', 2.0,
           'External torque that triggers the reflex, wrist joints [N m]', 0.05, 28.0),
-    Param('reflex_dynamic_fraction', 0.02,
+    Param('reflex_dynamic_fraction', 0.01,
           'Threshold increase per N m of measured joint torque (model error margin) [1]',
           0.0, 1.0),
     Param('reflex_tremor_gain', 1.5,

@@ -20,7 +20,8 @@ A joint triggers when ``|r_j| > threshold_j + dyn_fraction * |tau_j| + env_gain 
 After dropped samples (a gap of ``dt`` > 1.5 periods) that level is multiplied by
 ``1 + dt / (4 period)`` and ``|tau_j - tau_j,prev|`` is added: the torque of a missed step is not
 known, only that it lay near the torques measured around it. ``env``
-is an envelope of the oscillating part of ``r`` (``r`` minus its slow mean), rising with
+is an envelope of the oscillating part of ``r`` (``r`` minus its slow mean; samples over the
+threshold are left out, so a contact does not desensitise the detector), rising with
 ``env_rise`` [s] and falling with ``env_fall`` [s] and capped at ``env_cap * threshold``: a
 periodic disturbance such as a 4-12 Hz tremor torque raises the threshold while it lasts, a
 step-like contact does not have time to.
@@ -42,7 +43,7 @@ from .dynamics import ArmDynamics
 @dataclass
 class DetectorConfig:
     thresholds: tuple = (3.0, 3.0, 3.0, 2.0, 2.0, 2.0)  # [N m] per arm joint
-    dyn_fraction: float = 0.02    # extra threshold per N m of measured joint torque
+    dyn_fraction: float = 0.01    # extra threshold per N m of measured joint torque
     gain: float = 1000.0          # observer bandwidth K [1/s]; K dt >= 1 = one-sample estimate
     env_gain: float = 1.5         # threshold increase per N m of oscillation envelope
     env_rise: float = 0.03        # envelope rise time constant [s]
@@ -155,8 +156,11 @@ class CollisionDetector:
         if self._level_n < cfg.level_every:
             return
         dt, self._level_dt, self._level_n = self._level_dt, 0.0, 0
-        # envelope of the oscillating part of r (r minus its slow mean)
+        # envelope of the oscillating part of r (r minus its slow mean), learnt only from
+        # samples under the threshold: a contact must not desensitise the detector after it
         r, mean, env, tmp, rate = self.r, self.mean, self.env, self._a, self._rate
+        if self.hit.any():
+            return
         mean += min(1.0, dt / cfg.mean_tau) * (r - mean)
         np.subtract(r, mean, out=tmp)
         np.abs(tmp, out=tmp)
