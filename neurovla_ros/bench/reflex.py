@@ -10,7 +10,7 @@ in which step each push starts (``command_hooks`` tell when each command reaches
 2. ``--collisions`` pushes during motion: each cycle moves from home to a random reachable
    pose; at a random time in the move a random link (upper arm .. gripper) is pushed for
    0.1 s by 30-80 N in a random direction (for the two long links: across the link; a draw
-   that would load no joint above 1.5x its threshold, e.g. a push along the arm's axis,
+   that would load no joint above 2x its base threshold, e.g. a push along the arm's axis,
    which joint torques cannot sense, is redrawn and counted). After the withdrawal the bench
    calls /spinal/reset and streams a return to home.
 
