@@ -125,10 +125,10 @@ def live(seconds: float, seed: int, speed: float = 1.0):
         if kind == 'effort':
             arrivals.append(k)
     sim.command_hooks.append(hook)
-    step = world.step
+    publish = sim._publish
 
-    def step_and_reference(n_steps=1):
-        step(n_steps)
+    def publish_state_then_reference():
+        publish()                 # /joint_states first: the spinal's latency path
         k0 = state['k0']
         if k0 is None:
             return
@@ -142,7 +142,7 @@ def live(seconds: float, seed: int, speed: float = 1.0):
             ref_pub.publish(ref)
         elif i >= n:
             sim.stop()
-    world.step = step_and_reference
+    sim._publish = publish_state_then_reference
 
     try:
         log('live: waiting for the spinal node')
@@ -161,7 +161,7 @@ def live(seconds: float, seed: int, speed: float = 1.0):
         for _ in range(30):                    # one more diagnostics period
             ex.spin_once(timeout_sec=0.05)
     finally:
-        world.step = step
+        sim._publish = publish
         if proc.poll() is None:
             proc.send_signal(2)
         try:
