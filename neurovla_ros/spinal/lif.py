@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 WEIGHTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights.npz')
+# An input channel counts as an input event (for the synaptic-operation count) when it carries
+# more than 1/64 of a normalised unit: graded input events of 6-bit resolution; weaker inputs
+# would send nothing on event-driven hardware.
+INPUT_EVENT = 1.0 / 64.0
 
 
 @dataclass
@@ -96,8 +100,8 @@ class SpinalNet:
     Spikes reach the readout and layer 2 one substep after they are emitted.
 
     Counters (since the last ``reset_counters``): ``ticks``, ``spikes`` (hidden spikes),
-    ``sops`` (synaptic operations: each hidden spike times its fan-out, plus each active input
-    channel times its fan-out at every substep). ``tick_spikes`` (H, J) holds each neuron's
+    ``sops`` (synaptic operations: each hidden spike times its fan-out, plus each input channel
+    above ``INPUT_EVENT`` times its fan-out at every substep). ``tick_spikes`` (H, J) holds each neuron's
     spikes in the last tick when ``record`` is true (for rasters; off in the control loop).
     """
 
@@ -122,6 +126,7 @@ class SpinalNet:
         self.s = self._sa[:h]
         self._x = self._sa[h:]
         self._sb = np.zeros((h, j), bool)
+        self._xb = np.zeros((c, j), bool)
         self._cat = np.zeros((h + 3, j))           # [current ; readout incr ; sops ; spikes]
         self._i = self._cat[:h]
         # readout membranes and event counters in one block: rows [y ; sops ; spikes]
@@ -182,7 +187,8 @@ class SpinalNet:
             if rec:
                 self.tick_spikes += s
         self.ticks += 1
-        n_in = np.count_nonzero(x)
+        np.greater(x, INPUT_EVENT, out=self._xb)
+        n_in = np.count_nonzero(self._xb)
         if n_in:
             self._in_sops += n_in * self._in_ops
         return self.y
