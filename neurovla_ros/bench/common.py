@@ -24,3 +24,30 @@ def emit(result: dict) -> None:
     clean = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}
     sys.stdout.flush()
     print(json.dumps(clean), flush=True)
+
+
+def sim_with_spinal(bench_name: str, spinal_params: dict, speed: float = 1.0):
+    """An in-process sim (no camera, no objects, slow IMU/wrench) and the spinal node in its
+    own process, for the spinal benchmarks. Returns (spinal Popen, rclpy context, SimNode, spinal log path).
+    ``speed`` < 1 runs in simulated time at that fraction of real time."""
+    import subprocess
+
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from ..sim.node import SimNode
+
+    args = [a for k, v in spinal_params.items() for a in ('-p', f'{k}:={v}')]
+    log_path = os.path.join(out_dir(), f'{bench_name}_spinal_node.log')
+    with open(log_path, 'w') as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'neurovla_ros.spinal.node', '--ros-args', *args],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    sim = SimNode(context=ctx, parameter_overrides=[
+        Parameter('camera_enabled', value=False), Parameter('n_objects', value=0),
+        Parameter('imu_rate_hz', value=50.0), Parameter('wrench_rate_hz', value=50.0),
+        *([] if speed == 1.0 else [Parameter('use_sim_time', value=True),
+                                   Parameter('speed', value=float(speed))])])
+    return proc, ctx, sim, log_path

@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from .common import emit, out_dir, pct
+from .common import emit, out_dir, pct, sim_with_spinal
 
 LINKS = ('upper_arm_link', 'forearm_link', 'wrist_1_link', 'wrist_2_link', 'wrist_3_link',
          'gripper_base_link')
@@ -318,27 +318,13 @@ def main(argv=None) -> int:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.experimental import EventsExecutor
-    from rclpy.parameter import Parameter
     from sensor_msgs.msg import JointState
     from std_srvs.srv import Trigger
 
     from ..common import robot
     from ..common.rosutil import COMMAND_QOS, SENSOR_QOS
-    from ..sim.node import SimNode
 
-    log_path = os.path.join(out_dir(), 'reflex_spinal_node.log')
-    with open(log_path, 'w') as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, '-m', 'neurovla_ros.spinal.node', '--ros-args',
-             '-p', 'quiet_time:=0.0'], stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    sim = SimNode(context=ctx, parameter_overrides=[
-        Parameter('camera_enabled', value=False), Parameter('n_objects', value=0),
-        Parameter('imu_rate_hz', value=50.0), Parameter('wrench_rate_hz', value=50.0),
-        *([] if speed == 1.0 else [Parameter('use_sim_time', value=True),
-                                   Parameter('speed', value=float(speed))])])
+    proc, ctx, sim, log_path = sim_with_spinal('reflex', {'quiet_time': '0.0'}, speed)
     node = rclpy.create_node('bench_reflex', context=ctx)
     model = robot.load()
     world = sim.world

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .common import emit, out_dir, pct
+from .common import emit, out_dir, pct, sim_with_spinal
 
 
 def log(msg: str) -> None:
@@ -79,27 +79,13 @@ def live(seconds: float, seed: int, speed: float = 1.0):
     """SimNode here + spinal node process over DDS; returns live figures."""
     import rclpy
     from rclpy.experimental import EventsExecutor
-    from rclpy.parameter import Parameter
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import JointState
 
     from ..common.rosutil import COMMAND_QOS, SENSOR_QOS
-    from ..sim.node import SimNode
     from ..spinal.motion import random_motion
 
-    log_path = os.path.join(out_dir(), 'spinal_node.log')
-    with open(log_path, 'w') as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, '-m', 'neurovla_ros.spinal.node', '--ros-args',
-             '-p', 'diagnostics_period:=1.0'], stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    sim = SimNode(context=ctx, parameter_overrides=[
-        Parameter('camera_enabled', value=False), Parameter('n_objects', value=0),
-        Parameter('imu_rate_hz', value=50.0), Parameter('wrench_rate_hz', value=50.0),
-        *([] if speed == 1.0 else [Parameter('use_sim_time', value=True),
-                                   Parameter('speed', value=float(speed))])])
+    proc, ctx, sim, log_path = sim_with_spinal('spinal', {'diagnostics_period': '1.0'}, speed)
     node = rclpy.create_node('bench_spinal', context=ctx)
     ref_pub = node.create_publisher(JointState, '/cerebellum/reference', SENSOR_QOS)
     diag = []
