@@ -32,6 +32,12 @@ CROP = (80, 40, 120, 240)     # top, left, height, width of the 320x240 image th
 TRAIN_SEED0 = 1000            # world seeds of training scenes
 HELDOUT_SEED0 = 1_000_000     # world seeds of held-out scenes
 SAME_COLOUR_P = 0.3
+# colours no instruction names (label 'other'): objects painted so are never targets, but they
+# show every shape in many colours, so the encoder learns shapes apart from colours
+UNNAMED = 'other'
+UNNAMED_RGB = ((1.0, 0.65, 0.75), (0.42, 0.25, 0.12), (0.5, 0.5, 0.5), (0.45, 0.45, 0.08),
+               (0.1, 0.1, 0.1))     # pink, brown, grey, olive, black
+UNNAMED_P = 0.5           # share of training scenes with one or two unnamed-colour objects
 MAX_OBJECTS = 5
 
 
@@ -57,10 +63,12 @@ def arm_pose(model, objects, rng, q_home, lower, upper) -> np.ndarray:
 
 
 def _paint(world, rng, heldout: bool):
-    """Colours for the world's objects: distinct, or (SAME_COLOUR_P) one shared by two objects
-    of different shapes; training scenes avoid the held-out combinations."""
+    """Colour names and RGB for the world's objects: distinct, or (SAME_COLOUR_P) one shared by
+    two objects of different shapes; training scenes avoid the held-out combinations and in
+    UNNAMED_P of them one or two objects get a colour no instruction names."""
     from ..sim.world import PALETTE
-    names = [n for n, _ in PALETTE]
+    rgb = dict(PALETTE)
+    names = list(rgb)
     shapes = [o['shape'] for o in world.objects()]
     for _ in range(100):
         cols = list(rng.choice(names, size=len(shapes), replace=False))
@@ -68,9 +76,16 @@ def _paint(world, rng, heldout: bool):
             i, j = rng.choice(len(shapes), size=2, replace=False)
             if shapes[i] != shapes[j]:
                 cols[j] = cols[i]
-        combos = set(zip(cols, shapes))
-        if len(combos) == len(shapes) and (heldout or not combos & HELDOUT_COMBOS):
-            return cols
+        colours = [rgb[c] for c in cols]
+        if not heldout and len(shapes) > 1 and rng.random() < UNNAMED_P:
+            for k in rng.choice(len(shapes), size=min(int(rng.integers(1, 3)), len(shapes) - 1),
+                                replace=False):
+                cols[k] = UNNAMED
+                colours[k] = tuple(np.clip(np.asarray(UNNAMED_RGB[rng.integers(
+                    len(UNNAMED_RGB))]) * rng.uniform(0.85, 1.15), 0, 1))
+        named = [(c, s) for c, s in zip(cols, shapes) if c != UNNAMED]
+        if len(set(named)) == len(named) and (heldout or not set(named) & HELDOUT_COMBOS):
+            return cols, colours
     return None
 
 
@@ -109,12 +124,14 @@ def generate(n_scenes: int, heldout: bool = False, seed: int = 0, scenes_per_wor
         geoms = [world.model.geom(o['name']).id for o in world.objects()]
         original = world.model.geom_rgba[geoms].copy()
         for _ in range(min(scenes_per_world, n_scenes - i)):
-            cols = _paint(world, rng, heldout) if repaint else \
-                [o['colour'] for o in world.objects()]
-            if cols is None:
+            painted = _paint(world, rng, heldout) if repaint else \
+                ([o['colour'] for o in world.objects()], [rgb[o['colour']]
+                                                          for o in world.objects()])
+            if painted is None:
                 break
-            for g, c in zip(geoms, cols):
-                world.model.geom_rgba[g, :3] = rgb[c]
+            cols, colours = painted
+            for g, c in zip(geoms, colours):
+                world.model.geom_rgba[g, :3] = c
             layout = int(rng.integers(2**31))
             world.reset(seed=layout)
             q = arm_pose(model, world.objects(), rng, q_home, lim['lower'], lim['upper'])
@@ -172,7 +189,7 @@ def instruction_for(data: dict, i: int, rng, heldout: bool = False,
     """
     objs = scene_objects(data, i)
     if target is None:
-        pool = list(range(len(objs)))
+        pool = [j for j, o in enumerate(objs) if o['colour'] != UNNAMED]
         if heldout:
             special = [j for j in pool if (objs[j]['colour'], objs[j]['shape']) in HELDOUT_COMBOS]
             pool = special or pool

@@ -103,10 +103,14 @@ def describe(target: int, objects, rng: np.random.Generator, heldout: bool = Fal
     refs = [p for p, _ in valid]
     w = np.array([shape_weight if need == 'shape' else 1.0 for _, need in valid])
     templates = HELDOUT_TEMPLATES if heldout else TRAIN_TEMPLATES
-    colour_word = str(rng.choice(COLOUR_WORDS.get(obj['colour'], (obj['colour'],))))
-    shape_word = str(rng.choice(SHAPE_WORDS.get(obj['shape'], (obj['shape'],))))
-    ref = str(rng.choice(refs, p=w / w.sum())).format(colour=colour_word, shape=shape_word)
-    return str(rng.choice(templates)).format(obj=ref)
+    colours = COLOUR_WORDS.get(obj['colour'], (obj['colour'],))
+    shapes = SHAPE_WORDS.get(obj['shape'], (obj['shape'],))
+    u = rng.random(4)
+    ref = refs[min(int(np.searchsorted(np.cumsum(w) / w.sum(), u[0], side='right')),
+                   len(refs) - 1)]
+    ref = ref.format(colour=colours[int(u[1] * len(colours))],
+                     shape=shapes[int(u[2] * len(shapes))])
+    return templates[int(u[3] * len(templates))].format(obj=ref)
 
 
 def ambiguous(objects) -> bool:

@@ -1,7 +1,8 @@
 """neurovla's own vision-language-action model: a pointer VLA built from transformers classes.
 
-ROS-free. Image encoder: a small ``ViTModel``; text encoder: a small ``BertModel`` over a word
-tokenizer built in code; both configured from code (random init, trained from scratch by
+ROS-free. Image encoder: a small ``ViTModel`` over the image's luminance (shapes) plus a
+per-patch linear colour embedding added to its output; text encoder: a small ``BertModel`` over a
+word tokenizer built in code; both configured from code (random init, trained from scratch by
 ``neurovla train cortex``; no hub access). The action head fuses them (cross-attention from image
 patches to words, then FiLM by the sentence embedding) and *points*: a logit per image patch for
 "the named object is here", a sub-patch offset and the object's centre height. The cortex turns
@@ -22,6 +23,7 @@ from transformers import BertConfig, BertModel, PretrainedConfig, PreTrainedMode
 from . import language
 
 SPECIAL = ('[PAD]', '[UNK]', '[CLS]', '[SEP]')
+LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601 luminance weights
 
 
 def default_vocab() -> list[str]:
@@ -80,7 +82,8 @@ class NeuroVLAConfig(PretrainedConfig):
         self.height_scale = height_scale        # [m] centre heights are predicted in this unit
         self.target_sigma = target_sigma        # [patches] width of the soft pointer target
         self.decode_mode = decode_mode          # softargmax (3x3 around the peak) | offset
-        self.colours = list(colours or language.COLOUR_WORDS)   # attribute classes
+        # attribute classes: the named colours and 'other' (a colour no instruction names)
+        self.colours = list(colours or (*language.COLOUR_WORDS, 'other'))
         self.shapes = list(shapes or language.SHAPE_WORDS)
         super().__init__(**kwargs)
         for name, v in (('image_size', self.image_size), ('crop', self.crop)):
@@ -98,7 +101,8 @@ class NeuroVLAConfig(PretrainedConfig):
         return ViTConfig(hidden_size=self.vision_hidden, num_hidden_layers=self.vision_layers,
                          num_attention_heads=self.vision_heads,
                          intermediate_size=2 * self.vision_hidden,
-                         image_size=tuple(self.image_size), patch_size=self.patch_size)
+                         image_size=tuple(self.image_size), patch_size=self.patch_size,
+                         num_channels=1)
 
     def bert_config(self) -> BertConfig:
         return BertConfig(vocab_size=len(self.vocab), hidden_size=self.text_hidden,
@@ -109,8 +113,31 @@ class NeuroVLAConfig(PretrainedConfig):
                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
+class StreamScore(nn.Module):
+    """Score of one visual stream for one sentence: FiLM of the (normalised) patch features by
+    the sentence embedding, then an MLP to one logit per patch."""
+
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.film = nn.Linear(d, 2 * d)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, hidden),
+                                 nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(self, feat, sentence):
+        gamma, beta = self.film(sentence).chunk(2, dim=-1)
+        return self.mlp(self.norm(feat) * (1 + gamma[:, None]) + beta[:, None])[..., 0]
+
+
 class NeuroVLAModel(PreTrainedModel):
-    """ViT + BERT + pointer head. ``forward`` returns patch logits, offsets and heights."""
+    """ViT + BERT + pointer head. ``forward`` returns patch logits, offsets and heights.
+
+    Compositional by construction: the pointer logit of a patch is the sum of a *colour* score
+    (per-patch colour embedding, conditioned on the sentence read without its shape words) and
+    a *shape* score (the luminance ViT, conditioned on the sentence read without its colour
+    words). "Green cylinder" is then found as green plus cylinder, even if no green cylinder was
+    ever trained on.
+    """
     config_class = NeuroVLAConfig
     base_model_prefix = 'neurovla'
     main_input_name = 'pixel_values'
@@ -118,20 +145,29 @@ class NeuroVLAModel(PreTrainedModel):
     def __init__(self, config: NeuroVLAConfig):
         super().__init__(config)
         d = config.vision_hidden
+        # two visual streams: the ViT sees luminance only (shape, layout: features that cannot
+        # depend on hue), and a per-patch linear colour embedding
         self.vision = ViTModel(config.vit_config(), add_pooling_layer=False)
+        self.colour_embed = nn.Conv2d(3, d, kernel_size=config.patch_size,
+                                      stride=config.patch_size)
         self.text = BertModel(config.bert_config(), add_pooling_layer=False)
         self.text_proj = nn.Linear(config.text_hidden, d)
-        self.cross = nn.MultiheadAttention(d, config.vision_heads, batch_first=True)
-        self.norm_q = nn.LayerNorm(d)
+        self.colour_score = StreamScore(d, config.head_hidden)
+        self.shape_score = StreamScore(d, config.head_hidden)
+        # where exactly in the patch, and how high the object's centre is: no text needed
         self.norm_x = nn.LayerNorm(d)
-        self.film = nn.Linear(d, 2 * d)
-        self.head = nn.Sequential(nn.Linear(d, config.head_hidden), nn.GELU(),
-                                  nn.Linear(config.head_hidden, config.head_hidden), nn.GELU(),
-                                  nn.Linear(config.head_hidden, 4))
-        # training aid: colour and shape of the object under each patch, read from the image
-        # features alone (dense supervision that teaches the encoder shapes, not just colours)
+        self.locate_head = nn.Sequential(nn.Linear(d, config.head_hidden), nn.GELU(),
+                                         nn.Linear(config.head_hidden, 3))
+        # training aid: colour and shape of the object under each patch, each from its stream
         self.attributes = nn.Linear(d, len(config.colours) + len(config.shapes))
         self.tokenizer = WordTokenizer(config.vocab, config.max_words)
+        # token ids of colour and shape words (plain lists, not buffers: from_pretrained builds
+        # the model on the meta device and would leave non-persistent buffers uninitialised)
+        index = {w: i for i, w in enumerate(config.vocab)}
+        self.colour_ids = [index[w] for ws in language.COLOUR_WORDS.values() for w in ws
+                           if w in index]
+        self.shape_ids = [index[w] for ws in language.SHAPE_WORDS.values() for w in ws
+                          if w in index]
         self.post_init()
 
     def _init_weights(self, module):
@@ -148,6 +184,12 @@ class NeuroVLAModel(PreTrainedModel):
             nn.init.normal_(module.cls_token, std=0.02)
             nn.init.normal_(module.position_embeddings, std=0.02)
 
+    def sentence(self, input_ids, attention_mask, hide):
+        """Sentence embedding (the [CLS] output) with the words in ``hide`` masked out."""
+        mask = attention_mask * (~torch.isin(input_ids, torch.tensor(hide))).long()
+        out = self.text(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        return self.text_proj(out[:, 0])
+
     def forward(self, pixel_values, input_ids, attention_mask, with_attributes: bool = False):
         """pixel_values B x 3 x H x W (normalised), input_ids / attention_mask B x L.
 
@@ -155,19 +197,19 @@ class NeuroVLAModel(PreTrainedModel):
         and height (B x N) [m], patches in row-major grid order; ``with_attributes`` adds the
         per-patch colour + shape logits (B x N x (colours + shapes)).
         """
-        patches = self.vision(pixel_values=pixel_values).last_hidden_state[:, 1:]
-        words = self.text(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        t = self.text_proj(words)
-        attn, _ = self.cross(self.norm_q(patches), t, t,
-                             key_padding_mask=attention_mask == 0, need_weights=False)
-        x = self.norm_x(patches + attn)
-        gamma, beta = self.film(t[:, 0]).chunk(2, dim=-1)
-        x = x * (1 + gamma[:, None]) + beta[:, None]
-        out = self.head(x)
-        result = (out[..., 0], torch.sigmoid(out[..., 1:3]),
-                  nn.functional.softplus(out[..., 3]) * self.config.height_scale)
-        if with_attributes:
-            result += (self.attributes(patches),)
+        lum = (pixel_values * pixel_values.new_tensor(LUMA)[:, None, None]).sum(1, keepdim=True)
+        shape_feat = self.vision(pixel_values=lum).last_hidden_state[:, 1:]
+        colour_feat = self.colour_embed(pixel_values).flatten(2).transpose(1, 2)
+        s_colour = self.sentence(input_ids, attention_mask, self.shape_ids)
+        s_shape = self.sentence(input_ids, attention_mask, self.colour_ids)
+        logits = self.colour_score(colour_feat, s_colour) + self.shape_score(shape_feat, s_shape)
+        out = self.locate_head(self.norm_x(shape_feat + colour_feat))
+        result = (logits, torch.sigmoid(out[..., :2]),
+                  nn.functional.softplus(out[..., 2]) * self.config.height_scale)
+        if with_attributes:   # colour from the colour stream, shape from the luminance ViT
+            nc = len(self.config.colours)
+            result += (torch.cat([self.attributes(colour_feat)[..., :nc],
+                                  self.attributes(shape_feat)[..., nc:]], -1),)
         return result
 
 
@@ -227,9 +269,10 @@ def decode(logits, offset, height, config: NeuroVLAConfig, mode: str | None = No
     return (torch.stack([u, v], 1).numpy(), height[b, idx].numpy(), conf.numpy())
 
 
-def targets(uv, config: NeuroVLAConfig):
+def targets(uv, config: NeuroVLAConfig, soft: bool = True):
     """Source pixels (B x 2) -> patch index (B), in-patch offset (B x 2) and a soft target
-    distribution over patches (B x N, a Gaussian of ``target_sigma`` patches) for training."""
+    distribution over patches (B x N, a Gaussian of ``target_sigma`` patches; None unless
+    ``soft``) for training."""
     uv = np.asarray(uv, float)
     top, left, ch, cw = config.crop
     p = config.patch_size
@@ -239,6 +282,8 @@ def targets(uv, config: NeuroVLAConfig):
     c = np.clip(np.floor(mu), 0, cols - 1)
     r = np.clip(np.floor(mv), 0, rows - 1)
     off = np.clip(np.stack([mu - c, mv - r], 1), 0.0, 1.0)
+    if not soft:
+        return (r * cols + c).astype(np.int64), off.astype(np.float32), None
     gr, gc = np.meshgrid(np.arange(rows) + 0.5, np.arange(cols) + 0.5, indexing='ij')
     d2 = (gc.ravel()[None] - mu[:, None]) ** 2 + (gr.ravel()[None] - mv[:, None]) ** 2
     soft = np.exp(-d2 / (2 * config.target_sigma ** 2))
