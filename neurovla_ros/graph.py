@@ -78,8 +78,8 @@ NODES: list[NodeSpec] = [
     NodeSpec('spinal', 'spinal_node', 'neurovla_ros.spinal.node', 'neurovla_ros.spinal.params'),
     NodeSpec('cerebellum', 'cerebellum_node', 'neurovla_ros.cerebellum.node',
              'neurovla_ros.cerebellum.params'),
-    # NodeSpec('cortex', 'cortex_node', 'neurovla_ros.cortex.node', 'neurovla_ros.cortex.params',
-    #          arg_params={'instruction': 'instruction', 'backend': 'cortex_backend'}),
+    NodeSpec('cortex', 'cortex_node', 'neurovla_ros.cortex.node', 'neurovla_ros.cortex.params',
+             arg_params={'instruction': 'instruction', 'backend': 'cortex_backend'}),
 ]
 
 # Gazebo (sim:=gazebo): ros2_control controllers, spawned active / inactive (forward command
