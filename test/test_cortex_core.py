@@ -282,3 +282,24 @@ def test_jittery_plans_are_smoothed_and_small_changes_ignored(cortex):
     cortex.backend.answer = Plan(centre=np.array([0.501, 0.1, 0.02]))
     cortex.step()                       # median moves by < 3 mm: the goal is kept
     assert cortex.goal().plan_id == plan_id
+
+
+def test_plans_pointing_at_the_arm_itself_are_ignored(cortex):
+    from neurovla_ros.cortex.core import ray_hits_arm, segment_distance
+    assert segment_distance(np.zeros(3), np.array([1.0, 0, 0]), np.array([0.5, 1, 0]),
+                            np.array([0.5, 2, 0])) == pytest.approx(1.0)
+    m = robot.load()
+    q = m.home_pose()
+    cam = Camera.from_info(K, 320, 240)
+    origin = cam.pose[:3, 3]
+    # a table point seen through the forearm/wrist at home (behind it from the camera) ...
+    wrist = m.fk(q, tip='wrist_2_link')[:3, 3]
+    d = wrist - origin
+    behind = origin + d * ((0.02 - origin[2]) / d[2])
+    assert ray_hits_arm(m, q, origin, behind)
+    # ... and one in the open
+    assert not ray_hits_arm(m, q, origin, np.array([0.55, -0.2, 0.02]))
+    cortex.set_joints(q, [0.04, 0.04])
+    cortex.backend.answer = Plan(centre=behind)
+    s = cortex.step()
+    assert s.level == WARN and 'arm itself' in s.message and cortex.goal() is None

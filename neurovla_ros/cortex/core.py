@@ -32,6 +32,39 @@ from ..common import robot
 from ..common.limits import JointLimits
 
 OK, WARN, ERROR = 0, 1, 2
+# the arm's links as capsules between link frames (URDF radii + margin) [m]: a plan whose camera
+# ray passes through one of them points at the robot itself (grey/blue cylinders!)
+ARM_CAPSULES = (('base_link', 'shoulder_link', 0.075), ('shoulder_link', 'upper_arm_link', 0.06),
+                ('upper_arm_link', 'forearm_link', 0.054), ('forearm_link', 'wrist_1_link', 0.045),
+                ('wrist_1_link', 'wrist_2_link', 0.04), ('wrist_2_link', 'wrist_3_link', 0.04),
+                ('wrist_3_link', 'tool0', 0.04))
+
+
+def segment_distance(p0, p1, q0, q1) -> float:
+    """Shortest distance between the segments p0-p1 and q0-q1."""
+    d1, d2, r = p1 - p0, q1 - q0, p0 - q0
+    a, e, f = d1 @ d1, d2 @ d2, d2 @ r
+    c, b = d1 @ r, d1 @ d2
+    denom = a * e - b * b
+    s = np.clip((b * f - c * e) / denom, 0.0, 1.0) if denom > 1e-12 else 0.0
+    t = (b * s + f) / e if e > 1e-12 else 0.0
+    if t < 0.0 or t > 1.0:
+        t = np.clip(t, 0.0, 1.0)
+        s = np.clip((b * t - c) / a, 0.0, 1.0) if a > 1e-12 else 0.0
+    return float(np.linalg.norm((p0 + s * d1) - (q0 + t * d2)))
+
+
+def ray_hits_arm(model, q, origin, point, margin: float = 0.01) -> bool:
+    """Whether the sight line from the camera ``origin`` to ``point`` passes through an arm
+    link (``ARM_CAPSULES``) at joint angles ``q``."""
+    frames = {}
+    for a, b, _ in ARM_CAPSULES:
+        for f in (a, b):
+            if f not in frames:
+                frames[f] = model.fk(q, tip=f)[:3, 3]
+    o, p = np.asarray(origin, float), np.asarray(point, float)
+    return any(segment_distance(o, p, frames[a], frames[b]) < r + margin
+               for a, b, r in ARM_CAPSULES)
 
 
 @dataclass
@@ -245,6 +278,10 @@ class Cortex:
                 self.rejected += 1
                 return (f'target not found with confidence ({plan.confidence:.2f} < '
                         f'{self.min_confidence}): {plan.note}; holding the last goal')
+            if obs.q is not None and obs.camera is not None and \
+                    ray_hits_arm(self.model, obs.q, obs.camera.pose[:3, 3], c):
+                self.rejected += 1
+                return 'the plan points at the arm itself: ignored, holding the last goal'
             cur = self._plan
             if cur is None or cur.centre is None or \
                     np.linalg.norm(c[:2] - cur.centre[:2]) <= self.jump_tolerance:
