@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from neurovla_ros.cerebellum import cdr, ik
+from neurovla_ros.cerebellum import ik
 from neurovla_ros.cerebellum.core import Cerebellum, CerebellumConfig, config_from
 from neurovla_ros.cerebellum.estimator import (GRAVITY, StateEstimator, matrix_to_quat_xyzw,
                                                quat_xyzw_to_matrix)
@@ -358,48 +358,6 @@ def test_parameters_mirror_the_config():
         assert getattr(cfg, p.name) == p.default, p.name
     c = config_from({'rate_hz': 250.0, 'unrelated': 1})
     assert c.rate_hz == 250.0
-
-
-# ---------------------------------------------------------------- codecs
-def test_cdr_readers_and_writer_agree_with_rclpy_serialization():
-    from rclpy.serialization import deserialize_message, serialize_message
-    from sensor_msgs.msg import Imu, JointState
-    js = JointState()
-    js.header.stamp.sec, js.header.stamp.nanosec = 17, 250_000_000
-    js.header.frame_id = 'x'
-    js.name = [*MODEL.arm_joints, 'left_finger_joint', 'right_finger_joint']
-    js.position = [0.1 * i for i in range(8)]
-    js.velocity = [-0.2 * i for i in range(8)]
-    js.effort = [1.0] * 8
-    rd = cdr.JointStateReader()
-    for _ in range(2):  # second time through the cached name block
-        assert rd.read(serialize_message(js)) == pytest.approx(17.25)
-        assert rd.names == tuple(js.name)
-        np.testing.assert_array_equal(rd.position, js.position)
-        np.testing.assert_array_equal(rd.velocity, js.velocity)
-    imu = Imu()
-    imu.header.frame_id = 'imu_link'
-    imu.orientation.x, imu.orientation.w = 0.6, 0.8
-    imu.angular_velocity.y = 1.25
-    imu.linear_acceleration.z = 9.81
-    imu.orientation_covariance[0] = -1.0
-    ir = cdr.ImuReader()
-    assert ir.read(serialize_message(imu)) == 0.0
-    np.testing.assert_array_equal(ir.quat, [0.6, 0, 0, 0.8])
-    np.testing.assert_array_equal(ir.gyro, [0, 1.25, 0])
-    np.testing.assert_array_equal(ir.accel, [0, 0, 9.81])
-    assert ir.orientation_cov0 == -1.0
-    w = cdr.JointStateWriter(list(MODEL.arm_joints))
-    w.position[:] = np.arange(6)
-    w.velocity[:] = 1.5
-    w.effort[:] = -2.0
-    w.set_stamp(3, 4)
-    m = deserialize_message(w.data(), JointState)
-    assert list(m.name) == list(MODEL.arm_joints)
-    assert list(m.position) == list(range(6)) and list(m.effort) == [-2.0] * 6
-    assert (m.header.stamp.sec, m.header.stamp.nanosec) == (3, 4)
-    assert cdr.read_stamp(w.data()) == (3, 4)
-    assert rd.read(b'\x01\x00\x00\x00' + bytes(40)) is None  # big-endian: not ours
 
 
 def test_bypass_holds_the_measured_pose_until_a_goal_then_interpolates():

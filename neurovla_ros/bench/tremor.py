@@ -105,7 +105,7 @@ class Recorder:
         from geometry_msgs.msg import PoseStamped, WrenchStamped
         from sensor_msgs.msg import Imu, JointState
 
-        from ..cerebellum.cdr import ImuReader, JointStateReader
+        from ..common.cdr import ImuReader, JointStateReader
         from ..common.rosutil import COMMAND_QOS, LATEST_QOS, SENSOR_QOS
         self.node = node
         self.js = JointStateReader()

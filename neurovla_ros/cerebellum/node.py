@@ -23,7 +23,7 @@ Interfaces
 Ticks run in the /joint_states callback at ``rate_hz`` (decimated by stamp), so the work per
 tick is one core step and one publish; the IMU callback only keeps the newest sample, read at
 the next tick. Both 1 kHz streams arrive as raw bytes and only the needed fields are read
-(:mod:`.cdr`); the reference is serialized in place and published raw. Freshness, goal times
+(:mod:`neurovla_ros.common.cdr`); the reference is serialized in place and published raw. Freshness, goal times
 and the watchdog use ROS time (``use_sim_time``: the simulation's /clock), else the monotonic
 clock. A 20 Hz
 watchdog keeps publishing the held reference when /joint_states stops. The work is done by the
@@ -46,9 +46,9 @@ from sensor_msgs.msg import Imu, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from ..common import robot
+from ..common.cdr import ImuReader, JointStateReader, read_stamp
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              declare_params, run)
-from .cdr import ImuReader, JointStateReader, JointStateWriter, read_stamp
+                              declare_params, joint_state_template, run)
 from .core import Cerebellum, config_from
 from .estimator import matrix_to_quat_xyzw
 from .params import NODE_NAME, PARAMS
@@ -83,9 +83,9 @@ class CerebellumNode(Node):
         self.arm = list(self.model.arm_joints)
         self.add_post_set_parameters_callback(self._on_params)
         # outputs (messages reused)
-        self.ref_out = JointStateWriter(self.arm)     # serialized in place, published raw
+        self.ref_out = joint_state_template(self.arm)     # serialized in place, published raw
         self.ref_pub = self.create_publisher(JointState, p.reference_topic, SENSOR_QOS)
-        self.pred_out = JointStateWriter(self.arm)
+        self.pred_out = joint_state_template(self.arm)
         self.pred_pub = self.create_publisher(JointState, '~/predicted_effort', SENSOR_QOS)
         self.pose_pub = self.create_publisher(PoseStamped, '~/ee_pose', SENSOR_QOS)
         self.twist_pub = self.create_publisher(TwistStamped, '~/ee_twist', SENSOR_QOS)
@@ -298,20 +298,23 @@ class CerebellumNode(Node):
         self._last_tick_wall = now
         self._ticks_total += 1
         out = self.ref_out
-        out.set_stamp(stamp.sec, stamp.nanosec)
-        out.position[:] = core.ref_pos
-        out.velocity[:] = core.ref_vel
-        out.effort[:] = core.ref_eff
+        ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        out.set_stamp(ns)
+        f = out.fields
+        f['position'][:] = core.ref_pos
+        f['velocity'][:] = core.ref_vel
+        f['effort'][:] = core.ref_eff
         try:
-            self.ref_pub.publish(out.data())
+            self.ref_pub.publish(out.tobytes())
             if self._pred_period and now - self._t_pred >= self._pred_period:
                 self._t_pred = now
                 pm = self.pred_out
-                pm.set_stamp(stamp.sec, stamp.nanosec)
-                pm.position[:] = core.fm.q
-                pm.velocity[:] = core.fm.qd
-                pm.effort[:] = core.tremor_torque
-                self.pred_pub.publish(pm.data())
+                pm.set_stamp(ns)
+                f = pm.fields
+                f['position'][:] = core.fm.q
+                f['velocity'][:] = core.fm.qd
+                f['effort'][:] = core.tremor_torque
+                self.pred_pub.publish(pm.tobytes())
         except Exception:  # noqa: BLE001 - at shutdown the context is gone: not an error
             if self.context.ok():
                 raise

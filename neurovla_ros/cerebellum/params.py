@@ -5,7 +5,7 @@ Every parameter except the node-only ones (topics, rates of the side outputs) is
 """
 from __future__ import annotations
 
-from ..common.params import Param
+from ..common.params import Param, realtime_priority
 
 NODE_NAME = 'cerebellum'
 
@@ -120,8 +120,9 @@ PARAMS: list[Param] = [
     Param('reflex_topic', '/spinal/reflex',
           'Reflex events of the spinal layer (diagnostic_msgs/DiagnosticArray, value '
           'event=collision) [topic]', read_only=True),
+    realtime_priority(70),
 ]
 
 # parameters that are node-only (not CerebellumConfig fields)
 NODE_ONLY = ('reference_topic', 'prediction_rate_hz', 'state_rate_hz', 'diagnostics_rate_hz',
-             'reflex_topic')
+             'reflex_topic', 'realtime_priority')

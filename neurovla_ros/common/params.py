@@ -76,3 +76,11 @@ def to_markdown(schemas: dict[str, list[Param]]) -> str:
             out.append(f'| `{p.name}` | `{_yaml_value(p.default)}` | {rng} | {p.description}{ro} |')
         out.append('')
     return '\n'.join(out)
+
+
+def realtime_priority(default: int) -> Param:
+    """The ``realtime_priority`` parameter of a fast node (see common/realtime.py)."""
+    return Param('realtime_priority', default,
+                 'SCHED_FIFO priority of the whole process (1-98, above it preempts below); '
+                 '0 = normal scheduler. Refused (no root/CAP_SYS_NICE): a warning, normal '
+                 'scheduling', 0, 98, read_only=True)

@@ -10,6 +10,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.executors import ExternalShutdownException
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from . import cdr, realtime
 from .params import Param
 
 # 1 kHz sensor streams: reliable publishers (any subscriber can match), keep-last small queues.
@@ -74,6 +75,34 @@ def cap_torch_threads(n: int = 1) -> None:
         pass
 
 
+def joint_state_template(names, frame_id: str = '') -> cdr.CdrTemplate:
+    """A serialized sensor_msgs/JointState with fixed names, written in place at 1 kHz:
+    ``fields['position' | 'velocity' | 'effort']`` are float64 views, then ``set_stamp`` and
+    ``publish(template.tobytes())``."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+    js = JointState()
+    js.header.frame_id = frame_id
+    js.name = list(names)
+    n = len(js.name)
+    js.position, js.velocity, js.effort = (cdr.sentinels(n, i * n) for i in range(3))
+    return cdr.CdrTemplate(serialize_message(js), {
+        'position': (0, n), 'velocity': (n, n), 'effort': (2 * n, n)})
+
+
+def go_realtime(node) -> None:
+    """Apply the node's ``realtime_priority`` parameter (if it has one) to its process.
+
+    Called once the node exists, so the DDS threads that deliver its messages are lifted too.
+    """
+    prio = getattr(getattr(node, 'p', None), 'realtime_priority', 0)
+    problem = realtime.make_realtime(prio)
+    if problem:
+        node.get_logger().warning(problem)
+    elif prio:
+        node.get_logger().info(f'SCHED_FIFO priority {prio} for all threads of this process')
+
+
 def spin(node, executor=None) -> None:
     """Spin with the EventsExecutor through spin_once (its spin() hangs on this platform)."""
     from rclpy.experimental import EventsExecutor
@@ -97,6 +126,7 @@ def run(node_factory, args=None) -> int:
     node = None
     try:
         node = node_factory()
+        go_realtime(node)
         spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -66,8 +66,9 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..common.limits import invalid_reason
-from ..common.rosutil import COMMAND_QOS, SENSOR_QOS, cap_torch_threads, declare_params
-from . import wire
+from ..common import cdr
+from ..common.rosutil import (COMMAND_QOS, SENSOR_QOS, cap_torch_threads, declare_params,
+                              go_realtime, joint_state_template)
 from .params import NODE_NAME, PARAMS
 from .world import World
 
@@ -150,20 +151,15 @@ class SimNode(Node):
         self._pub_dist = self.create_publisher(WrenchStamped, '~/disturbance', COMMAND_QOS)
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         # 1 kHz messages: serialized once, then only their stamps and doubles are patched
-        js = JointState()
-        js.name = list(w.joint_names)
-        n = len(w.joint_names)
-        js.position, js.velocity, js.effort = (wire.sentinels(n, i * n) for i in range(3))
-        self._js_t = wire.CdrTemplate(serialize_message(js), {
-            'position': (0, n), 'velocity': (n, n), 'effort': (2 * n, n)})
+        self._js_t = joint_state_template(w.joint_names)
         self._js_views = tuple(self._js_t.fields[f] for f in ('position', 'velocity', 'effort'))
         self._set_imu_noise()  # builds the Imu template (covariances follow the noise)
         wr = WrenchStamped()
         wr.header.frame_id = 'tool0'
         (wr.wrench.force.x, wr.wrench.force.y, wr.wrench.force.z,
-         wr.wrench.torque.x, wr.wrench.torque.y, wr.wrench.torque.z) = wire.sentinels(6)
-        self._wrench_t = wire.CdrTemplate(serialize_message(wr), {'wrench': (0, 6)})
-        self._clock_t = wire.CdrTemplate(serialize_message(Clock()), {})
+         wr.wrench.torque.x, wr.wrench.torque.y, wr.wrench.torque.z) = cdr.sentinels(6)
+        self._wrench_t = cdr.CdrTemplate(serialize_message(wr), {'wrench': (0, 6)})
+        self._clock_t = cdr.CdrTemplate(serialize_message(Clock()), {})
 
         # ---- commands, disturbances, services
         for mode, topic in FORWARD.items():
@@ -213,8 +209,8 @@ class SimNode(Node):
         imu.angular_velocity_covariance = np.diag([vg] * 3).ravel()
         imu.orientation_covariance = np.diag([1e-6] * 3).ravel()  # simulated: exact
         o, av, la = imu.orientation, imu.angular_velocity, imu.linear_acceleration
-        (o.x, o.y, o.z, o.w, av.x, av.y, av.z, la.x, la.y, la.z) = wire.sentinels(10)
-        self._imu_t = wire.CdrTemplate(serialize_message(imu), {
+        (o.x, o.y, o.z, o.w, av.x, av.y, av.z, la.x, la.y, la.z) = cdr.sentinels(10)
+        self._imu_t = cdr.CdrTemplate(serialize_message(imu), {
             'orientation': (0, 4), 'angular_velocity': (4, 3), 'linear_acceleration': (7, 3)})
 
     def _set_tremor(self):
@@ -661,6 +657,9 @@ def main(args=None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     try:
         node = SimNode()
+        if node.sim_time and node.p.speed == 0:
+            node.p.realtime_priority = 0  # a loop that never sleeps must not run at FIFO
+        go_realtime(node)
         node.run()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -1,7 +1,7 @@
 """Parameters of the ``sim`` node (ROS-free schema; see docs/parameters.md)."""
 from __future__ import annotations
 
-from ..common.params import Param
+from ..common.params import Param, realtime_priority
 from ..common.robot import ARM_JOINTS
 
 NODE_NAME = 'sim'
@@ -63,4 +63,5 @@ PARAMS: list[Param] = [
     Param('base_vibration_amplitude', 0.0, 'Base/table vibration acceleration amplitude '
           '[m/s^2] along x; 0 = off', 0.0, 50.0),
     Param('base_vibration_frequency_hz', 10.0, 'Base vibration frequency [Hz]', 0.0, 200.0),
+    realtime_priority(80),
 ]

@@ -1,7 +1,7 @@
 """Parameters of the spinal node (ROS-free schema; see common/params.py)."""
 from __future__ import annotations
 
-from ..common.params import Param
+from ..common.params import Param, realtime_priority
 
 NODE_NAME = 'spinal'
 
@@ -71,4 +71,5 @@ PARAMS: list[Param] = [
     Param('expected_rate', 1000.0,
           'Joint-state (= control) rate the body should deliver; /diagnostics warns below '
           '90 % of it [Hz]', 1.0, 10000.0),
+    realtime_priority(85),
 ]

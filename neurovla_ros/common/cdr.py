@@ -1,11 +1,17 @@
-"""Minimal readers of serialized (CDR) sensor_msgs/JointState and sensor_msgs/Imu. ROS-free.
+"""Serialized (CDR) messages at 1 kHz without Python message objects. ROS-free.
 
-At 1 kHz per stream, building a Python message object costs more than the whole cerebellum
-tick (30-60 us each on the target machine). The node subscribes with ``raw=True`` and reads
-only the fields it needs from the bytes, into preallocated arrays, with the XCDR1
-little-endian layout the ROS 2 middlewares use (4-byte encapsulation header, then each field
-aligned to its size relative to the end of that header). Any other encapsulation returns
-``None`` so the caller can fall back to regular deserialization.
+At 1 kHz per stream, building or parsing a Python message object costs more than a whole
+control tick (30-60 us on the target machine). ROS 2 middlewares use XCDR1 little-endian: a
+4-byte encapsulation header, then each field aligned to its size relative to the end of that
+header; a std_msgs/Header starts with ``int32 sec, uint32 nanosec``.
+
+Writing: :class:`CdrTemplate`. A message whose layout never changes (same names, same frame_id;
+only the stamp and double fields change) is serialized once with sentinel values in the fields
+that will change; the sentinels' offsets are found in the bytes, and every tick writes the new
+values straight into the buffer through numpy views; ``Publisher.publish(bytes)`` sends it.
+Reading: :class:`JointStateReader`, :class:`ImuReader`, :func:`read_stamp` take the bytes of a
+``raw=True`` subscription and return ``None`` for any other encapsulation (the caller falls
+back to regular deserialization).
 """
 from __future__ import annotations
 
@@ -118,51 +124,46 @@ class ImuReader:
         return sec + nsec * 1e-9
 
 
-def _put_string(out: bytearray, s: str) -> None:
-    b = s.encode() + b'\x00'
-    out.extend(b'\x00' * (_align(len(out) - 4, 4) - (len(out) - 4)))
-    out.extend(_U32.pack(len(b)))
-    out.extend(b)
-
-
-class JointStateWriter:
-    """A serialized sensor_msgs/JointState (little-endian CDR) with fixed names and frame,
-    written in place: set ``position``, ``velocity``, ``effort`` (float64 views into the
-    buffer) and the stamp, then publish ``data()`` (bytes) as a raw message."""
-
-    def __init__(self, names, frame_id: str = '', effort: bool = True):
-        n = len(names)
-        out = bytearray(b'\x00\x01\x00\x00')
-        out.extend(_STAMP.pack(0, 0))
-        _put_string(out, frame_id)
-        out.extend(b'\x00' * (_align(len(out) - 4, 4) - (len(out) - 4)))
-        out.extend(_U32.pack(n))
-        for name in names:
-            _put_string(out, name)
-        offsets = []
-        for k in range(3):
-            count = n if (k < 2 or effort) else 0
-            out.extend(b'\x00' * (_align(len(out) - 4, 4) - (len(out) - 4)))
-            out.extend(_U32.pack(count))
-            if count:
-                out.extend(b'\x00' * (_align(len(out) - 4, 8) - (len(out) - 4)))
-            offsets.append(len(out))
-            out.extend(b'\x00' * (8 * count))
-        self.buf = out
-        self.position = np.frombuffer(out, dtype='<f8', count=n, offset=offsets[0])
-        self.velocity = np.frombuffer(out, dtype='<f8', count=n, offset=offsets[1])
-        self.effort = np.frombuffer(out, dtype='<f8', count=n if effort else 0,
-                                    offset=offsets[2])
-
-    def set_stamp(self, sec: int, nanosec: int) -> None:
-        _STAMP.pack_into(self.buf, 4, int(sec), int(nanosec))
-
-    def data(self) -> bytes:
-        return bytes(self.buf)
-
-
 def read_stamp(buf: bytes) -> tuple[int, int] | None:
     """(sec, nanosec) of any serialized message that starts with a std_msgs/Header."""
     if bytes(buf[:2]) not in CDR_LE or len(buf) < 12:
         return None
     return _STAMP.unpack_from(buf, 4)
+
+
+def sentinels(n: int, start: int = 0) -> list[float]:
+    """``n`` distinct doubles that never occur in a real message."""
+    return [-1.0e300 / (k + 3.0) for k in range(start, start + n)]
+
+
+class CdrTemplate:
+    """A serialized message with writable double fields and stamp.
+
+    ``fields``: name -> (start, count): a run of ``count`` consecutive doubles that held
+    ``sentinels(count, start)`` in the message that produced ``serialized``.
+    """
+
+    def __init__(self, serialized: bytes, fields: dict[str, tuple[int, int]],
+                 stamp_offset: int | None = 4):
+        if serialized[:2] not in CDR_LE:
+            raise ValueError('only little-endian CDR is supported')
+        self.buf = bytearray(serialized)
+        self._stamp_offset = stamp_offset
+        body = np.frombuffer(self.buf, dtype='<f8', offset=4, count=(len(self.buf) - 4) // 8)
+        self.fields: dict[str, np.ndarray] = {}
+        for name, (start, count) in fields.items():
+            want = sentinels(count, start)
+            hits = np.flatnonzero(body == want[0])
+            if len(hits) != 1:
+                raise ValueError(f'{name}: sentinel found {len(hits)} times (not 8-aligned?)')
+            run = body[int(hits[0]):int(hits[0]) + count]
+            if run.tolist() != want:
+                raise ValueError(f'{name}: the {count} doubles are not consecutive')
+            self.fields[name] = run  # a writable view into self.buf
+
+    def set_stamp(self, ns: int) -> None:
+        struct.pack_into('<iI', self.buf, self._stamp_offset, ns // 1_000_000_000,
+                         ns % 1_000_000_000)
+
+    def tobytes(self) -> bytes:
+        return bytes(self.buf)

@@ -1,0 +1,69 @@
+"""The serialized-message readers and writers of the 1 kHz paths (common/cdr.py)."""
+import numpy as np
+import pytest
+from sensor_msgs.msg import JointState
+
+from neurovla_ros.common import cdr, robot
+from neurovla_ros.common.rosutil import joint_state_template
+
+MODEL = robot.load()
+
+
+def test_readers_and_joint_state_template_agree_with_rclpy_serialization():
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Imu
+    js = JointState()
+    js.header.stamp.sec, js.header.stamp.nanosec = 17, 250_000_000
+    js.header.frame_id = 'x'
+    js.name = [*MODEL.arm_joints, 'left_finger_joint', 'right_finger_joint']
+    js.position = [0.1 * i for i in range(8)]
+    js.velocity = [-0.2 * i for i in range(8)]
+    js.effort = [1.0] * 8
+    rd = cdr.JointStateReader()
+    for _ in range(2):  # second time through the cached name block
+        assert rd.read(serialize_message(js)) == pytest.approx(17.25)
+        assert rd.names == tuple(js.name)
+        np.testing.assert_array_equal(rd.position, js.position)
+        np.testing.assert_array_equal(rd.velocity, js.velocity)
+    imu = Imu()
+    imu.header.frame_id = 'imu_link'
+    imu.orientation.x, imu.orientation.w = 0.6, 0.8
+    imu.angular_velocity.y = 1.25
+    imu.linear_acceleration.z = 9.81
+    imu.orientation_covariance[0] = -1.0
+    ir = cdr.ImuReader()
+    assert ir.read(serialize_message(imu)) == 0.0
+    np.testing.assert_array_equal(ir.quat, [0.6, 0, 0, 0.8])
+    np.testing.assert_array_equal(ir.gyro, [0, 1.25, 0])
+    np.testing.assert_array_equal(ir.accel, [0, 0, 9.81])
+    assert ir.orientation_cov0 == -1.0
+    w = joint_state_template(list(MODEL.arm_joints), 'base_link')
+    w.fields['position'][:] = np.arange(6)
+    w.fields['velocity'][:] = 1.5
+    w.fields['effort'][:] = -2.0
+    w.set_stamp(3_000_000_004)
+    m = deserialize_message(w.tobytes(), JointState)
+    assert list(m.name) == list(MODEL.arm_joints) and m.header.frame_id == 'base_link'
+    assert list(m.position) == list(range(6)) and list(m.effort) == [-2.0] * 6
+    assert (m.header.stamp.sec, m.header.stamp.nanosec) == (3, 4)
+    assert cdr.read_stamp(w.tobytes()) == (3, 4)
+
+
+def test_templates_round_trip_through_rclpy_serialization():
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    js = JointState()
+    js.name = ['a', 'bb', 'ccc']
+    js.position, js.velocity = cdr.sentinels(3), cdr.sentinels(3, 3)
+    js.effort = [0.5, 0.25, 0.125]  # fixed fields keep their values
+    t = cdr.CdrTemplate(serialize_message(js), {'position': (0, 3), 'velocity': (3, 3)})
+    t.fields['position'][:] = [1.0, -2.0, 3.5]
+    t.fields['velocity'][:] = [0.1, 0.2, 0.3]
+    t.set_stamp(1_700_000_123_456_789_012)
+    back = deserialize_message(t.tobytes(), JointState)
+    assert list(back.name) == ['a', 'bb', 'ccc']
+    assert list(back.position) == [1.0, -2.0, 3.5] and list(back.velocity) == [0.1, 0.2, 0.3]
+    assert list(back.effort) == [0.5, 0.25, 0.125]
+    assert (back.header.stamp.sec, back.header.stamp.nanosec) == (1_700_000_123, 456_789_012)
+    with pytest.raises(ValueError):  # a field that was not filled with its sentinels
+        cdr.CdrTemplate(serialize_message(js), {'effort': (6, 3)})

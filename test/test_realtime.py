@@ -1,0 +1,39 @@
+"""common/realtime.py: SCHED_FIFO for every thread of a process, or a clear reason why not."""
+import subprocess
+import sys
+import textwrap
+
+from neurovla_ros.common import realtime
+
+
+def test_priority_zero_changes_nothing():
+    before = realtime.current_priority()
+    assert realtime.make_realtime(0) is None
+    assert realtime.current_priority() == before
+
+
+def test_all_threads_get_fifo_and_children_do_not():
+    # in a child process: the policy must not leak into the test runner
+    code = textwrap.dedent('''
+        import os, subprocess, sys, threading
+        from neurovla_ros.common import realtime
+        seen = {}
+        go = threading.Event()
+        def worker():
+            go.wait()
+            seen['worker'] = realtime.current_priority()
+        t = threading.Thread(target=worker)
+        t.start()                       # exists before the call: must be lifted too
+        problem = realtime.make_realtime(42)
+        go.set(); t.join()
+        child = subprocess.run([sys.executable, '-c',
+            'from neurovla_ros.common import realtime; print(realtime.current_priority())'],
+            capture_output=True, text=True).stdout.strip()
+        print(problem or 'ok', realtime.current_priority(), seen['worker'], child)
+    ''')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=60).stdout.split()
+    if out[0] == 'ok':
+        assert out[1:] == ['42', '42', '0']
+    else:   # not permitted here: a reason, and nothing half done
+        assert 'refused' in ' '.join(out) and out[-3:] == ['0', '0', '0']
