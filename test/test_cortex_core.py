@@ -158,6 +158,11 @@ def test_goal_hovers_then_descends_above_the_object(cortex):
     # object centre z 0.02 -> top 0.04 -> final 0.05; hover 0.08 higher while far away
     assert g.stage == 'approach' and np.allclose(g.position, [0.5, 0.1, 0.13])
     cortex.set_joints(q_at(0.505, 0.1, 0.14), [0.04, 0.04])
+    g = cortex.goal()                  # the descent starts at rest at the hover height ...
+    assert g.stage == 'final' and np.allclose(g.position, [0.5, 0.1, 0.13])
+    cortex.clock_.t += 0.75            # ... is half-way after half the descent time ...
+    assert np.allclose(cortex.goal().position, [0.5, 0.1, 0.09])
+    cortex.clock_.t += 0.75            # ... and ends at the final goal
     g = cortex.goal()
     assert g.stage == 'final' and np.allclose(g.position, [0.5, 0.1, 0.05])
     cortex.set_joints(q_at(0.53, 0.1, 0.10), [0.04, 0.04])   # 3 cm off: still descending
@@ -166,7 +171,8 @@ def test_goal_hovers_then_descends_above_the_object(cortex):
     assert cortex.goal().stage == 'approach'
     assert np.allclose(cortex.goal().rotation, cortex.home_rotation)
     cortex.set_joints(q_at(0.5, 0.1, 0.05), [0.04, 0.04])    # at the final goal, still
-    cortex.goal()
+    cortex.goal()                      # (a new descent starts)
+    cortex.clock_.t += 1.5
     cortex.goal()
     assert cortex.status().values['task'] == 'descending'
     cortex.clock_.t += 0.6
@@ -303,3 +309,25 @@ def test_plans_pointing_at_the_arm_itself_are_ignored(cortex):
     cortex.backend.answer = Plan(centre=behind)
     s = cortex.step()
     assert s.level == WARN and 'arm itself' in s.message and cortex.goal() is None
+
+
+def test_the_target_is_locked_while_descending(cortex):
+    cortex.step()
+    cortex.set_joints(q_at(0.5, 0.1, 0.13), [0.04, 0.04])
+    assert cortex.goal().stage == 'final'
+    cortex.clock_.t += 2.0
+    cortex.set_image(np.zeros((240, 320, 3), np.uint8))
+    cortex.set_joints(q_at(0.5, 0.1, 0.05), [0.04, 0.04])
+    held = cortex.goal().position.copy()
+    assert np.allclose(held, [0.5, 0.1, 0.05])
+    # the gripper hides the object: plans wander by a few cm, the goal stays
+    for dy in (0.02, 0.03, 0.04, 0.03, 0.02):
+        cortex.backend.answer = Plan(centre=np.array([0.5, 0.1 + dy, 0.02]))
+        assert 'locked' in cortex.step().message
+    assert np.allclose(cortex.goal().position, held)
+    # a distant target confirmed by several plans still moves it (and the hover restarts)
+    cortex.backend.answer = Plan(centre=np.array([0.4, -0.2, 0.02]))
+    for _ in range(3):
+        cortex.step()
+    g = cortex.goal()
+    assert np.allclose(g.position[:2], [0.4, -0.2]) and g.stage == 'approach'

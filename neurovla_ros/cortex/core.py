@@ -14,7 +14,11 @@ URDF limits.
 Object-pointing backends (local, scripted) name an object centre; the goal above it is the
 gripper target ``clearance`` above the object's top, reached from ``approach_height`` above
 (hover first, then descend once within ``xy_tolerance``), so the fingers never sweep low
-across the table. A new centre far from the current one is only adopted once ``confirm``
+across the table. The descent is a smooth (cosine) ramp over ``descent_time`` that ends at rest:
+a goal that jumps 8 cm down makes the goal tracker below overshoot into the object or the table
+(contact -> spinal reflex -> withdrawal). While descending, the target is locked: the gripper
+now hides the object from the camera, so small plan changes are occlusion noise, not a moving
+object (only a confirmed distant target moves it). A new centre far from the current one is only adopted once ``confirm``
 consecutive plans agree (one bad frame, e.g. the gripper hiding the object, cannot move the
 goal). Accepted centres are smoothed (median of the last ``smoothing``) with a small deadband,
 so frame-to-frame jitter of the pointer does not shake the arm at the goal.
@@ -124,6 +128,7 @@ class Cortex:
     def __init__(self, backend, *, rate_hz: float = 10.0, image_timeout: float = 1.0,
                  joints_timeout: float = 0.5, clearance: float = 0.01,
                  approach_height: float = 0.08, xy_tolerance: float = 0.02,
+                 descent_time: float = 1.5,
                  jump_tolerance: float = 0.05, confirm: int = 3, min_confidence: float = 0.2,
                  smoothing: int = 5, deadband: float = 0.003, gripper_opening: float = 0.04,
                  workspace=((0.2, 0.8), (-0.45, 0.45), (0.02, 0.5)), clock=time.monotonic,
@@ -133,6 +138,8 @@ class Cortex:
         self.image_timeout, self.joints_timeout = image_timeout, joints_timeout
         self.clearance, self.approach_height = clearance, approach_height
         self.xy_tolerance, self.jump_tolerance = xy_tolerance, jump_tolerance
+        self.descent_time = descent_time
+        self._descent_t0 = None
         self.confirm, self.min_confidence = confirm, min_confidence
         self.smoothing, self.deadband = smoothing, deadband
         self._recent: deque = deque(maxlen=max(1, smoothing))   # accepted centres
@@ -286,6 +293,8 @@ class Cortex:
             if cur is None or cur.centre is None or \
                     np.linalg.norm(c[:2] - cur.centre[:2]) <= self.jump_tolerance:
                 self._candidate = []
+                if self._descending and cur is not None and cur.centre is not None:
+                    return 'ok: target locked while descending (the gripper hides the object)'
                 return self._smoothed(plan, c, 'ok')
             self._candidate = [p for p in self._candidate
                                if np.linalg.norm(p.centre[:2] - c[:2]) <= self.jump_tolerance]
@@ -357,10 +366,14 @@ class Cortex:
                 if self._descending and dxy > 2 * self.xy_tolerance:
                     self._descending = False
                 elif not self._descending and dxy <= self.xy_tolerance:
-                    self._descending = True
+                    self._descending, self._descent_t0 = True, self.clock()
                 if not self._descending:
                     final[2] += self.approach_height
                     stage = 'approach'
+                elif self.descent_time > 0:
+                    s = (self.clock() - self._descent_t0) / self.descent_time
+                    if s < 1.0:    # cosine ramp: starts and ends at rest
+                        final[2] += self.approach_height * 0.5 * (1.0 + np.cos(np.pi * s))
             goal = self._clamp(final)
             self._progress(goal, stage, q)
             return Goal(goal, self.home_rotation, grip, None, stage, plan_id)

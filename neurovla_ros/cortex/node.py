@@ -60,6 +60,7 @@ class CortexNode(Node):
             backend, rate_hz=p.plan_rate_hz, image_timeout=p.image_timeout_s,
             joints_timeout=p.joints_timeout_s, clearance=p.clearance,
             approach_height=p.approach_height, xy_tolerance=p.xy_tolerance,
+            descent_time=p.descent_time,
             jump_tolerance=p.jump_tolerance, confirm=p.confirm_plans,
             min_confidence=p.min_confidence, smoothing=p.smoothing, deadband=p.deadband,
             gripper_opening=p.gripper_opening,

@@ -31,6 +31,8 @@ PARAMS: list[Param] = [
           0.0, 0.2),
     Param('approach_height', 0.08, 'Hover this high above the final goal [m] until within '
           'xy_tolerance of it, then descend; 0 = go straight', 0.0, 0.3),
+    Param('descent_time', 1.5, 'Duration [s] of the smooth (cosine) descent from the hover '
+          'height to the final goal; 0 = a step', 0.0, 10.0),
     Param('xy_tolerance', 0.02, 'Horizontal distance [m] under which the final descent starts',
           0.002, 0.2),
     Param('jump_tolerance', 0.05, 'A new target further than this [m] from the current one '
