@@ -164,7 +164,8 @@ class Cortex:
         self._descending = False
         self.task, self.goal_distance = 'idle', float('nan')   # progress, for diagnostics
         self._reached_since = None
-        self.latencies: deque = deque(maxlen=500)
+        self.latencies: deque = deque(maxlen=500)     # wall-clock [s] per plan
+        self.cpu_times: deque = deque(maxlen=500)     # this thread's CPU time [s] per plan
         self.plans = self.errors = self.rejected = 0
         self.last_error = ''
         self._status = Status(WARN, 'no instruction yet')
@@ -229,7 +230,7 @@ class Cortex:
         problem = self._input_problem(obs)
         if problem:
             return self._set_status(WARN, problem)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             plan = self.backend.plan(obs)
         except PlanError as e:
@@ -238,6 +239,7 @@ class Cortex:
             return self._failed(f'{type(e).__name__}: {e}')
         finally:
             self.latencies.append(time.perf_counter() - t0)
+            self.cpu_times.append(time.thread_time() - c0)
         self.plans += 1
         with self._lock:
             if obs.instruction_id != self._instruction_id:
@@ -410,6 +412,8 @@ class Cortex:
                   'infer_ms_last': float(lat[-1]) if lat.size else float('nan'),
                   'infer_ms_p50': float(np.median(lat)) if lat.size else float('nan'),
                   'infer_ms_p99': float(np.percentile(lat, 99)) if lat.size else float('nan'),
+                  'infer_cpu_ms_p50': (float(np.median(self.cpu_times)) * 1e3 if self.cpu_times
+                                       else float('nan')),
                   'has_goal': self._plan is not None,
                   'task': self.task if self._plan is not None else 'planning',
                   'goal_distance_m': self.goal_distance}

@@ -190,6 +190,22 @@ class NeuroVLAModel(PreTrainedModel):
         out = self.text(input_ids=input_ids, attention_mask=mask).last_hidden_state
         return self.text_proj(out[:, 0])
 
+    def _sentences(self, input_ids, attention_mask):
+        """(colour-stream, shape-stream) sentence embeddings; in inference (eval, no grad) kept
+        per instruction: the cortex asks about the same sentence at every frame."""
+        if self.training or torch.is_grad_enabled():
+            return (self.sentence(input_ids, attention_mask, self.shape_ids),
+                    self.sentence(input_ids, attention_mask, self.colour_ids))
+        cache = self.__dict__.setdefault('_sentence_cache', {})
+        key = (tuple(input_ids.shape), input_ids.numpy().tobytes(),
+               attention_mask.numpy().tobytes())
+        if key not in cache:
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = (self.sentence(input_ids, attention_mask, self.shape_ids),
+                          self.sentence(input_ids, attention_mask, self.colour_ids))
+        return cache[key]
+
     def forward(self, pixel_values, input_ids, attention_mask, with_attributes: bool = False):
         """pixel_values B x 3 x H x W (normalised), input_ids / attention_mask B x L.
 
@@ -200,8 +216,7 @@ class NeuroVLAModel(PreTrainedModel):
         lum = (pixel_values * pixel_values.new_tensor(LUMA)[:, None, None]).sum(1, keepdim=True)
         shape_feat = self.vision(pixel_values=lum).last_hidden_state[:, 1:]
         colour_feat = self.colour_embed(pixel_values).flatten(2).transpose(1, 2)
-        s_colour = self.sentence(input_ids, attention_mask, self.shape_ids)
-        s_shape = self.sentence(input_ids, attention_mask, self.colour_ids)
+        s_colour, s_shape = self._sentences(input_ids, attention_mask)
         logits = self.colour_score(colour_feat, s_colour) + self.shape_score(shape_feat, s_shape)
         out = self.locate_head(self.norm_x(shape_feat + colour_feat))
         result = (logits, torch.sigmoid(out[..., :2]),
