@@ -11,9 +11,13 @@ Ctrl-C / SIGTERM: SIGINT to every node, wait, then SIGTERM, then SIGKILL. A node
 reported with its last output lines and the runner exits non-zero. ``duration`` counts from
 when every node is on the graph; then everything is stopped and a summary is printed (per
 node: alive, exit code, and the latest /diagnostics of that node), the last line one JSON object.
+With a cortex and the sim, the summary also says whether the task succeeded: which object the
+instruction named, the final tcp distance to it and success yes/no (``cortex.task``: within 3 cm
+of its top centre and still for 0.5 s).
 
-The runner reads /diagnostics only: subscribing to the 1 kHz streams from here would take CPU
-from the nodes on a small machine.
+The runner reads /diagnostics and the sim's objects (2 Hz) only: subscribing to the 1 kHz
+streams from here would take CPU from the nodes on a small machine; /joint_states is read for
+0.6 s at the end of ``duration`` only, for the task result.
 """
 from __future__ import annotations
 
@@ -97,6 +101,55 @@ class Child:
             pass
 
 
+class TaskWatch:
+    """The sim's objects (latched ``/sim/objects``) during the run; at the end, 0.6 s of tcp
+    samples from /joint_states and the task outcome for the cortex's instruction."""
+
+    def __init__(self, node):
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from visualization_msgs.msg import MarkerArray
+        self.node = node
+        self.objects = None
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(MarkerArray, '/sim/objects', self._on_objects, qos)
+
+    def _on_objects(self, msg) -> None:
+        objs = []
+        for m in msg.markers:
+            colour, _, shape = m.text.partition(' ')
+            objs.append({'colour': colour, 'shape': shape,
+                         'position': (m.pose.position.x, m.pose.position.y, m.pose.position.z),
+                         'size': (m.scale.x, m.scale.y, m.scale.z)})
+        self.objects = objs
+
+    def measure(self, ex, instruction: str, seconds: float = 0.6) -> dict:
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import JointState
+
+        from .common import robot
+        from .cortex import task
+        model = robot.load()
+        track = []
+
+        def on_js(msg):
+            try:
+                q = [msg.position[list(msg.name).index(j)] for j in model.arm_joints]
+            except ValueError:
+                return
+            track.append((time.monotonic(), model.fk(q)[:3, 3]))
+        sub = self.node.create_subscription(JointState, '/joint_states', on_js, QoSProfile(
+            depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT))
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.01)
+        self.node.destroy_subscription(sub)
+        if self.objects is None:
+            return {'instruction': instruction, 'named': None, 'success': False,
+                    'reason': 'no objects from the sim (/sim/objects)'}
+        return task.outcome(instruction, self.objects, track)
+
+
 class Diagnostics:
     """The latest DiagnosticStatus per status name, from /diagnostics."""
 
@@ -129,6 +182,10 @@ def group_statuses(latest: dict[str, dict], names) -> dict[str, dict[str, dict]]
     if other:
         out[OTHER] = other
     return out
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (round(float(v), 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
 def _number(text: str):
@@ -164,6 +221,7 @@ class Runner:
         self._stop_signal: int | None = None
         self._lock = threading.Lock()
         self._t_spawn = time.monotonic()
+        self.task: dict | None = None
 
     # ---- signals ----
     def _on_signal(self, signum, _frame) -> None:
@@ -219,6 +277,9 @@ class Runner:
         rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node('neurovla_runner', context=ctx)
         diags = Diagnostics(node)
+        names = [c.name for c in self.children]
+        watch = TaskWatch(node) if 'cortex' in names and 'sim' in names else None
+        self.task = None
         ex = EventsExecutor(context=ctx)
         ex.add_node(node)
         t0 = self._t_spawn
@@ -249,6 +310,8 @@ class Runner:
                         break
                 elif self.duration is not None and now - t_up >= self.duration:
                     ended = 'duration'
+                    if watch is not None:
+                        self.task = self._task(watch, ex, diags)
                     break
                 ex.spin_once(timeout_sec=0.05)
             alive = {c.name: c.proc.poll() is None for c in self.children}
@@ -259,6 +322,20 @@ class Runner:
             ex.remove_node(node)
             node.destroy_node()
             rclpy.try_shutdown(context=ctx)
+
+    @staticmethod
+    def _task(watch: TaskWatch, ex, diags: Diagnostics) -> dict:
+        """The task outcome for the instruction the cortex reports in its diagnostics."""
+        instr = next((st['values']['instruction'] for key, st in diags.latest.items()
+                      if key.startswith('cortex') and 'instruction' in st['values']), None)
+        if instr is None:
+            return {'instruction': None, 'named': None, 'success': False,
+                    'reason': 'no cortex diagnostics'}
+        try:
+            return watch.measure(ex, str(instr))
+        except Exception as e:  # noqa: BLE001 - the summary must still be printed
+            return {'instruction': instr, 'named': None, 'success': False,
+                    'reason': f'{type(e).__name__}: {e}'}
 
     def _report_death(self, c: Child) -> None:
         c.drain()
@@ -310,11 +387,15 @@ class Runner:
                 print(f'    [{st["level"]}] {key}: {st["message"]}')
                 for k, v in st['values'].items():
                     print(f'        {k} = {v}')
+        if self.task is not None:
+            from .cortex import task
+            print(task.describe(self.task))
         per_node = {c.name: {'alive': bool(alive.get(c.name)), 'exit_code': codes.get(c.name),
                              'diagnostics': diags.get(c.name, {})} for c in self.children}
         print(json.dumps({'ok': ok, 'ended': ended,
                           'ran_s': None if ran_s is None else round(ran_s, 3),
-                          'nodes': per_node, 'other_diagnostics': diags.get(OTHER, {})}),
+                          'nodes': per_node, 'other_diagnostics': diags.get(OTHER, {}),
+                          **({} if self.task is None else {'task': _jsonable(self.task)})}),
               flush=True)
         return 0 if ok else 1
 

@@ -388,7 +388,7 @@ def stack_phase(backend: str, seeds: list[int], episodes: int, per_world: int, t
                                                            'instruction': '', **st})
         probe = Probe(context, sim_time=bool(st))
         try:
-            ok = probe.spin(60.0, until=lambda: probe.js is not None and probe.objects and any(
+            ok = probe.spin(150.0, until=lambda: probe.js is not None and probe.objects and any(
                 k.startswith('cortex') for k in probe.diag))
             if not ok or stack.dead():
                 raise RuntimeError(f'stack did not come up (dead: {stack.dead()}, joint states: '
