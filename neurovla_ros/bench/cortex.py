@@ -65,15 +65,15 @@ def protocol_overhead(calls: int) -> dict:
     from ..cortex.clients import NeuroVLAClient, OpenpiClient
     img = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
     out = {}
-    for proto in ('neurovla', 'openpi'):
+    for proto in ('neurovla-server', 'openpi'):
         srv = subprocess.Popen([sys.executable, '-m', 'neurovla_ros.cortex.testservers',
-                                '--protocol', proto], stdin=subprocess.PIPE,
+                                '--protocol', proto.split('-')[0]], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
         try:
             port = int(srv.stdout.readline().split()[1])
             uri = f'ws://127.0.0.1:{port}'
             times, server_ms = [], []
-            if proto == 'neurovla':
+            if proto == 'neurovla-server':
                 c = NeuroVLAClient(uri, reply_timeout=5.0)
                 states = np.zeros((1, 16, 8), np.float32)
 
@@ -539,6 +539,9 @@ def main(argv=None) -> int:
             ms99 = [float(d[k]['infer_ms_p99']) for d in ph['cortex_diag'] for k in d
                     if 'infer_ms_p99' in d[k]]
             result[f'{backend}_infer_ms_p50'] = pct(ms, 50)
+            cpu = [float(d[k]['infer_cpu_ms_p50']) for d in ph['cortex_diag'] for k in d
+                   if 'infer_cpu_ms_p50' in d[k]]
+            result[f'{backend}_infer_cpu_ms_p50'] = pct(cpu, 50)
             result[f'{backend}_infer_ms_p99'] = max(ms99) if ms99 else None
             sp = spinal_on_time(ph['spinal']) if ph['execute'] else {'fraction': None}
             result[f'{backend}_spinal_on_time_fraction'] = sp['fraction']
@@ -547,6 +550,7 @@ def main(argv=None) -> int:
         if 'local' in phases:
             result['infer_ms_p50'] = result['local_infer_ms_p50']
             result['infer_ms_p99'] = result['local_infer_ms_p99']
+            result['infer_cpu_ms_p50'] = result['local_infer_cpu_ms_p50']
             result['goal_rate_hz'] = result['local_goal_rate_hz']
             result['spinal_on_time_fraction'] = result['local_spinal_on_time_fraction']
         if 'local' in phases and 'scripted' in phases:
