@@ -67,3 +67,29 @@ def test_templates_round_trip_through_rclpy_serialization():
     assert (back.header.stamp.sec, back.header.stamp.nanosec) == (1_700_000_123, 456_789_012)
     with pytest.raises(ValueError):  # a field that was not filled with its sentinels
         cdr.CdrTemplate(serialize_message(js), {'effort': (6, 3)})
+
+
+def test_joint_state_reader_effort_and_damaged_bytes():
+    from rclpy.serialization import serialize_message
+    js = JointState()
+    js.name = ['a', 'b']
+    js.position, js.velocity, js.effort = [1.0, 2.0], [3.0, 4.0], [5.0, 6.0]
+    buf = serialize_message(js)
+    rd = cdr.JointStateReader()
+    assert rd.read(buf) == 0.0 and list(rd.effort) == [5.0, 6.0]
+    js.effort = []
+    assert rd.read(serialize_message(js)) == 0.0 and len(rd.effort) == 0
+    assert rd.read(buf[:-9]) is None                  # truncated
+    assert rd.read(b'\x00\x00' + buf[2:]) is None      # big-endian / unknown encapsulation
+    assert rd.read(b'') is None
+
+
+def test_float64_array_template():
+    from rclpy.serialization import deserialize_message
+    from std_msgs.msg import Float64MultiArray
+
+    from neurovla_ros.common.rosutil import float64_array_template
+    t = float64_array_template(6)
+    t.fields['data'][:] = np.arange(6) * 0.5
+    m = deserialize_message(t.tobytes(), Float64MultiArray)
+    assert list(m.data) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5] and not m.layout.dim

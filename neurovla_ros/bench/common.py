@@ -35,6 +35,7 @@ def sim_with_spinal(bench_name: str, spinal_params: dict, speed: float = 1.0):
     import rclpy
     from rclpy.parameter import Parameter
 
+    from ..common.rosutil import go_realtime
     from ..sim.node import SimNode
 
     args = [a for k, v in spinal_params.items() for a in ('-p', f'{k}:={v}')]
@@ -50,4 +51,5 @@ def sim_with_spinal(bench_name: str, spinal_params: dict, speed: float = 1.0):
         Parameter('imu_rate_hz', value=50.0), Parameter('wrench_rate_hz', value=50.0),
         *([] if speed == 1.0 else [Parameter('use_sim_time', value=True),
                                    Parameter('speed', value=float(speed))])])
+    go_realtime(sim)   # this process is the body: the sim node's FIFO priority
     return proc, ctx, sim, log_path

@@ -225,9 +225,16 @@ def main(argv=None) -> int:
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     from ..common.rosutil import cap_torch_threads
     cap_torch_threads()
-    from ..spinal.params import LOIHI_J_PER_SOP
+    from ..common import realtime
+    from ..spinal.params import LOIHI_J_PER_SOP, PARAMS
+    # the controller is timed as the node runs it: at the node's FIFO priority
+    prio = next(p.default for p in PARAMS if p.name == 'realtime_priority')
+    problem = realtime.make_realtime(prio)
+    if problem:
+        log(problem)
 
     res, joints, traces = in_process(args.seconds, args.seed)
+    res['realtime_priority'] = realtime.current_priority()
     res['energy_w'] = res['sops_per_s'] * LOIHI_J_PER_SOP
     res['energy_uw'] = res['energy_w'] * 1e6
     res['energy_pj_per_sop'] = LOIHI_J_PER_SOP * 1e12

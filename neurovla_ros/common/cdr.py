@@ -36,12 +36,12 @@ def _header(buf: bytes) -> tuple[int, int, int]:
 
 
 class JointStateReader:
-    """Stamp, names, positions and velocities of a serialized sensor_msgs/JointState.
+    """Stamp, names, positions, velocities and efforts of a serialized sensor_msgs/JointState.
 
     ``read(buf)`` returns the stamp [s] or None (not little-endian CDR, or malformed); after
-    it, ``sec``, ``nanosec`` (the stamp), ``names`` (tuple of str), ``position`` and
-    ``velocity`` (float64 views into ``buf``) hold the sample. The name block is parsed once
-    and reused while it stays the same bytes.
+    it, ``sec``, ``nanosec`` (the stamp), ``names`` (tuple of str), ``position``,
+    ``velocity`` and ``effort`` (read-only float64 views into ``buf``) hold the sample. The
+    name block is parsed once and reused while it stays the same bytes.
     """
 
     def __init__(self):
@@ -49,6 +49,7 @@ class JointStateReader:
         self.names: tuple = ()
         self.position = np.zeros(0)
         self.velocity = np.zeros(0)
+        self.effort = np.zeros(0)
         self._key = None     # the name block of the last layout (bytes)
         self._pos = 0        # body offset of the position count
 
@@ -89,7 +90,8 @@ class JointStateReader:
                 self._key = bytes(buf[4 + o:4 + end])
                 key_end = end
             self.position, o2 = self._doubles(buf, key_end)
-            self.velocity, _ = self._doubles(buf, o2)
+            self.velocity, o3 = self._doubles(buf, o2)
+            self.effort, _ = self._doubles(buf, o3)
         except (struct.error, ValueError, UnicodeDecodeError):
             self._key = None
             return None

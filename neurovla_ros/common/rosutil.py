@@ -90,6 +90,15 @@ def joint_state_template(names, frame_id: str = '') -> cdr.CdrTemplate:
         'position': (0, n), 'velocity': (n, n), 'effort': (2 * n, n)})
 
 
+def float64_array_template(n: int) -> cdr.CdrTemplate:
+    """A serialized std_msgs/Float64MultiArray of ``n`` values (no layout), written in place
+    through ``fields['data']``: the ros2_control forward-controller command at 1 kHz."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Float64MultiArray
+    return cdr.CdrTemplate(serialize_message(Float64MultiArray(data=cdr.sentinels(n))),
+                           {'data': (0, n)}, stamp_offset=None)
+
+
 def go_realtime(node) -> None:
     """Apply the node's ``realtime_priority`` parameter (if it has one) to its process.
 

@@ -20,15 +20,19 @@ import math
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 from rclpy.node import Node
 from rclpy._rclpy_pybind11 import RCLError
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from ..common.rosutil import COMMAND_QOS, LATEST_QOS, declare_params, run
+from ..common.cdr import JointStateReader
+from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, declare_params, float64_array_template,
+                              run)
 from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
 from .lif import WEIGHTS_FILE, NetParams
 from .params import NODE_NAME, PARAMS
@@ -65,11 +69,13 @@ class SpinalNode(Node):
                                      config_from(p))
         self.arm = list(self.ctrl.names)
         self.order = self.arm + list(GRIPPER)
-        self.cmd_msg = Float64MultiArray()
+        self._cmd = float64_array_template(6)    # serialized in place, published as bytes
+        self._reader = JointStateReader()
         self.cmd_pub = self.create_publisher(Float64MultiArray, p.command_topic, COMMAND_QOS)
         self.reflex_pub = self.create_publisher(DiagnosticArray, '~/reflex', COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
-        self.create_subscription(JointState, '/joint_states', self._on_state, LATEST_QOS)
+        self.create_subscription(JointState, '/joint_states', self._on_state, LATEST_QOS,
+                                 raw=True)
         self.create_subscription(JointState, p.reference_topic, self._on_reference, LATEST_QOS)
         self.wrench = None
         if p.wrench_threshold > 0:
@@ -116,42 +122,50 @@ class SpinalNode(Node):
             self._warn('joint_states', f'missing joints {missing}')
             return False
         idx += [names.index(n) for n in GRIPPER if n in names]
-        self._names = list(names)
+        self._names = tuple(names)
         self._idx = None if idx == list(range(len(idx))) else np.array(idx)
         return True
 
-    def _on_state(self, msg: JointState) -> None:
+    def _on_state(self, buf: bytes) -> None:
+        """One tick per /joint_states sample, read straight from its serialized bytes."""
         t0 = time.perf_counter()
-        names = msg.name
+        rd = self._reader
+        if rd.read(buf) is not None:
+            names, pa, va, ea, sec, nsec = (rd.names, rd.position, rd.velocity, rd.effort,
+                                            rd.sec, rd.nanosec)
+        else:   # another encapsulation, or damaged: the regular decoder decides
+            try:
+                msg = deserialize_message(buf, JointState)
+            except Exception as e:  # noqa: BLE001 - a bad message must not end the node
+                self._warn('joint_states', f'undecodable ({e})')
+                return
+            names, sec, nsec = tuple(msg.name), msg.header.stamp.sec, msg.header.stamp.nanosec
+            pa, va, ea = (np.frombuffer(a) for a in (msg.position, msg.velocity, msg.effort))
         if names != self._names and not self._layout(names):
             return
-        pos, vel, eff = msg.position, msg.velocity, msg.effort
         n = len(names)
-        if len(pos) != n or len(vel) != n or (len(eff) not in (0, n)):
-            self._warn('joint_states', f'{n} names but {len(pos)} positions, {len(vel)} '
-                       f'velocities, {len(eff)} efforts')
+        if len(pa) != n or len(va) != n or (len(ea) not in (0, n)):
+            self._warn('joint_states', f'{n} names but {len(pa)} positions, {len(va)} '
+                       f'velocities, {len(ea)} efforts')
             return
-        if not (math.isfinite(sum(pos)) and math.isfinite(sum(vel))
-                and math.isfinite(sum(eff))):
+        if not math.isfinite(pa.sum() + va.sum() + (ea.sum() if len(ea) else 0.0)):
             self._warn('joint_states', 'NaN or inf')
             self.ctrl.detector.restart()
             return
-        pa, va = np.frombuffer(pos), np.frombuffer(vel)
-        ea = np.frombuffer(eff) if len(eff) else None
+        m = min(n, 8) if self._idx is None else len(self._idx)
+        q, qd, e = self._q[:m], self._qd[:m], self._eff[:m]
         if self._idx is not None:
-            m = len(self._idx)
-            q, qd = self._q[:m], self._qd[:m]
             np.take(pa, self._idx, out=q)
             np.take(va, self._idx, out=qd)
-            if ea is not None:
-                ea = np.take(ea, self._idx, out=self._eff[:m])
+            if len(ea):
+                np.take(ea, self._idx, out=e)
         else:
-            m = min(n, 8)
-            q, qd = pa[:m], va[:m]
-            if ea is not None:
-                ea = ea[:m]
-        stamp = msg.header.stamp
-        t = stamp.sec + stamp.nanosec * 1e-9
+            np.copyto(q, pa[:m])
+            np.copyto(qd, va[:m])
+            if len(ea):
+                np.copyto(e, ea[:m])
+        ea = e if len(ea) else None
+        t = sec + nsec * 1e-9
         now = time.monotonic()
         if t <= 0.0:
             t = now
@@ -159,21 +173,19 @@ class SpinalNode(Node):
         self._t_prev = t
         # ---- the tick: detect, control, publish ----
         ctrl = self.ctrl
-        self.cmd_msg.data = ctrl.step(q, qd, ea, t, dt, now)
+        self._cmd.fields['data'][:] = ctrl.step(q, qd, ea, t, dt, now)
         try:
-            self.cmd_pub.publish(self.cmd_msg)
+            self.cmd_pub.publish(self._cmd.tobytes())
         except RCLError:      # shutting down: the context is gone
             return
         # ---- after the command ----
         if ctrl.last_event is not None:
-            self._publish_event(ctrl.last_event, msg.header.stamp, time.time(), dt)
+            self._publish_event(ctrl.last_event, Time(sec=sec, nanosec=nsec), time.time(), dt)
         ctrl.after_tick(q, qd, ea, dt)
         if self.wrench is not None:
-            np.copyto(self._q[:m], q)
-            np.copyto(self._qd[:m], qd)
             self._has_state = True
         if ctrl.mode != self._last_mode:
-            self._mode_changed(ctrl.mode, msg.header.stamp)
+            self._mode_changed(ctrl.mode, Time(sec=sec, nanosec=nsec))
         self._tick_us[self._n_ticks % len(self._tick_us)] = (time.perf_counter() - t0) * 1e6
         self._n_ticks += 1
 
