@@ -45,7 +45,7 @@ def log(msg: str) -> None:
 def parse(argv):
     p = argparse.ArgumentParser(prog='neurovla bench cortex', description=__doc__.split('\n')[0])
     p.add_argument('--episodes', type=int, default=50, help='held-out episodes per backend')
-    p.add_argument('--per-world', type=int, default=10, help='episodes per world seed')
+    p.add_argument('--per-world', type=int, default=5, help='episodes per world seed')
     p.add_argument('--backends', default='local,scripted')
     p.add_argument('--timeout', type=float, default=EPISODE_TIMEOUT)
     p.add_argument('--protocol-calls', type=int, default=300)
@@ -273,12 +273,15 @@ class Probe:
     def instruct(self, text: str) -> None:
         self.pub_instr.publish(self._String(data=text))
 
-    def reset_sim(self) -> bool:
-        if not self.reset_client.wait_for_service(timeout_sec=5.0):
-            return False
-        fut = self.reset_client.call_async(self._Trigger.Request())
-        self.spin(5.0, until=fut.done)
-        return fut.done() and fut.result().success
+    def reset_sim(self, tries: int = 3, timeout: float = 10.0) -> bool:
+        for _ in range(tries):       # a loaded machine can take a while to answer
+            if not self.reset_client.wait_for_service(timeout_sec=timeout):
+                continue
+            fut = self.reset_client.call_async(self._Trigger.Request())
+            self.spin(timeout, until=fut.done)
+            if fut.done() and fut.result().success:
+                return True
+        return False
 
     def go_home(self, timeout: float = 6.0) -> bool:
         """Publish the home tcp pose as the goal until the arm is there and still."""
@@ -371,7 +374,7 @@ def stack_phase(backend: str, seeds: list[int], episodes: int, per_world: int, t
     from ..cortex import language
     from ..cortex.data import HELDOUT_COMBOS
     execute = available('neurovla_ros.cerebellum.node') and available('neurovla_ros.spinal.node')
-    results, diags, spinal = [], [], []
+    results, diags, spinal, aborted = [], [], [], []
     rng = np.random.default_rng(7)
     done = 0
     for seed in seeds:
@@ -425,10 +428,14 @@ def stack_phase(backend: str, seeds: list[int], episodes: int, per_world: int, t
                     f'{"OK  " if r["success"] else "MISS"} {r["time"]:.1f} s '
                     f'd={r["distance"] * 100:.1f} cm  "{text}"')
             diags.append({k: v for k, v in probe.diag.items() if k.startswith('cortex')})
+        except RuntimeError as e:     # the stack, not the policy, failed: next world
+            log(f'{backend}: world {seed} aborted after {done} episodes: {e}')
+            aborted.append({'seed': seed, 'error': str(e), 'episodes_done': done})
         finally:
             probe.close()
             stack.stop()
-    return {'results': results, 'cortex_diag': diags, 'spinal': spinal, 'execute': execute}
+    return {'results': results, 'cortex_diag': diags, 'spinal': spinal, 'execute': execute,
+            'aborted': aborted}
 
 
 def spinal_on_time(samples: list) -> dict:
@@ -515,7 +522,7 @@ def main(argv=None) -> int:
         try:
             n_worlds = -(-args.episodes // args.per_world)
             seeds = ([int(x) for x in args.seeds.split(',')] if args.seeds
-                     else heldout_worlds(n_worlds + 2))
+                     else heldout_worlds(n_worlds + 4))   # spares for aborted worlds
             for backend in args.backends.split(','):
                 log(f'closed loop: backend {backend}, {args.episodes} episodes')
                 phases[backend] = stack_phase(backend, seeds, args.episodes, args.per_world,
@@ -527,6 +534,7 @@ def main(argv=None) -> int:
             key = 'success_rate' if backend == 'local' else f'{backend}_success_rate'
             result[key] = float(np.mean([r['success'] for r in res])) if res else None
             result[f'{backend}_episodes'] = len(res)
+            result[f'{backend}_aborted_worlds'] = len(ph['aborted'])
             result[f'{backend}_time_to_success_s_p50'] = pct(
                 [r['time'] for r in res if r['success']], 50)
             result[f'{backend}_final_distance_cm_p50'] = pct(

@@ -190,9 +190,14 @@ class NeuroVLAModel(PreTrainedModel):
         out = self.text(input_ids=input_ids, attention_mask=mask).last_hidden_state
         return self.text_proj(out[:, 0])
 
+    def train(self, mode: bool = True):
+        self.__dict__.pop('_sentence_cache', None)   # the weights may change from here on
+        return super().train(mode)
+
     def _sentences(self, input_ids, attention_mask):
         """(colour-stream, shape-stream) sentence embeddings; in inference (eval, no grad) kept
-        per instruction: the cortex asks about the same sentence at every frame."""
+        per instruction: the cortex asks about the same sentence at every frame. ``train()`` /
+        ``eval()`` drop them (training changes the weights)."""
         if self.training or torch.is_grad_enabled():
             return (self.sentence(input_ids, attention_mask, self.shape_ids),
                     self.sentence(input_ids, attention_mask, self.colour_ids))
