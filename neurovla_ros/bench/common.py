@@ -53,3 +53,23 @@ def sim_with_spinal(bench_name: str, spinal_params: dict, speed: float = 1.0):
                                    Parameter('speed', value=float(speed))])])
     go_realtime(sim)   # this process is the body: the sim node's FIFO priority
     return proc, ctx, sim, log_path
+
+
+def stop_sim_with_spinal(proc, ctx, sim, node, ex) -> None:
+    """Undo ``sim_with_spinal``: SIGINT to the spinal node (then kill), close the in-process
+    sim and the bench's own ``node``, shut the context down."""
+    import subprocess
+
+    import rclpy
+    if proc.poll() is None:
+        proc.send_signal(2)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    ex.remove_node(sim)
+    ex.remove_node(node)
+    sim.close()
+    node.destroy_node()
+    sim.destroy_node()
+    rclpy.try_shutdown(context=ctx)

@@ -27,13 +27,12 @@ import argparse
 import array
 import collections
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-from .common import emit, out_dir, pct, sim_with_spinal
+from .common import emit, out_dir, pct, sim_with_spinal, stop_sim_with_spinal
 
 LINKS = ('upper_arm_link', 'forearm_link', 'wrist_1_link', 'wrist_2_link', 'wrist_3_link',
          'gripper_base_link')
@@ -406,18 +405,7 @@ def main(argv=None) -> int:
         n_late = min(sim._late_i, len(sim._late))
         sim_stats = {'sim_lateness_ms_p99': pct(sim._late[:n_late] * 1e3, 99),
                      'sim_overruns': sim.overruns, 'sim_resyncs': sim.resyncs}
-        if proc.poll() is None:
-            proc.send_signal(2)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        ex.remove_node(sim)
-        ex.remove_node(node)
-        sim.close()
-        node.destroy_node()
-        sim.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+        stop_sim_with_spinal(proc, ctx, sim, node, ex)
     cols = sc.collisions
     detected = [c for c in cols if c.get('event') is not None]
     latencies = [c['latency_ms'] for c in detected if 'latency_ms' in c]

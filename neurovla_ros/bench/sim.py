@@ -17,13 +17,21 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
 
 import numpy as np
 
+from ..common import realtime
+from ..sim.params import PARAMS as SIM_PARAMS
+from ..spinal.params import PARAMS as SPINAL_PARAMS
 from .common import emit, out_dir, pct
+
+# the recorder stands for a control node: it runs at the spinal node's priority
+SIM_PRIORITY, CONSUMER_PRIORITY = (next(p.default for p in params if p.name == 'realtime_priority')
+                                   for params in (SIM_PARAMS, SPINAL_PARAMS))
 
 JS_NAMES = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
             'wrist_2_joint', 'wrist_3_joint', 'left_finger_joint', 'right_finger_joint']
@@ -45,6 +53,7 @@ def baseline_publisher(duration: float) -> None:
     rclpy.init()
     node = Node('bench_baseline_publisher')
     pub = node.create_publisher(JointState, '/joint_states', SENSOR_QOS)
+    realtime.make_realtime(SIM_PRIORITY)  # as the sim node does by default
     ex = EventsExecutor()
     ex.add_node(node)
     msg = JointState()
@@ -86,20 +95,18 @@ class Recorder:
         self.js, self.imu, self.img, self.diag = [], [], [], []
         self.on = False
         if streams:  # not in the fast run: a subscriber at several kHz would slow the sim
-            node.create_subscription(JointState, '/joint_states', self._js, qos)
-            node.create_subscription(Imu, '/imu/data', self._imu, qos)
+            # serialized messages: only the stamp is read (like the cerebellum's readers)
+            node.create_subscription(JointState, '/joint_states', self._js, qos, raw=True)
+            node.create_subscription(Imu, '/imu/data', self._imu, qos, raw=True)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 10)
         if camera:
-            node.create_subscription(Image, '/camera/image_raw', self._img, qos)
+            node.create_subscription(Image, '/camera/image_raw', self._img, qos, raw=True)
 
-    @staticmethod
-    def _ns(stamp) -> int:
-        return stamp.sec * 1_000_000_000 + stamp.nanosec
-
-    def _js(self, m):
+    def _js(self, m: bytes):
         now = time.time_ns()
-        if self.on:
-            self.js.append((now, self._ns(m.header.stamp)))
+        if self.on:   # CDR: 4-byte encapsulation header, then header.stamp (int32, uint32)
+            sec, nsec = struct.unpack_from('<iI', m, 4)
+            self.js.append((now, sec * 1_000_000_000 + nsec))
 
     def _imu(self, m):
         if self.on:
@@ -224,6 +231,9 @@ def main(argv=None) -> int:
     log(f'ROS_DOMAIN_ID={os.environ["ROS_DOMAIN_ID"]}, output in {out}/')
     import rclpy
     from rclpy.node import Node
+    problem = realtime.make_realtime(CONSUMER_PRIORITY)
+    if problem:
+        log(problem)
     py = sys.executable
     node_cmd = [py, '-m', 'neurovla_ros.sim.node', '--ros-args']
     run_len = opts.seconds + opts.warmup + 30

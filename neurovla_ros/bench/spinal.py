@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-from .common import emit, out_dir, pct, sim_with_spinal
+from .common import emit, out_dir, pct, sim_with_spinal, stop_sim_with_spinal
 
 
 def log(msg: str) -> None:
@@ -148,18 +147,7 @@ def live(seconds: float, seed: int, speed: float = 1.0):
             ex.spin_once(timeout_sec=0.05)
     finally:
         sim._publish = publish
-        if proc.poll() is None:
-            proc.send_signal(2)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        ex.remove_node(sim)
-        ex.remove_node(node)
-        sim.close()
-        node.destroy_node()
-        sim.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+        stop_sim_with_spinal(proc, ctx, sim, node, ex)
     k0 = state['k0']
     steps = max(1, k_end - k0)
     arr = np.array([k for k in arrivals if k0 <= k < k_end])
