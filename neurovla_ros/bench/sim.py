@@ -5,8 +5,9 @@ Three runs, each with the publisher in its own process and this process subscrib
 1. baseline: a bare rclpy publisher of JointState at 1 kHz (absolute deadlines, the same
    EventsExecutor wait as the sim) - what rclpy + DDS give on this machine right now;
 2. the sim node in real time (camera on, stamps = wall clock just before publish): rates of
-   /joint_states, /imu/data, /camera/image_raw, one-way latency, real-time factor, lateness;
-   then the same without the camera (what rendering in its own process costs the loop);
+   /joint_states, /imu/data, one-way latency, real-time factor, lateness, and the camera rate
+   seen by an image consumer in a fourth process (normal scheduler, like the cortex); then the
+   same without the camera (what rendering and image traffic cost the 1 kHz path);
 3. the sim node with use_sim_time and speed 0 (camera off): how much faster than real time.
 
 Targets: /joint_states and /imu/data >= 990 Hz, latency p99 <= 1 ms. Plots go to bench_out/,
@@ -15,6 +16,7 @@ the last line of stdout is one JSON object.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import struct
@@ -83,24 +85,49 @@ def baseline_publisher(duration: float) -> None:
         rclpy.try_shutdown()
 
 
+def image_consumer(warmup: float, seconds: float) -> None:
+    """Stands for the cortex: a process on the normal scheduler taking every camera image.
+    Prints one JSON line: images received in ``seconds`` after ``warmup`` from the first."""
+    import rclpy
+    from rclpy.experimental import EventsExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    rclpy.init()
+    node = Node('bench_image_consumer')
+    times = []
+    node.create_subscription(Image, '/camera/image_raw', lambda m: times.append(time.monotonic()),
+                             QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT))
+    ex = EventsExecutor()
+    ex.add_node(node)
+    end = time.monotonic() + 90.0
+    while rclpy.ok() and time.monotonic() < end:
+        ex.spin_once(timeout_sec=0.05)
+        if times and time.monotonic() > times[0] + warmup + seconds:
+            break
+    t0 = times[0] + warmup if times else 0.0
+    n = sum(1 for t in times if t0 <= t < t0 + seconds)
+    print(json.dumps({'camera_hz': n / seconds}), flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
 # ---------------------------------------------------------------- measuring
 class Recorder:
     """Receive times and stamps of the sim's streams, in this (another) process."""
 
-    def __init__(self, node, camera: bool, streams: bool = True):
+    def __init__(self, node, streams: bool = True):
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image, Imu, JointState
+        from sensor_msgs.msg import Imu, JointState
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.js, self.imu, self.img, self.diag = [], [], [], []
+        self.js, self.imu, self.diag = [], [], []
         self.on = False
         if streams:  # not in the fast run: a subscriber at several kHz would slow the sim
             # serialized messages: only the stamp is read (like the cerebellum's readers)
             node.create_subscription(JointState, '/joint_states', self._js, qos, raw=True)
             node.create_subscription(Imu, '/imu/data', self._imu, qos, raw=True)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 10)
-        if camera:
-            node.create_subscription(Image, '/camera/image_raw', self._img, qos, raw=True)
 
     def _js(self, m: bytes):
         now = time.time_ns()
@@ -112,10 +139,6 @@ class Recorder:
         if self.on:
             self.imu.append(time.monotonic_ns())
 
-    def _img(self, m):
-        if self.on:
-            self.img.append(time.monotonic_ns())
-
     def _diag(self, m):
         for st in m.status:
             if st.hardware_id.endswith('sim'):
@@ -123,7 +146,7 @@ class Recorder:
                 self.diag.append((time.monotonic(), vals))
 
     def clear(self):
-        self.js.clear(), self.imu.clear(), self.img.clear()
+        self.js.clear(), self.imu.clear()
 
 
 def spin_for(node, seconds: float, until=None) -> bool:
@@ -158,11 +181,15 @@ def stop(p: subprocess.Popen) -> None:
 
 def measure(node, rec: Recorder, proc, seconds: float, warmup: float, what: str,
             camera: bool) -> dict:
-    """Wait for the first message (and image), warm up, then record ``seconds`` of traffic."""
-    log(f'{what}: waiting for /joint_states{" and an image" if camera else ""} ...')
+    """Wait for the first message, warm up, then record ``seconds`` of traffic; with the
+    camera, an image consumer in its own process (like the cortex) counts the frames."""
+    log(f'{what}: waiting for /joint_states ...')
+    consumer = subprocess.Popen(
+        [sys.executable, '-m', 'neurovla_ros.bench.sim', '--image-consumer',
+         f'{warmup + 1.0},{seconds}'], stdout=subprocess.PIPE, text=True) if camera else None
     rec.on = True
-    if not spin_for(node, 60.0, until=lambda: bool(rec.js) and (bool(rec.img) or not camera)):
-        raise RuntimeError(f'{what}: no /joint_states or image within 60 s (bench_out logs)')
+    if not spin_for(node, 60.0, until=lambda: bool(rec.js)):
+        raise RuntimeError(f'{what}: no /joint_states within 60 s (bench_out logs)')
     spin_for(node, warmup)
     rec.clear()
     log(f'{what}: measuring {seconds:g} s ...')
@@ -173,10 +200,14 @@ def measure(node, rec: Recorder, proc, seconds: float, warmup: float, what: str,
     rec.on = False
     if proc.poll() is not None:
         raise RuntimeError(f'{what}: the publisher exited with {proc.returncode}')
+    camera_hz = 0.0
+    if consumer is not None:
+        out, _ = consumer.communicate(timeout=120)
+        camera_hz = json.loads(out.strip().splitlines()[-1])['camera_hz'] if out.strip() else 0.0
     js = np.array(rec.js, dtype=np.int64).reshape(-1, 2)
     lat_ms = (js[:, 0] - js[:, 1]) / 1e6
     return {'t0': t0, 'wall': wall, 'js_hz': len(js) / wall, 'imu_hz': len(rec.imu) / wall,
-            'camera_hz': len(rec.img) / wall, 'lat_ms': lat_ms,
+            'camera_hz': camera_hz, 'lat_ms': lat_ms,
             'recv_s': (js[:, 0] - js[0, 0]) / 1e9 if len(js) else np.zeros(0)}
 
 
@@ -218,9 +249,13 @@ def main(argv=None) -> int:
     ap.add_argument('--warmup', type=float, default=2.0, help='settling time before it [s]')
     ap.add_argument('--no-camera', action='store_true', help='real-time run without the camera')
     ap.add_argument('--baseline-publisher', type=float, default=None, help=argparse.SUPPRESS)
+    ap.add_argument('--image-consumer', default=None, help=argparse.SUPPRESS)
     opts = ap.parse_args(argv)
     if opts.baseline_publisher is not None:
         baseline_publisher(opts.baseline_publisher)
+        return 0
+    if opts.image_consumer is not None:
+        image_consumer(*map(float, opts.image_consumer.split(',')))
         return 0
 
     # a private DDS domain: never mix with a running stack or a test
@@ -252,7 +287,7 @@ def main(argv=None) -> int:
     for what, cmd, camera in runs:
         rclpy.init()
         node = Node(f'bench_sim_{what}')
-        rec = Recorder(node, camera, streams=what != 'fast')
+        rec = Recorder(node, streams=what != 'fast')
         proc = start(cmd, os.path.join(out, f'bench_sim_{what}.log'))
         try:
             if what == 'fast':  # sim time: only the clock speed matters (diagnostics)

@@ -105,6 +105,8 @@ def go_realtime(node) -> None:
     Called once the node exists, so the DDS threads that deliver its messages are lifted too.
     """
     prio = getattr(getattr(node, 'p', None), 'realtime_priority', 0)
+    if prio and realtime.current_priority() == prio:
+        return          # already done (a node that needed it while starting up)
     problem = realtime.make_realtime(prio)
     if problem:
         node.get_logger().warning(problem)
@@ -119,7 +121,13 @@ def spin(node, executor=None) -> None:
     ex.add_node(node)
     try:
         while rclpy.ok(context=node.context):
-            ex.spin_once(timeout_sec=0.1)
+            try:
+                ex.spin_once(timeout_sec=0.1)
+            except RuntimeError:
+                # SIGINT while an event is being taken ("Unable to convert call argument"):
+                # part of the shutdown, not a failure
+                if rclpy.ok(context=node.context):
+                    raise
     finally:
         ex.remove_node(node)
 

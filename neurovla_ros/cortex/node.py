@@ -28,8 +28,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..common import robot
 from ..common.limits import invalid_reason
-from ..common.rosutil import COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads, \
-    declare_params
+from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
+                              declare_params, go_realtime, run)
 from . import backends
 from .actions import matrix_to_quat_xyzw
 from .camera import Camera
@@ -44,6 +44,7 @@ class CortexNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
         p = self.p = declare_params(self, PARAMS)
+        go_realtime(self)       # before the model loads: start-up is most of the CPU it needs
         cap_torch_threads(p.torch_threads)
         self.model = robot.load()
         self.arm = list(self.model.arm_joints)
@@ -232,35 +233,7 @@ class CortexNode(Node):
 
 
 def main(args=None) -> int:
-    """``rosutil.run``, except that an error the executor raises while the context is being
-    shut down (SIGINT during a 1 kHz /joint_states event: "Unable to convert call argument")
-    ends the loop like the shutdown itself instead of exiting with 1."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.experimental import EventsExecutor
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = CortexNode()
-        ex = EventsExecutor(context=node.context)
-        ex.add_node(node)
-        try:
-            while rclpy.ok(context=node.context):
-                try:
-                    ex.spin_once(timeout_sec=0.1)
-                except RuntimeError:
-                    if rclpy.ok(context=node.context):
-                        raise
-        finally:
-            ex.remove_node(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run(CortexNode, args)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """Parameters of the ``cortex`` node (ROS-free schema; see docs/parameters.md)."""
 from __future__ import annotations
 
-from ..common.params import Param
+from ..common.params import Param, realtime_priority
 
 NODE_NAME = 'cortex'
 BACKENDS = ('local', 'scripted', 'neurovla-server', 'openpi')
@@ -71,4 +71,7 @@ PARAMS: list[Param] = [
           read_only=True),
     Param('reply_timeout_s', 1.0, 'Remote: reply timeout [s]; later = error, reconnect with '
           'backoff', 0.01, 30.0, read_only=True),
+    # below every control loop (they always preempt it), above the camera and everything else
+    # on the normal scheduler, which would otherwise take the CPU the loops leave
+    realtime_priority(20),
 ]
