@@ -22,6 +22,7 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -80,7 +81,8 @@ class CortexNode(Node):
         self.create_subscription(CameraInfo, '/camera/camera_info', self._on_info, LATEST_QOS)
         self.create_subscription(String, '/cortex/instruction', self._on_instruction,
                                  COMMAND_QOS)
-        self.create_subscription(JointState, '/joint_states', self._on_joints, LATEST_QOS)
+        self.create_subscription(JointState, '/joint_states', self._on_joints, LATEST_QOS,
+                                 raw=True)
         self.pub_goal = self.create_publisher(PoseStamped, '/cortex/goal_pose', COMMAND_QOS)
         self.pub_traj = self.create_publisher(JointTrajectory, '/cortex/joint_goal', COMMAND_QOS)
         self.pub_grip = self.create_publisher(Float64MultiArray, '/gripper_controller/commands',
@@ -142,16 +144,23 @@ class CortexNode(Node):
             return
         self.core.set_image(img)
 
-    def _on_joints(self, msg: JointState) -> None:
-        # 1 kHz stream: keep the newest message only; it is parsed when the cortex needs it
-        self._joints_msg = (msg, time.monotonic())
+    def _on_joints(self, buf: bytes) -> None:
+        # 1 kHz stream: keep the newest serialized sample only; it is parsed when the cortex
+        # needs it (building 1000 message objects a second would hold the GIL the inference
+        # thread needs)
+        self._joints_msg = (buf, time.monotonic())
 
     def _joints(self):
         """(arm q, fingers, monotonic stamp) of the newest valid /joint_states, else None."""
         got, self._joints_msg = self._joints_msg, None
         if got is None:
             return None
-        msg, stamp = got
+        buf, stamp = got
+        try:
+            msg = deserialize_message(buf, JointState)
+        except Exception as e:  # noqa: BLE001 - a damaged sample must not end the node
+            self._warn(f'ignoring an undecodable /joint_states ({e})')
+            return None
         names = list(msg.name)
         if names != self._joint_names:
             try:
