@@ -281,10 +281,12 @@ class SpinalController:
         """Bookkeeping off the latency path (call after the command went out)."""
         self.detector.prepare(q, qd, effort, dt)
         rv = self._rest_v
-        moving = max(qd[:6].max(), -qd[:6].min()) > rv
+        v = qd[:6].tolist()      # list ops: ~4x cheaper than numpy reductions on 6 values
+        moving = max(v) > rv or -min(v) > rv
         if not moving:
             qd_des = self.ref_qd if self.mode == FOLLOW else self.qd_des
-            moving = max(qd_des.max(), -qd_des.min()) > rv
+            v = qd_des.tolist()
+            moving = max(v) > rv or -min(v) > rv
         self.moving = moving
         net = self.net
         d_spk, d_sops = net.spikes - self._spikes_mark, net.sops - self._sops_mark

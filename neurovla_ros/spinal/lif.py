@@ -20,6 +20,7 @@ currents and zero input the network is silent and its readout decays to zero.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -155,12 +156,12 @@ class SpinalNet:
     @property
     def spikes(self) -> float:
         """Hidden spikes since the last ``reset_counters`` (counted when delivered)."""
-        return float(self._out[2].sum())
+        return math.fsum(self._out[2].tolist())
 
     @property
     def sops(self) -> float:
         """Synaptic operations since the last ``reset_counters``."""
-        return float(self._out[1].sum()) + self._in_sops
+        return math.fsum(self._out[1].tolist()) + self._in_sops
 
     # ---- one control tick ----
     def tick(self, x: np.ndarray) -> np.ndarray:

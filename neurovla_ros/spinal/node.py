@@ -148,7 +148,7 @@ class SpinalNode(Node):
             self._warn('joint_states', f'{n} names but {len(pa)} positions, {len(va)} '
                        f'velocities, {len(ea)} efforts')
             return
-        if not math.isfinite(pa.sum() + va.sum() + (ea.sum() if len(ea) else 0.0)):
+        if not math.isfinite(sum(pa.tolist()) + sum(va.tolist()) + sum(ea.tolist())):
             self._warn('joint_states', 'NaN or inf')
             self.ctrl.detector.restart()
             return
