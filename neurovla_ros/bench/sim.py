@@ -27,12 +27,13 @@ import time
 import numpy as np
 
 from ..common import realtime
+from ..common.params import default_of
 from ..sim.params import PARAMS as SIM_PARAMS
 from ..spinal.params import PARAMS as SPINAL_PARAMS
 from .common import emit, out_dir, pct
 
 # the recorder stands for a control node: it runs at the spinal node's priority
-SIM_PRIORITY, CONSUMER_PRIORITY = (next(p.default for p in params if p.name == 'realtime_priority')
+SIM_PRIORITY, CONSUMER_PRIORITY = (default_of(params, 'realtime_priority')
                                    for params in (SIM_PARAMS, SPINAL_PARAMS))
 
 JS_NAMES = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',

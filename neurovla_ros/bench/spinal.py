@@ -214,9 +214,10 @@ def main(argv=None) -> int:
     from ..common.rosutil import cap_torch_threads
     cap_torch_threads()
     from ..common import realtime
+    from ..common.params import default_of
     from ..spinal.params import LOIHI_J_PER_SOP, PARAMS
     # the controller is timed as the node runs it: at the node's FIFO priority
-    prio = next(p.default for p in PARAMS if p.name == 'realtime_priority')
+    prio = default_of(PARAMS, 'realtime_priority')
     problem = realtime.make_realtime(prio)
     if problem:
         log(problem)

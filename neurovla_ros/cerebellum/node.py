@@ -23,8 +23,8 @@ Interfaces
 Ticks run in the /joint_states callback at ``rate_hz`` (decimated by stamp), so the work per
 tick is one core step and one publish; the IMU callback only keeps the newest sample, read at
 the next tick. Both 1 kHz streams arrive as raw bytes and only the needed fields are read
-(:mod:`neurovla_ros.common.cdr`); the reference is serialized in place and published raw. Freshness, goal times
-and the watchdog use ROS time (``use_sim_time``: the simulation's /clock), else the monotonic
+(:mod:`neurovla_ros.common.cdr`); the reference is serialized in place and published raw.
+Freshness, goal times and the watchdog use ROS time (``use_sim_time``: the simulation's /clock), else the monotonic
 clock. A 20 Hz
 watchdog keeps publishing the held reference when /joint_states stops. The work is done by the
 ROS-free :class:`neurovla_ros.cerebellum.core.Cerebellum`.
@@ -86,6 +86,8 @@ class CerebellumNode(Node):
         self.ref_out = joint_state_template(self.arm)     # serialized in place, published raw
         self.ref_pub = self.create_publisher(JointState, p.reference_topic, SENSOR_QOS)
         self.pred_out = joint_state_template(self.arm)
+        self._ref_views = self.ref_out.views('position', 'velocity', 'effort')
+        self._pred_views = self.pred_out.views('position', 'velocity', 'effort')
         self.pred_pub = self.create_publisher(JointState, '~/predicted_effort', SENSOR_QOS)
         self.pose_pub = self.create_publisher(PoseStamped, '~/ee_pose', SENSOR_QOS)
         self.twist_pub = self.create_publisher(TwistStamped, '~/ee_twist', SENSOR_QOS)
@@ -300,20 +302,20 @@ class CerebellumNode(Node):
         out = self.ref_out
         ns = stamp.sec * 1_000_000_000 + stamp.nanosec
         out.set_stamp(ns)
-        f = out.fields
-        f['position'][:] = core.ref_pos
-        f['velocity'][:] = core.ref_vel
-        f['effort'][:] = core.ref_eff
+        pos, vel, eff = self._ref_views
+        pos[:] = core.ref_pos
+        vel[:] = core.ref_vel
+        eff[:] = core.ref_eff
         try:
             self.ref_pub.publish(out.tobytes())
             if self._pred_period and now - self._t_pred >= self._pred_period:
                 self._t_pred = now
                 pm = self.pred_out
                 pm.set_stamp(ns)
-                f = pm.fields
-                f['position'][:] = core.fm.q
-                f['velocity'][:] = core.fm.qd
-                f['effort'][:] = core.tremor_torque
+                pos, vel, eff = self._pred_views
+                pos[:] = core.fm.q
+                vel[:] = core.fm.qd
+                eff[:] = core.tremor_torque
                 self.pred_pub.publish(pm.tobytes())
         except Exception:  # noqa: BLE001 - at shutdown the context is gone: not an error
             if self.context.ok():

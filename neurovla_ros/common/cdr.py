@@ -163,6 +163,10 @@ class CdrTemplate:
                 raise ValueError(f'{name}: the {count} doubles are not consecutive')
             self.fields[name] = run  # a writable view into self.buf
 
+    def views(self, *names: str) -> tuple:
+        """The float64 views of the named fields, to keep and write every tick."""
+        return tuple(self.fields[n] for n in names)
+
     def set_stamp(self, ns: int) -> None:
         struct.pack_into('<iI', self.buf, self._stamp_offset, ns // 1_000_000_000,
                          ns % 1_000_000_000)

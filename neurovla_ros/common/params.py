@@ -78,6 +78,11 @@ def to_markdown(schemas: dict[str, list[Param]]) -> str:
     return '\n'.join(out)
 
 
+def default_of(schema: list[Param], name: str):
+    """The default value of parameter ``name`` in ``schema``."""
+    return next(p.default for p in schema if p.name == name)
+
+
 def realtime_priority(default: int) -> Param:
     """The ``realtime_priority`` parameter of a fast node (see common/realtime.py)."""
     return Param('realtime_priority', default,

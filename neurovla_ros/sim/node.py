@@ -152,7 +152,7 @@ class SimNode(Node):
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         # 1 kHz messages: serialized once, then only their stamps and doubles are patched
         self._js_t = joint_state_template(w.joint_names)
-        self._js_views = tuple(self._js_t.fields[f] for f in ('position', 'velocity', 'effort'))
+        self._js_views = self._js_t.views('position', 'velocity', 'effort')
         self._set_imu_noise()  # builds the Imu template (covariances follow the noise)
         wr = WrenchStamped()
         wr.header.frame_id = 'tool0'

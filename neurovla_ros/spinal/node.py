@@ -15,7 +15,6 @@ the ROS-free :class:`neurovla_ros.spinal.controller.SpinalController`.
 """
 from __future__ import annotations
 
-import gc
 import math
 import time
 
@@ -70,6 +69,7 @@ class SpinalNode(Node):
         self.arm = list(self.ctrl.names)
         self.order = self.arm + list(GRIPPER)
         self._cmd = float64_array_template(6)    # serialized in place, published as bytes
+        (self._cmd_data,) = self._cmd.views('data')
         self._reader = JointStateReader()
         self.cmd_pub = self.create_publisher(Float64MultiArray, p.command_topic, COMMAND_QOS)
         self.reflex_pub = self.create_publisher(DiagnosticArray, '~/reflex', COMMAND_QOS)
@@ -102,7 +102,6 @@ class SpinalNode(Node):
         self._rejected = {'joint_states': 0, 'reference': 0, 'wrench': 0}
         self._diag_t = time.monotonic()
         self._last_mode = self.ctrl.mode
-        gc.freeze()   # everything built so far: out of the collector's way in the 1 kHz loop
         self.get_logger().info(
             f'spinal: {self.ctrl.net.n_neurons} LIF neurons ({self.ctrl.params.n_hidden} per '
             f'joint, {self.ctrl.params.substeps} substeps/tick), commands on '
@@ -173,7 +172,7 @@ class SpinalNode(Node):
         self._t_prev = t
         # ---- the tick: detect, control, publish ----
         ctrl = self.ctrl
-        self._cmd.fields['data'][:] = ctrl.step(q, qd, ea, t, dt, now)
+        self._cmd_data[:] = ctrl.step(q, qd, ea, t, dt, now)
         try:
             self.cmd_pub.publish(self._cmd.tobytes())
         except RCLError:      # shutting down: the context is gone
