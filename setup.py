@@ -1,7 +1,7 @@
 """ament_python package `neurovla`; also pip-installable into a venv (see README)."""
 from glob import glob
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 PACKAGE = 'neurovla'
 
@@ -17,6 +17,9 @@ setup(
         ('share/' + PACKAGE + '/urdf', glob('urdf/*')),
         ('share/' + PACKAGE + '/config', glob('config/*')),
     ],
+    # the spinal controller's 1 kHz tick in C (a numpy reference of the same code is the fallback)
+    ext_modules=[Extension('neurovla_ros.spinal._core', ['neurovla_ros/spinal/_core.c'],
+                           extra_compile_args=['-O2', '-ffp-contract=off'])],
     install_requires=['setuptools'],
     zip_safe=False,
     maintainer='neurovla developers',

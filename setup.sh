@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.neurovla-setup
-want=$(cat requirements.txt setup.py setup.cfg | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt setup.py setup.cfg neurovla_ros/*/*.c | sha256sum | cut -d' ' -f1)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/neurovla" ]; then
   echo "setup.sh: $VENV is up to date"

@@ -37,3 +37,33 @@ def test_all_threads_get_fifo_and_children_do_not():
         assert out[1:] == ['42', '42', '0']
     else:   # not permitted here: a reason, and nothing half done
         assert 'refused' in ' '.join(out) and out[-3:] == ['0', '0', '0']
+
+
+def test_realtime_process_holds_zero_wakeup_latency_until_it_ends():
+    """The PM QoS request (/dev/cpu_dma_latency): 0 us while a real-time process lives, released
+    with it. Reading the device gives the kernel's current target (int32)."""
+    import os
+    import struct
+    import time
+
+    def target():
+        fd = os.open(realtime.PM_QOS_DEVICE, os.O_RDONLY)
+        try:
+            return struct.unpack('<i', os.read(fd, 4))[0]
+        finally:
+            os.close(fd)
+    assert target() > 0                # nobody holds a request (no other stack running)
+    code = ('import sys, time; from neurovla_ros.common import realtime; '
+            'print(realtime.make_realtime(10) or realtime._pm_qos_fd is not None, flush=True); '
+            'sys.stdin.readline()')
+    proc = subprocess.Popen([sys.executable, '-c', code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == 'True'
+        assert target() == 0
+    finally:
+        proc.communicate('\n', timeout=30)
+    deadline = time.monotonic() + 5
+    while target() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert target() > 0

@@ -243,6 +243,53 @@ def test_reset_reflex_only_when_active():
     assert c.reset_reflex()
 
 
+# ---------------------------------------------------------------- the tick in C
+def test_compiled_tick_is_built_and_equals_the_numpy_reference():
+    """_core.c against the numpy code, closed loop on the MuJoCo body: follow with feed-forward
+    torques (for 0.1 s at the effort limit: the guard clips), a withdrawal, the compliant hold.
+    Same operations in the same order: the commands agree to the last bit."""
+    from neurovla_ros.sim.world import World
+    from neurovla_ros.spinal.motion import random_motion
+    cfg = SpinalConfig(quiet_time=0.0)
+    fast, ref = (SpinalController(cfg=cfg, record=True, compiled=c) for c in (True, False))
+    assert fast.compiled and not ref.compiled      # the extension is built by the install
+    world = World(seed=3, n_objects=0)
+    q_ref, qd_ref = random_motion(np.random.default_rng(3), 3.0)
+    effort = fast.model.limits()['effort']
+    world.reset(q=q_ref[0])
+    for k in range(len(q_ref)):
+        q, qd, eff = world.joint_state()
+        t = world.time
+        cmds = []
+        for c in (fast, ref):
+            c.set_reference(q_ref[k], qd_ref[k], effort if 1500 <= k < 1600 else 0.02 * effort,
+                            now=t)
+            if k == 2000:
+                c.external_trigger(q, qd, t)
+            cmds.append(c.step(q, qd, eff, t, 1e-3, t))
+            c.after_tick(q, qd, eff, 1e-3)
+        assert cmds[0] == cmds[1], (k, fast.mode, cmds)
+        assert fast.mode == ref.mode
+        world.command('effort', np.array(cmds[0]))
+        world.step()
+    assert fast.events == 1 and fast.mode == COMPLIANT
+    assert fast.guard.clipped == ref.guard.clipped > 0
+    assert fast.net.spikes == ref.net.spikes > 0 and fast.net.sops == ref.net.sops
+    assert fast.net.ticks == ref.net.ticks == len(q_ref)
+    np.testing.assert_array_equal(fast.net.tick_spikes, ref.net.tick_spikes)
+    np.testing.assert_array_equal(fast.accel.qdd, ref.accel.qdd)
+
+
+def test_compiled_tick_rejects_wrong_arrays():
+    c = SpinalController()
+    home = np.r_[c.model.home_pose(), 0.04, 0.04]
+    with pytest.raises(TypeError):
+        c._core.step(home[:6], np.zeros(6), home.astype(np.float32), np.zeros(8), 1e-3, 1.0,
+                     None, False)
+    with pytest.raises(ValueError):
+        c._core.step(home[:6], np.zeros(5), home, np.zeros(8), 1e-3, 1.0, None, False)
+
+
 # ---------------------------------------------------------------- schema, energy, layering
 def test_params_schema_and_energy_default():
     names = [p.name for p in PARAMS]

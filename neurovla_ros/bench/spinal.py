@@ -31,7 +31,7 @@ def log(msg: str) -> None:
 def in_process(seconds: float, seed: int):
     from ..sim.world import World
     from ..spinal.controller import SpinalConfig, SpinalController
-    from ..spinal.evaluate import (NetworkPolicy, pd_policy, rmse, rollout, teacher_policy)
+    from ..spinal.evaluate import NetworkPolicy, pd_policy, rmse, rollout, teacher_policy
     from ..spinal.motion import moving_mask, random_motion
 
     world = World(seed=seed, n_objects=0)
@@ -47,13 +47,19 @@ def in_process(seconds: float, seed: int):
     log(f'spiking controller: {seconds:.0f} s of motion in {time.perf_counter() - t0:.1f} s')
     rest, motion = ctrl.firing_rates()
     sops = ctrl.net.sops_per_s()
-    # network inference alone (same inputs as in the run)
-    net_us = []
-    x = np.abs(np.random.default_rng(1).normal(0, 0.5, (6, 6)))
-    for _ in range(5000):
-        t1 = time.perf_counter()
-        ctrl.net.tick(x)
-        net_us.append((time.perf_counter() - t1) * 1e6)
+    # the same controller tick in numpy (the reference code) vs in C, on identical inputs
+    step_us = {}
+    for compiled in (True, False):
+        c = SpinalController(cfg=SpinalConfig(), compiled=compiled)
+        c.mode, us = 'follow', []
+        for k in range(5000):
+            q8 = np.r_[q_ref[k], 0.04, 0.04] + 0.01
+            qd8 = np.r_[qd_ref[k], 0.0, 0.0]
+            c.set_reference(q_ref[k], qd_ref[k], now=k * 1e-3)
+            t1 = time.perf_counter()
+            c.step(q8, qd8, None, k * 1e-3, 1e-3, k * 1e-3)
+            us.append((time.perf_counter() - t1) * 1e6)
+        step_us[compiled] = us
     out_pd = rollout(world, q_ref, qd_ref, pd_policy(ctrl.gains))
     out_ff = rollout(world, q_ref, qd_ref, teacher_policy(ctrl.gains))
     res = {
@@ -61,7 +67,9 @@ def in_process(seconds: float, seed: int):
         'pd_tracking_rmse_rad': rmse(out_pd['err'], mask),
         'pdff_tracking_rmse_rad': rmse(out_ff['err'], mask),
         'step_us_p50': pct(pol.step_us, 50), 'step_us_p99': pct(pol.step_us, 99),
-        'net_step_us_p50': pct(net_us, 50), 'net_step_us_p99': pct(net_us, 99),
+        'compiled': ctrl.compiled,
+        'numpy_step_us_p50': pct(step_us[False], 50), 'numpy_step_us_p99': pct(step_us[False], 99),
+        'c_vs_numpy_step_p50': pct(step_us[True], 50) / pct(step_us[False], 50),
         'firing_rate_rest': rest, 'firing_rate_motion': motion, 'sops_per_s': sops,
         'rest_fraction': ctrl.rest_ticks / max(1, ctrl.rest_ticks + ctrl.motion_ticks),
         'neurons': ctrl.net.n_neurons,
@@ -81,7 +89,7 @@ def live(seconds: float, seed: int, speed: float = 1.0):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import JointState
 
-    from ..common.rosutil import COMMAND_QOS, SENSOR_QOS
+    from ..common.rosutil import COMMAND_QOS, SENSOR_QOS, joint_state_template
     from ..spinal.motion import random_motion
 
     proc, ctx, sim, log_path = sim_with_spinal('spinal', {'diagnostics_period': '1.0'}, speed)
@@ -101,7 +109,10 @@ def live(seconds: float, seed: int, speed: float = 1.0):
     world = sim.world
     arm = list(world.robot.arm_joints)
     q_ref, qd_ref = random_motion(np.random.default_rng(seed + 1), seconds)
-    ref = JointState(name=arm)
+    # the reference as the cerebellum sends it: serialized in place, published raw
+    ref = joint_state_template(arm)
+    ref_q, ref_qd, ref_eff = ref.views('position', 'velocity', 'effort')
+    ref_eff[:] = 0.0
     n = len(q_ref)
     state = {'k0': None, 'err': np.zeros((n, 6)), 'filled': np.zeros(n, bool)}
     arrivals = []
@@ -122,9 +133,10 @@ def live(seconds: float, seed: int, speed: float = 1.0):
             state['err'][i] = q_ref[i] - world.joint_state()[0][:6]
             state['filled'][i] = True
             j = min(i + 1, n - 1)
-            ref.position = q_ref[j].tolist()
-            ref.velocity = qd_ref[j].tolist()
-            ref_pub.publish(ref)
+            ref_q[:] = q_ref[j]
+            ref_qd[:] = qd_ref[j]
+            ref.set_stamp(time.time_ns())
+            ref_pub.publish(ref.tobytes())
         elif i >= n:
             sim.stop()
     sim._publish = publish_state_then_reference

@@ -27,7 +27,7 @@ import numpy as np
 from ..common import robot as robot_mod
 from .dynamics import ArmDynamics
 from .encoding import AccelEstimator, Decoder, Encoder, JointGains
-from .lif import NetParams, SpinalNet
+from .lif import INPUT_EVENT, NetParams, SpinalNet
 from .reflex import CollisionDetector, DetectorConfig, WithdrawConfig, Withdrawal, min_jerk
 
 HOLD, FOLLOW, ENGAGE, WITHDRAW, COMPLIANT = 'hold', 'follow', 'engage', 'withdraw', 'compliant'
@@ -88,8 +88,18 @@ class LimitGuard:
         self.kp, self.kd = gains.kp.tolist(), gains.kd.tolist()
         self._rows = list(zip(self.effort, self.vmax, self.vstart, self.kv, self.kp, self.kd,
                               self.upper, self.lower))
+        self.table = np.array(list(zip(*self._rows)))   # the same rows (8, J) for the C core
         self.out = [0.0] * len(self.effort)
-        self.clipped = 0   # ticks where the guard changed the command
+        self._clipped = np.zeros(1)
+
+    @property
+    def clipped(self) -> int:
+        """Ticks where the guard changed the command (since the last reset)."""
+        return int(self._clipped[0])
+
+    @clipped.setter
+    def clipped(self, n: int) -> None:
+        self._clipped[0] = n
 
     def __call__(self, tau, q, qd) -> list:
         """Limited torques (a list, also kept in ``out``) for ``tau`` at the state q, qd."""
@@ -118,7 +128,7 @@ class LimitGuard:
                 changed = True
             out[i] = v
         if changed:
-            self.clipped += 1
+            self._clipped[0] += 1.0
         return out
 
 
@@ -127,7 +137,7 @@ class SpinalController:
 
     def __init__(self, params: NetParams | None = None, cfg: SpinalConfig | None = None,
                  dyn: ArmDynamics | None = None, model: robot_mod.RobotModel | None = None,
-                 record: bool = False):
+                 record: bool = False, compiled: bool = True):
         self.cfg = cfg or SpinalConfig()
         self.model = model or robot_mod.load()
         self.dyn = dyn or ArmDynamics(armature=self.cfg.armature)
@@ -177,6 +187,27 @@ class SpinalController:
         self.rest_spikes = self.motion_spikes = 0.0
         self.rest_sops = self.motion_sops = 0.0
         self._rest_v = float(self.cfg.rest_velocity)
+        self._core = self._compiled_core() if compiled else None
+
+    def _compiled_core(self):
+        """The C implementation of the numeric tick (``_core.c``) bound to this controller's
+        arrays, or None when the extension is not built (the numpy code then runs)."""
+        try:
+            from ._core import Core
+        except ImportError:
+            return None
+        e, a, n, g = self.encoder, self.accel, self.net, self.guard
+        arrays = (e._vel_gain, e._inertia_n, e._damp_n, e._fric_n, a.qdd, a._prev, e.x,
+                  n._wt_t, n._sa, n._out, n._decay, n.v, n._beta, n.tick_spikes, n._counts,
+                  self.decoder.unit, self.decoder.tau, g.table, g._clipped)
+        scalars = (e._inv_e, e._inv_veps, e.x_max, a.tau, a.max_dt, INPUT_EVENT, n._in_ops)
+        return Core(arrays, scalars, 6, e.x.shape[0], self.params.n_hidden,
+                    self.params.substeps, int(n.record))
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the tick runs in C (else numpy)."""
+        return self._core is not None
 
     # ---- inputs ----
     def set_reference(self, q, qd=None, tau_ff=None, now: float = 0.0) -> None:
@@ -242,14 +273,22 @@ class SpinalController:
         else:   # HOLD or ENGAGE
             self.reset_requested = False
             q_des, qd_des = self._engage(qa, t, now)
+        compliant = self.mode == COMPLIANT
+        ff = self.ref_tau if follow and cfg.feedforward and not compliant else None
+        if self._core is not None:   # the same as below, in C
+            self.command = self._core.step(q_des, qd_des, qa, qda, dt,
+                                           cfg.hold_scale if compliant else 1.0, ff,
+                                           self.accel.primed)
+            self.accel.primed = True
+            return self.command
         qdd_des = self.accel.update(qd_des, dt)
         # ---- spiking network ----
         x = self.encoder.encode(q_des, qd_des, qa, qda, qdd_des)
         tau = self.decoder(self.net.tick(x))
-        if self.mode == COMPLIANT:
+        if compliant:
             tau *= cfg.hold_scale
-        elif follow and cfg.feedforward:
-            tau += self.ref_tau
+        elif ff is not None:
+            tau += ff
         self.command = self.guard(tau, qa, qda)
         return self.command
 

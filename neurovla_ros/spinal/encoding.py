@@ -94,14 +94,14 @@ class AccelEstimator:
         self.qdd = np.zeros(n)
         self._prev = np.zeros(n)
         self._d = np.zeros(n)
-        self._primed = False
+        self.primed = False
 
     def reset(self) -> None:
         self.qdd.fill(0.0)
-        self._primed = False
+        self.primed = False
 
     def update(self, qd_des, dt: float) -> np.ndarray:
-        if self._primed and 0.0 < dt <= self.max_dt:
+        if self.primed and 0.0 < dt <= self.max_dt:
             d = self._d
             np.subtract(qd_des, self._prev, out=d)
             d *= 1.0 / dt
@@ -109,7 +109,7 @@ class AccelEstimator:
             d *= min(1.0, dt / self.tau) if self.tau > 0 else 1.0
             self.qdd += d
         np.copyto(self._prev, qd_des)
-        self._primed = True
+        self.primed = True
         return self.qdd
 
 

@@ -119,6 +119,7 @@ class SpinalNet:
         wt[h + 1, :h] = params.fanout()
         wt[h + 2, :h] = 1.0
         self._wt = wt
+        self._wt_t = np.ascontiguousarray(wt.T)    # by source neuron: the C core's layout
         self._beta = np.ascontiguousarray(np.repeat(params.beta[:, None], j, 1))
         self._theta = np.ones((h, j))              # potentials are scaled so theta = 1
         self._substeps = int(params.substeps)
@@ -138,6 +139,7 @@ class SpinalNet:
         self.v = np.zeros((h, j))                  # membrane potentials / theta
         self.y = self._out[0]                      # readout membranes
         self.tick_spikes = np.zeros((h, j))
+        self._counts = np.zeros(2)                 # [ticks, input synaptic operations]
         self.reset_counters()
 
     # ---- state ----
@@ -149,9 +151,12 @@ class SpinalNet:
         self.tick_spikes.fill(0.0)
 
     def reset_counters(self) -> None:
-        self.ticks = 0
-        self._in_sops = 0.0
+        self._counts.fill(0.0)
         self._out[1:].fill(0.0)
+
+    @property
+    def ticks(self) -> int:
+        return int(self._counts[0])
 
     @property
     def spikes(self) -> float:
@@ -161,7 +166,7 @@ class SpinalNet:
     @property
     def sops(self) -> float:
         """Synaptic operations since the last ``reset_counters``."""
-        return math.fsum(self._out[1].tolist()) + self._in_sops
+        return math.fsum(self._out[1].tolist()) + float(self._counts[1])
 
     # ---- one control tick ----
     def tick(self, x: np.ndarray) -> np.ndarray:
@@ -187,11 +192,9 @@ class SpinalNet:
             v -= s
             if rec:
                 self.tick_spikes += s
-        self.ticks += 1
         np.greater(x, INPUT_EVENT, out=self._xb)
-        n_in = np.count_nonzero(self._xb)
-        if n_in:
-            self._in_sops += n_in * self._in_ops
+        self._counts[0] += 1.0
+        self._counts[1] += np.count_nonzero(self._xb) * self._in_ops
         return self.y
 
     # ---- figures ----

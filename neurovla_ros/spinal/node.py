@@ -76,7 +76,9 @@ class SpinalNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         self.create_subscription(JointState, '/joint_states', self._on_state, LATEST_QOS,
                                  raw=True)
-        self.create_subscription(JointState, p.reference_topic, self._on_reference, LATEST_QOS)
+        self._ref_reader = JointStateReader()
+        self.create_subscription(JointState, p.reference_topic, self._on_reference, LATEST_QOS,
+                                 raw=True)
         self.wrench = None
         if p.wrench_threshold > 0:
             self.wrench = WrenchDetector(p.wrench_threshold)
@@ -85,7 +87,7 @@ class SpinalNode(Node):
         self.create_timer(p.diagnostics_period, self._publish_diagnostics)
         # joint-state bookkeeping
         self._names = None          # names of the last accepted /joint_states layout
-        self._ref_names = None      # same for the reference
+        self._ref_names = ()        # same for the reference
         self._ref_idx = None
         self._warn_lo = self.ctrl.lower - 0.2   # references this far out are worth a warning
         self._warn_hi = self.ctrl.upper + 0.2
@@ -125,32 +127,46 @@ class SpinalNode(Node):
         self._idx = None if idx == list(range(len(idx))) else np.array(idx)
         return True
 
-    def _on_state(self, buf: bytes) -> None:
-        """One tick per /joint_states sample, read straight from its serialized bytes."""
-        t0 = time.perf_counter()
-        rd = self._reader
-        if rd.read(buf) is not None:
-            names, pa, va, ea, sec, nsec = (rd.names, rd.position, rd.velocity, rd.effort,
-                                            rd.sec, rd.nanosec)
-        else:   # another encapsulation, or damaged: the regular decoder decides
+    def _decode(self, buf: bytes, reader: JointStateReader, what: str):
+        """(names, position, velocity, effort, sec, nanosec) of a serialized JointState, read
+        straight from its bytes (another encapsulation goes through the regular decoder), or
+        None (warned, counted) when it cannot be decoded, its arrays do not match its names
+        (no names: 6 positions) or it holds NaN/inf. Velocity and effort may be empty."""
+        if reader.read(buf) is not None:
+            names, pa, va, ea = reader.names, reader.position, reader.velocity, reader.effort
+            sec, nsec = reader.sec, reader.nanosec
+        else:
             try:
                 msg = deserialize_message(buf, JointState)
             except Exception as e:  # noqa: BLE001 - a bad message must not end the node
-                self._warn('joint_states', f'undecodable ({e})')
-                return
+                self._warn(what, f'undecodable ({e})')
+                return None
             names, sec, nsec = tuple(msg.name), msg.header.stamp.sec, msg.header.stamp.nanosec
             pa, va, ea = (np.frombuffer(a) for a in (msg.position, msg.velocity, msg.effort))
+        n = len(names) if names else 6
+        if len(pa) != n or len(va) not in (0, n) or len(ea) not in (0, n):
+            self._warn(what, f'{len(names)} names but {len(pa)} positions, {len(va)} '
+                       f'velocities, {len(ea)} efforts')
+            return None
+        if not math.isfinite(sum(pa.tolist()) + sum(va.tolist()) + sum(ea.tolist())):
+            self._warn(what, 'NaN or inf')
+            return None
+        return names, pa, va, ea, sec, nsec
+
+    def _on_state(self, buf: bytes) -> None:
+        """One tick per /joint_states sample."""
+        t0 = time.perf_counter()
+        sample = self._decode(buf, self._reader, 'joint_states')
+        if sample is None:
+            self.ctrl.detector.restart()    # the next good sample only primes the observer
+            return
+        names, pa, va, ea, sec, nsec = sample
         if names != self._names and not self._layout(names):
             return
+        if len(va) != len(pa):
+            self._warn('joint_states', 'no velocities')
+            return
         n = len(names)
-        if len(pa) != n or len(va) != n or (len(ea) not in (0, n)):
-            self._warn('joint_states', f'{n} names but {len(pa)} positions, {len(va)} '
-                       f'velocities, {len(ea)} efforts')
-            return
-        if not math.isfinite(sum(pa.tolist()) + sum(va.tolist()) + sum(ea.tolist())):
-            self._warn('joint_states', 'NaN or inf')
-            self.ctrl.detector.restart()
-            return
         m = min(n, 8) if self._idx is None else len(self._idx)
         q, qd, e = self._q[:m], self._qd[:m], self._eff[:m]
         if self._idx is not None:
@@ -188,50 +204,35 @@ class SpinalNode(Node):
         self._tick_us[self._n_ticks % len(self._tick_us)] = (time.perf_counter() - t0) * 1e6
         self._n_ticks += 1
 
-    def _reference_layout(self, names, n):
+    def _reference_layout(self, names) -> bool:
         """Index of the 6 arm joints in a reference message (cached per name list)."""
-        if names:
-            if len(names) != n:
-                self._warn('reference', f'{len(names)} names but {n} positions')
-                return None
-            unknown = [x for x in names if x not in self.order]
-            missing = [x for x in self.arm if x not in names]
-            if unknown or missing:
-                self._warn('reference', f'unknown joints {unknown}, missing {missing}')
-                return None
-            idx = [names.index(x) for x in self.arm]
-            self._ref_names = list(names)
-            self._ref_idx = None if idx == list(range(6)) else np.array(idx)
-            return True
-        if n == 6:
-            self._ref_names, self._ref_idx = [], None
-            return True
-        self._warn('reference', f'no joint names and {n} positions (need 6)')
-        return None
+        unknown = [x for x in names if x not in self.order]
+        missing = [x for x in self.arm if x not in names]
+        if unknown or missing:
+            self._warn('reference', f'unknown joints {unknown}, missing {missing}')
+            return False
+        idx = [names.index(x) for x in self.arm]
+        self._ref_names = names
+        self._ref_idx = None if idx == list(range(6)) else np.array(idx)
+        return True
 
-    def _on_reference(self, msg: JointState) -> None:
-        names, pos, vel, eff = msg.name, msg.position, msg.velocity, msg.effort
-        n = len(pos)
-        if (names != self._ref_names or (not names and n != 6)) and \
-                self._reference_layout(names, n) is None:
+    def _on_reference(self, buf: bytes) -> None:
+        sample = self._decode(buf, self._ref_reader, 'reference')
+        if sample is None:
             return
-        if len(vel) not in (0, n) or len(eff) not in (0, n):
-            self._warn('reference', f'{n} positions but {len(vel)} velocities, '
-                       f'{len(eff)} efforts')
+        names, pos, vel, eff = sample[:4]
+        if not names:
+            idx = None                  # no names: the 6 arm joints in order
+        elif names == self._ref_names or self._reference_layout(names):
+            idx = self._ref_idx
+        else:
             return
-        if not (math.isfinite(sum(pos)) and math.isfinite(sum(vel))
-                and math.isfinite(sum(eff))):
-            self._warn('reference', 'NaN or inf')
-            return
-        idx = self._ref_idx
-        q = np.frombuffer(pos) if idx is None else np.frombuffer(pos)[idx]
-        qd = (np.frombuffer(vel) if idx is None else np.frombuffer(vel)[idx]) if len(vel) else None
-        ff = (np.frombuffer(eff) if idx is None else np.frombuffer(eff)[idx]) if len(eff) else None
-        ctrl = self.ctrl
+        q, qd, ff = (None if not len(a) else a if idx is None else a[idx]
+                     for a in (pos, vel, eff))
         if np.any(q < self._warn_lo) or np.any(q > self._warn_hi):
             self.get_logger().warning('reference beyond the joint limits: clamped',
                                       throttle_duration_sec=1.0)
-        ctrl.set_reference(q, qd, ff, time.monotonic())
+        self.ctrl.set_reference(q, qd, ff, time.monotonic())
 
     def _on_wrench(self, msg: WrenchStamped) -> None:
         f = msg.wrench.force

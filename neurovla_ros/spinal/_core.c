@@ -1,0 +1,283 @@
+/* The spinal controller's numeric tick in C: acceleration estimate, ON/OFF encoder, the LIF
+ * network (event-driven: only inputs and spikes that are non-zero cost work), decoder and limit
+ * guard, in one call. The reference implementation is the numpy code in controller.py,
+ * encoding.py and lif.py; test_spinal_core.py checks that both give the same commands.
+ *
+ * Core(buffers, scalars, dims) binds the controller's own numpy arrays (float64, C order) once,
+ * so the state stays visible to Python; step(...) then runs one 1 ms tick.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+
+/* bound arrays, in the order Python passes them (sizes in units of J = joints) */
+enum {
+    B_VEL_GAIN, B_INERTIA_N, B_DAMP_N, B_FRIC_N,   /* encoder gains (J) */
+    B_QDD, B_PREV,                                 /* acceleration estimator state (J) */
+    B_X,                                           /* encoded input channels (C, J) */
+    B_WT_T,                                        /* [W_rec | W_in]^T plus readout rows (H+C, H+3) */
+    B_SA,                                          /* [spikes ; input] (H+C, J) */
+    B_OUT, B_DECAY,                                /* [readout ; sops ; spikes] and decays (3, J) */
+    B_V, B_BETA,                                   /* membranes and their decay (H, J) */
+    B_TICK_SPIKES,                                 /* spikes of the last tick per neuron (H, J) */
+    B_COUNTS,                                      /* [ticks, input sops] (2) */
+    B_UNIT, B_TAU,                                 /* decoder unit and raw torque (J) */
+    B_LIMITS,                                      /* guard rows: effort vmax vstart kv kp kd upper lower (8, J) */
+    B_CLIPPED,                                     /* ticks where the guard changed the command (1) */
+    NB
+};
+/* scalars */
+enum { S_INV_E, S_INV_VEPS, S_X_MAX, S_ACC_TAU, S_ACC_MAX_DT, S_INPUT_EVENT, S_IN_OPS, NS };
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view[NB];
+    int nbound;
+    double *p[NB];
+    double s[NS];
+    int J, C, H, substeps, record;
+} Core;
+
+static void core_release(Core *self)
+{
+    for (int i = 0; i < self->nbound; i++)
+        PyBuffer_Release(&self->view[i]);
+    self->nbound = 0;
+}
+
+static void core_dealloc(Core *self)
+{
+    core_release(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int get_doubles(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t min_len,
+                       const char *what)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    if (view->itemsize != 8 || !view->format || strcmp(view->format, "d") != 0) {
+        PyErr_Format(PyExc_TypeError, "%s: need float64 values", what);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (view->len / 8 < min_len) {
+        PyErr_Format(PyExc_ValueError, "%s: need %zd values, got %zd", what, min_len,
+                     view->len / 8);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int core_init(Core *self, PyObject *args, PyObject *kw)
+{
+    PyObject *bufs, *scal;
+    int J, C, H, substeps, record;
+    if (!PyArg_ParseTuple(args, "O!O!iiiii", &PyTuple_Type, &bufs, &PyTuple_Type, &scal,
+                          &J, &C, &H, &substeps, &record))
+        return -1;
+    if (PyTuple_GET_SIZE(bufs) != NB || PyTuple_GET_SIZE(scal) != NS) {
+        PyErr_Format(PyExc_ValueError, "need %d arrays and %d scalars", NB, NS);
+        return -1;
+    }
+    if (J < 1 || C < 1 || H < 1 || substeps < 1) {
+        PyErr_SetString(PyExc_ValueError, "dimensions must be positive");
+        return -1;
+    }
+    const Py_ssize_t need[NB] = {
+        J, J, J, J, J, J, (Py_ssize_t)C * J, (Py_ssize_t)(H + C) * (H + 3),
+        (Py_ssize_t)(H + C) * J, 3 * J, 3 * J, (Py_ssize_t)H * J, (Py_ssize_t)H * J,
+        (Py_ssize_t)H * J, 2, J, J, 8 * J, 1};
+    core_release(self);
+    for (int i = 0; i < NB; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "array %d", i);
+        if (get_doubles(PyTuple_GET_ITEM(bufs, i), &self->view[i], 1, need[i], what) < 0) {
+            core_release(self);
+            return -1;
+        }
+        self->nbound = i + 1;
+        self->p[i] = (double *)self->view[i].buf;
+    }
+    for (int i = 0; i < NS; i++) {
+        self->s[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(scal, i));
+        if (PyErr_Occurred()) {
+            core_release(self);
+            return -1;
+        }
+    }
+    self->J = J, self->C = C, self->H = H, self->substeps = substeps, self->record = record;
+    return 0;
+}
+
+static inline double clamp(double v, double lo, double hi)
+{
+    return v > hi ? hi : (v < lo ? lo : v);
+}
+
+/* The network tick on the input already in x (see lif.py for the dynamics). */
+static void net_tick(Core *c)
+{
+    const int J = c->J, C = c->C, H = c->H, R = H + 3;
+    double *x = c->p[B_X], *wt = c->p[B_WT_T], *sa = c->p[B_SA], *out = c->p[B_OUT];
+    double *decay = c->p[B_DECAY], *v = c->p[B_V], *beta = c->p[B_BETA];
+    double *ts = c->p[B_TICK_SPIKES];
+    double cat[R * J];     /* [current ; readout increment ; sops ; spikes] (R, J) */
+    memcpy(sa + (size_t)H * J, x, sizeof(double) * C * J);
+    if (c->record)
+        memset(ts, 0, sizeof(double) * H * J);
+    for (int sub = 0; sub < c->substeps; sub++) {
+        memset(cat, 0, sizeof cat);
+        for (int n = 0; n < H + C; n++) {       /* event-driven: skip silent rows */
+            const double *w = wt + (size_t)n * R, *a = sa + (size_t)n * J;
+            for (int j = 0; j < J; j++) {
+                double e = a[j];
+                if (e == 0.0)
+                    continue;
+                for (int r = 0; r < R; r++)
+                    cat[r * J + j] += w[r] * e;
+            }
+        }
+        for (int k = 0; k < 3 * J; k++)
+            out[k] = out[k] * decay[k] + cat[H * J + k];
+        for (int k = 0; k < H * J; k++) {
+            double vk = v[k] * beta[k] + cat[k];
+            double s = vk > 1.0 ? 1.0 : 0.0;    /* potentials are in units of theta */
+            v[k] = vk - s;
+            sa[k] = s;
+            if (c->record)
+                ts[k] += s;
+        }
+    }
+    int n_in = 0;
+    for (int k = 0; k < C * J; k++)
+        n_in += x[k] > c->s[S_INPUT_EVENT];
+    c->p[B_COUNTS][0] += 1.0;
+    c->p[B_COUNTS][1] += n_in * c->s[S_IN_OPS];
+}
+
+/* step(q_des, qd_des, q, qd, dt, scale, ff, primed) -> list of J limited torques */
+static PyObject *core_step(Core *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "step(q_des, qd_des, q, qd, dt, scale, ff, primed)");
+        return NULL;
+    }
+    const int J = c->J;
+    static const char *names[5] = {"q_des", "qd_des", "q", "qd", "ff"};
+    Py_buffer in[5];
+    int got = 0, nin = args[6] == Py_None ? 4 : 5;
+    PyObject *result = NULL;
+    for (; got < nin; got++)
+        if (get_doubles(args[got < 4 ? got : 6], &in[got], 0, J, names[got]) < 0)
+            goto done;
+    double dt = PyFloat_AsDouble(args[4]), scale = PyFloat_AsDouble(args[5]);
+    int primed = PyObject_IsTrue(args[7]);
+    if (PyErr_Occurred() || primed < 0)
+        goto done;
+    const double *q_des = in[0].buf, *qd_des = in[1].buf, *q = in[2].buf, *qd = in[3].buf;
+    const double *ff = nin == 5 ? in[4].buf : NULL;
+    double *qdd = c->p[B_QDD], *prev = c->p[B_PREV], *x = c->p[B_X], *tau = c->p[B_TAU];
+    const double *s = c->s;
+    /* desired acceleration: finite difference through a first-order low-pass */
+    if (primed && dt > 0.0 && dt <= s[S_ACC_MAX_DT]) {
+        double a = s[S_ACC_TAU] > 0 ? fmin(1.0, dt / s[S_ACC_TAU]) : 1.0, inv = 1.0 / dt;
+        for (int j = 0; j < J; j++)
+            qdd[j] += ((qd_des[j] - prev[j]) * inv - qdd[j]) * a;
+    }
+    memcpy(prev, qd_des, sizeof(double) * J);
+    /* encoder: signed signals -> ON/OFF channels in [0, x_max] */
+    for (int j = 0; j < J; j++) {
+        double z[3];
+        z[0] = (q_des[j] - q[j]) * s[S_INV_E];
+        z[1] = (qd_des[j] - qd[j]) * c->p[B_VEL_GAIN][j];
+        z[2] = qd_des[j] * c->p[B_DAMP_N][j] + tanh(qd_des[j] * s[S_INV_VEPS]) * c->p[B_FRIC_N][j]
+               + qdd[j] * c->p[B_INERTIA_N][j];
+        for (int k = 0; k < 3; k++) {
+            x[k * J + j] = clamp(z[k], 0.0, s[S_X_MAX]);
+            x[(k + 3) * J + j] = clamp(-z[k], 0.0, s[S_X_MAX]);
+        }
+    }
+    net_tick(c);
+    /* decoder, compliance scale, feed-forward, then the limit guard */
+    const double *y = c->p[B_OUT], *unit = c->p[B_UNIT], *lim = c->p[B_LIMITS];
+    result = PyList_New(J);
+    if (!result)
+        goto done;
+    int changed = 0;
+    for (int j = 0; j < J; j++) {
+        double t = y[j] * unit[j] * scale + (ff ? ff[j] : 0.0);
+        tau[j] = t;
+        double eff = lim[j], vmax = lim[J + j], vstart = lim[2 * J + j], kv = lim[3 * J + j];
+        double kp = lim[4 * J + j], kd = lim[5 * J + j], upper = lim[6 * J + j];
+        double lower = lim[7 * J + j], vi = qd[j], qi = q[j];
+        double hi = eff, lo = -eff, b;
+        if (vi > vstart)
+            hi = fmin(hi, kv * (vmax - vi));
+        else if (vi < -vstart)
+            lo = fmax(lo, -kv * (vmax + vi));
+        b = kp * (upper - qi) - kd * vi;
+        if (b < hi)
+            hi = b;
+        b = kp * (lower - qi) - kd * vi;
+        if (b > lo)
+            lo = b;
+        if (hi < -eff)
+            hi = -eff;
+        if (lo > eff)
+            lo = eff;
+        double out = t > hi ? hi : (t < lo ? lo : t);
+        changed |= out != t;
+        PyObject *f = PyFloat_FromDouble(out);
+        if (!f) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, j, f);
+    }
+    if (changed)
+        c->p[B_CLIPPED][0] += 1.0;
+done:
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(&in[i]);
+    return result;
+}
+
+static PyMethodDef core_methods[] = {
+    {"step", (PyCFunction)(void (*)(void))core_step, METH_FASTCALL,
+     "step(q_des, qd_des, q, qd, dt, scale, ff, primed) -> list of limited torques"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "neurovla_ros.spinal._core.Core",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Core(arrays, scalars, J, C, H, substeps, record): the spinal tick in C",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)core_init,
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_methods = core_methods,
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_core",
+                                    "The spinal controller's tick in C.", -1, NULL};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    if (PyType_Ready(&CoreType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    Py_INCREF(&CoreType);
+    if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(&CoreType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
