@@ -93,3 +93,25 @@ def test_float64_array_template():
     t.fields['data'][:] = np.arange(6) * 0.5
     m = deserialize_message(t.tobytes(), Float64MultiArray)
     assert list(m.data) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5] and not m.layout.dim
+
+
+@pytest.mark.parametrize('frame_id,encoding', [('', 'rgb8'), ('wrist_camera_link', 'bgr8'),
+                                               ('cam', 'mono8')])
+def test_image_reader_agrees_with_rclpy_and_rejects_damage(frame_id, encoding):
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+    rng = np.random.default_rng(0)
+    h, w, ch = 5, 7, 1 if encoding == 'mono8' else 3
+    pixels = rng.integers(0, 256, (h, w * ch + 1), dtype=np.uint8)   # step with padding
+    img = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=w * ch + 1,
+                data=pixels.tobytes())
+    img.header.frame_id = frame_id
+    img.header.stamp.sec, img.header.stamp.nanosec = 4, 500_000_000
+    buf = serialize_message(img)
+    rd = cdr.ImageReader()
+    assert rd.read(buf) == pytest.approx(4.5)
+    assert (rd.height, rd.width, rd.step, rd.encoding) == (h, w, w * ch + 1, encoding)
+    assert not rd.is_bigendian
+    np.testing.assert_array_equal(rd.data, pixels.reshape(-1))
+    assert rd.read(buf[:-3]) is None                   # truncated pixel block
+    assert rd.read(b'\x00\x00' + buf[2:]) is None

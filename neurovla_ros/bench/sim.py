@@ -87,18 +87,28 @@ def baseline_publisher(duration: float) -> None:
 
 
 def image_consumer(warmup: float, seconds: float) -> None:
-    """Stands for the cortex: a process on the normal scheduler taking every camera image.
-    Prints one JSON line: images received in ``seconds`` after ``warmup`` from the first."""
+    """Stands for the cortex: a process on the normal scheduler taking every camera image as the
+    cortex does (read in place from the serialized bytes). Prints one JSON line: images
+    received in ``seconds`` after ``warmup`` from the first."""
     import rclpy
     from rclpy.experimental import EventsExecutor
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
+    from ..common.cdr import ImageReader
     rclpy.init()
     node = Node('bench_image_consumer')
     times = []
-    node.create_subscription(Image, '/camera/image_raw', lambda m: times.append(time.monotonic()),
-                             QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT))
+    reader = ImageReader()
+
+    def on_image(buf: bytes) -> None:
+        if reader.read(buf) is not None and len(reader.data) == reader.step * reader.height > 0:
+            if not times:
+                print('first image', flush=True)     # the bench opens its window after this
+            times.append(time.monotonic())
+    node.create_subscription(Image, '/camera/image_raw', on_image,
+                             QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT),
+                             raw=True)
     ex = EventsExecutor()
     ex.add_node(node)
     end = time.monotonic() + 90.0
@@ -183,7 +193,10 @@ def stop(p: subprocess.Popen) -> None:
 def measure(node, rec: Recorder, proc, seconds: float, warmup: float, what: str,
             camera: bool) -> dict:
     """Wait for the first message, warm up, then record ``seconds`` of traffic; with the
-    camera, an image consumer in its own process (like the cortex) counts the frames."""
+    camera, an image consumer in its own process (like the cortex) counts the frames. The
+    window opens once the consumer has its first image: a subscriber joining the graph (its
+    start-up and DDS discovery) is a transient, not the steady state measured here."""
+    import select
     log(f'{what}: waiting for /joint_states ...')
     consumer = subprocess.Popen(
         [sys.executable, '-m', 'neurovla_ros.bench.sim', '--image-consumer',
@@ -191,6 +204,8 @@ def measure(node, rec: Recorder, proc, seconds: float, warmup: float, what: str,
     rec.on = True
     if not spin_for(node, 60.0, until=lambda: bool(rec.js)):
         raise RuntimeError(f'{what}: no /joint_states within 60 s (bench_out logs)')
+    if consumer is not None and not select.select([consumer.stdout], [], [], 60.0)[0]:
+        raise RuntimeError(f'{what}: the image consumer got no image within 60 s')
     spin_for(node, warmup)
     rec.clear()
     log(f'{what}: measuring {seconds:g} s ...')
@@ -267,9 +282,6 @@ def main(argv=None) -> int:
     log(f'ROS_DOMAIN_ID={os.environ["ROS_DOMAIN_ID"]}, output in {out}/')
     import rclpy
     from rclpy.node import Node
-    problem = realtime.make_realtime(CONSUMER_PRIORITY)
-    if problem:
-        log(problem)
     py = sys.executable
     node_cmd = [py, '-m', 'neurovla_ros.sim.node', '--ros-args']
     run_len = opts.seconds + opts.warmup + 30
@@ -289,6 +301,10 @@ def main(argv=None) -> int:
         rclpy.init()
         node = Node(f'bench_sim_{what}')
         rec = Recorder(node, streams=what != 'fast')
+        # like a control node: real-time once its DDS threads exist, the start-up heap frozen
+        problem = realtime.make_realtime(CONSUMER_PRIORITY)
+        if problem:
+            log(problem)
         proc = start(cmd, os.path.join(out, f'bench_sim_{what}.log'))
         try:
             if what == 'fast':  # sim time: only the clock speed matters (diagnostics)

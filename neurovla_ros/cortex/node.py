@@ -28,6 +28,7 @@ from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..common import robot
+from ..common.cdr import ImageReader
 from ..common.limits import invalid_reason
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
                               declare_params, go_realtime, run)
@@ -77,7 +78,9 @@ class CortexNode(Node):
         self.core.joints_provider = self._joints
         self._last_traj_id = -1
 
-        self.create_subscription(Image, '/camera/image_raw', self._on_image, LATEST_QOS)
+        self._image_reader = ImageReader()
+        self.create_subscription(Image, '/camera/image_raw', self._on_image, LATEST_QOS,
+                                 raw=True)
         self.create_subscription(CameraInfo, '/camera/camera_info', self._on_info, LATEST_QOS)
         self.create_subscription(String, '/cortex/instruction', self._on_instruction,
                                  COMMAND_QOS)
@@ -126,16 +129,26 @@ class CortexNode(Node):
         self._camera_key = key
         self.core.set_camera(self._camera)
 
-    def _on_image(self, msg: Image) -> None:
-        enc = msg.encoding.lower()
-        h, w, step = msg.height, msg.width, msg.step
+    def _on_image(self, buf: bytes) -> None:
+        """Read in place from the serialized bytes (no 230 KB message object per frame)."""
+        rd = self._image_reader
+        if rd.read(buf) is not None:
+            enc, h, w, step, data = rd.encoding, rd.height, rd.width, rd.step, rd.data
+        else:   # another encapsulation, or damaged: the regular decoder decides
+            try:
+                msg = deserialize_message(buf, Image)
+            except Exception as e:  # noqa: BLE001 - a bad message must not end the node
+                self._warn(f'ignoring undecodable image ({e})')
+                return
+            enc, h, w, step = msg.encoding, msg.height, msg.width, msg.step
+            data = np.frombuffer(msg.data, np.uint8)
+        enc = enc.lower()
         if enc not in ('rgb8', 'bgr8') or h == 0 or w == 0 or step < 3 * w or \
-                len(msg.data) < step * h:
-            self._warn(f'ignoring image: encoding {msg.encoding!r} {w}x{h} step {step} '
-                       f'({len(msg.data)} bytes); need rgb8/bgr8')
+                len(data) < step * h:
+            self._warn(f'ignoring image: encoding {enc!r} {w}x{h} step {step} '
+                       f'({len(data)} bytes); need rgb8/bgr8')
             return
-        img = np.frombuffer(msg.data, np.uint8, count=step * h).reshape(h, step)[:, :3 * w]
-        img = img.reshape(h, w, 3)
+        img = data[:step * h].reshape(h, step)[:, :3 * w].reshape(h, w, 3)
         if enc == 'bgr8':
             img = img[:, :, ::-1]
         cam = self._camera
