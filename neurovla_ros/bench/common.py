@@ -55,6 +55,56 @@ def sim_with_spinal(bench_name: str, spinal_params: dict, speed: float = 1.0):
     return proc, ctx, sim, log_path
 
 
+class ReferenceStream:
+    """The spinal reference as the cerebellum sends it (serialized in place, published raw), for
+    benches that stream it from the physics loop: write ``q``/``qd``, then ``publish()``."""
+
+    def __init__(self, node, arm):
+        from sensor_msgs.msg import JointState
+
+        from ..common.rosutil import SENSOR_QOS, joint_state_template
+        self.pub = node.create_publisher(JointState, '/cerebellum/reference', SENSOR_QOS)
+        self.msg = joint_state_template(arm)
+        self.q, self.qd, eff = self.msg.views('position', 'velocity', 'effort')
+        eff[:] = 0.0
+
+    def publish(self) -> None:
+        import time
+        self.msg.set_stamp(time.time_ns())
+        self.pub.publish(self.msg.tobytes())
+
+
+_WAKE_PROBE = """
+import json, sys, time
+from neurovla_ros.common import realtime
+realtime.make_realtime(int(sys.argv[1]))
+n, late = int(float(sys.argv[2]) * 1000), []
+due = time.monotonic_ns() + 1_000_000
+for _ in range(n):
+    rem = due - time.monotonic_ns()
+    if rem > 0:
+        time.sleep(rem * 1e-9)
+    late.append(time.monotonic_ns() - due)
+    due += 1_000_000
+late.sort()
+q = lambda f: late[min(len(late) - 1, int(f * len(late)))] * 1e-6
+print(json.dumps({'p50': q(0.5), 'p99': q(0.99), 'p999': q(0.999), 'max': late[-1] * 1e-6}))
+"""
+
+
+def platform_wake_ms(seconds: float = 5.0, priority: int = 0) -> dict:
+    """The machine's own floor, measured in the same run: how late a thread sleeping to 1 ms
+    deadlines (its own process, at FIFO ``priority``) wakes up, ms: p50, p99, p999, max.
+    Every hop between nodes waits for wake-ups like these."""
+    import subprocess
+    out = subprocess.run([sys.executable, '-c', _WAKE_PROBE, str(priority), str(seconds)],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {}
+
+
 def stop_sim_with_spinal(proc, ctx, sim, node, ex) -> None:
     """Undo ``sim_with_spinal``: SIGINT to the spinal node (then kill), close the in-process
     sim and the bench's own ``node``, shut the context down."""

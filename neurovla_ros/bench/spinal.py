@@ -8,7 +8,9 @@
 2. Live, real time: the sim (SimNode, in this process) and the spinal node (its own process)
    over DDS for ``--live-s`` seconds of the same kind of motion. ``tick_hz`` = commands the
    body received per second; ``on_time_fraction`` = share of the 1 ms physics periods in which
-   a fresh command arrived; the live tracking RMSE and the node's own tick timing.
+   a fresh command arrived; the live tracking RMSE and the node's own tick timing. Before it,
+   ``platform_wake_ms_*``: how late a FIFO thread sleeping to 1 ms deadlines wakes on this
+   machine (the floor under every hop).
 
 Writes bench_out/spinal.png; the last stdout line is the JSON result.
 """
@@ -21,7 +23,8 @@ import time
 
 import numpy as np
 
-from .common import emit, out_dir, pct, sim_with_spinal, stop_sim_with_spinal
+from .common import (ReferenceStream, emit, out_dir, pct, platform_wake_ms, sim_with_spinal,
+                     stop_sim_with_spinal)
 
 
 def log(msg: str) -> None:
@@ -87,14 +90,13 @@ def live(seconds: float, seed: int, speed: float = 1.0):
     import rclpy
     from rclpy.experimental import EventsExecutor
     from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import JointState
 
-    from ..common.rosutil import COMMAND_QOS, SENSOR_QOS, joint_state_template
+    from ..common.rosutil import COMMAND_QOS
     from ..spinal.motion import random_motion
 
     proc, ctx, sim, log_path = sim_with_spinal('spinal', {'diagnostics_period': '1.0'}, speed)
     node = rclpy.create_node('bench_spinal', context=ctx)
-    ref_pub = node.create_publisher(JointState, '/cerebellum/reference', SENSOR_QOS)
+    ref = ReferenceStream(node, sim.world.robot.arm_joints)
     diag = []
 
     def on_diag(msg):
@@ -107,12 +109,7 @@ def live(seconds: float, seed: int, speed: float = 1.0):
     ex.add_node(node)
 
     world = sim.world
-    arm = list(world.robot.arm_joints)
     q_ref, qd_ref = random_motion(np.random.default_rng(seed + 1), seconds)
-    # the reference as the cerebellum sends it: serialized in place, published raw
-    ref = joint_state_template(arm)
-    ref_q, ref_qd, ref_eff = ref.views('position', 'velocity', 'effort')
-    ref_eff[:] = 0.0
     n = len(q_ref)
     state = {'k0': None, 'err': np.zeros((n, 6)), 'filled': np.zeros(n, bool)}
     arrivals = []
@@ -133,10 +130,9 @@ def live(seconds: float, seed: int, speed: float = 1.0):
             state['err'][i] = q_ref[i] - world.joint_state()[0][:6]
             state['filled'][i] = True
             j = min(i + 1, n - 1)
-            ref_q[:] = q_ref[j]
-            ref_qd[:] = qd_ref[j]
-            ref.set_stamp(time.time_ns())
-            ref_pub.publish(ref.tobytes())
+            ref.q[:] = q_ref[j]
+            ref.qd[:] = qd_ref[j]
+            ref.publish()
         elif i >= n:
             sim.stop()
     sim._publish = publish_state_then_reference
@@ -247,6 +243,8 @@ def main(argv=None) -> int:
         f" (ratio to PD {res['ratio_to_pd']:.3f}); step p50/p99 {res['step_us_p50']:.1f}/"
         f"{res['step_us_p99']:.1f} us")
     if args.live_s > 0:
+        log('the machine alone: wake-up lateness of a 1 ms FIFO sleep loop (5 s)')
+        res.update({f'platform_wake_ms_{k}': v for k, v in platform_wake_ms(5.0, prio).items()})
         res.update(live(args.live_s, args.seed, args.speed))
         res['live_speed'] = args.speed
         log(f"live: {res['tick_hz']:.1f} commands/s, on time {res['on_time_fraction']:.4f}, "

@@ -31,7 +31,7 @@ from ..common import robot
 from ..common.cdr import ImageReader
 from ..common.limits import invalid_reason
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              declare_params, go_realtime, run)
+                              LatestSample, declare_params, go_realtime, run)
 from . import backends
 from .actions import matrix_to_quat_xyzw
 from .camera import Camera
@@ -74,7 +74,6 @@ class CortexNode(Node):
         self._camera_key = None
         self._joint_index = None
         self._joint_names = None
-        self._joints_msg = None
         self.core.joints_provider = self._joints
         self._last_traj_id = -1
 
@@ -84,8 +83,8 @@ class CortexNode(Node):
         self.create_subscription(CameraInfo, '/camera/camera_info', self._on_info, LATEST_QOS)
         self.create_subscription(String, '/cortex/instruction', self._on_instruction,
                                  COMMAND_QOS)
-        self.create_subscription(JointState, '/joint_states', self._on_joints, LATEST_QOS,
-                                 raw=True)
+        # 1 kHz stream read at the planning rate: taken when needed, no callback per message
+        self._joint_states = LatestSample(self, JointState, '/joint_states')
         self.pub_goal = self.create_publisher(PoseStamped, '/cortex/goal_pose', COMMAND_QOS)
         self.pub_traj = self.create_publisher(JointTrajectory, '/cortex/joint_goal', COMMAND_QOS)
         self.pub_grip = self.create_publisher(Float64MultiArray, '/gripper_controller/commands',
@@ -157,18 +156,12 @@ class CortexNode(Node):
             return
         self.core.set_image(img)
 
-    def _on_joints(self, buf: bytes) -> None:
-        # 1 kHz stream: keep the newest serialized sample only; it is parsed when the cortex
-        # needs it (building 1000 message objects a second would hold the GIL the inference
-        # thread needs)
-        self._joints_msg = (buf, time.monotonic())
-
     def _joints(self):
         """(arm q, fingers, monotonic stamp) of the newest valid /joint_states, else None."""
-        got, self._joints_msg = self._joints_msg, None
-        if got is None:
+        buf = self._joint_states.take()
+        if buf is None:
             return None
-        buf, stamp = got
+        stamp = time.monotonic()
         try:
             msg = deserialize_message(buf, JointState)
         except Exception as e:  # noqa: BLE001 - a damaged sample must not end the node
@@ -252,6 +245,7 @@ class CortexNode(Node):
 
     def close(self) -> None:
         self.core.stop()
+        self._joint_states.destroy()
 
 
 def main(args=None) -> int:
