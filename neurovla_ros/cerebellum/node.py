@@ -21,12 +21,11 @@ Interfaces
                                                      amplitude, weights), estimate, tick cost
 
 Ticks run in the /joint_states callback at ``rate_hz`` (decimated by stamp), so the work per
-tick is one core step and one publish; the IMU callback only keeps the newest sample, read at
-the next tick. Both 1 kHz streams arrive as raw bytes and only the needed fields are read
-(:mod:`neurovla_ros.common.cdr`); the reference is serialized in place and published raw.
-Freshness, goal times and the watchdog use ROS time (``use_sim_time``: the simulation's /clock), else the monotonic
-clock. A 20 Hz
-watchdog keeps publishing the held reference when /joint_states stops. The work is done by the
+tick is one core step and one publish; the IMU is not delivered per message: each tick takes
+the newest sample (:class:`~neurovla_ros.common.rosutil.LatestSample`). Both 1 kHz streams are
+raw bytes and only the needed fields are read (:mod:`neurovla_ros.common.cdr`); the reference is
+serialized in place and published raw. Freshness, goal times and the watchdog use ROS time
+(``use_sim_time``: the simulation's /clock), else the monotonic clock. A 20 Hz watchdog keeps publishing the held reference when /joint_states stops. The work is done by the
 ROS-free :class:`neurovla_ros.cerebellum.core.Cerebellum`.
 """
 from __future__ import annotations
@@ -48,7 +47,7 @@ from trajectory_msgs.msg import JointTrajectory
 from ..common import robot
 from ..common.cdr import ImuReader, JointStateReader, read_stamp
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              declare_params, joint_state_template, run)
+                              LatestSample, declare_params, joint_state_template, run)
 from .core import Cerebellum, config_from
 from .estimator import matrix_to_quat_xyzw
 from .params import NODE_NAME, PARAMS
@@ -99,7 +98,7 @@ class CerebellumNode(Node):
         self._imu = ImuReader()
         self.create_subscription(JointState, '/joint_states', self._on_joints_raw, LATEST_QOS,
                                  raw=True)
-        self.create_subscription(Imu, '/imu/data', self._on_imu_raw, LATEST_QOS, raw=True)
+        self._imu_latest = LatestSample(self, Imu, '/imu/data')   # taken at each tick
         self.create_subscription(PoseStamped, '/cortex/goal_pose', self._on_goal_pose,
                                  COMMAND_QOS)
         self.create_subscription(JointTrajectory, '/cortex/joint_goal', self._on_joint_goal,
@@ -123,8 +122,6 @@ class CerebellumNode(Node):
         self._t_pred = -math.inf
         self._last_tick_wall = -math.inf
         self._stamp_msg = Time()
-        self._imu_buf = None
-        self._imu_now = 0.0
         # statistics (since the last diagnostics)
         self._tick_us = np.zeros(2048)
         self._n_ticks = 0
@@ -211,9 +208,9 @@ class CerebellumNode(Node):
         else:
             q, qd = np.take(pa, self._idx, out=self._q), np.take(va, self._idx, out=self._qd)
         core.set_joints(now, q, qd)
-        if self._imu_buf is not None:
-            self._read_imu(self._imu_buf, self._imu_now)
-            self._imu_buf = None
+        imu = self._imu_latest.take()      # the newest IMU sample (1 kHz in, 500 Hz used)
+        if imu is not None:
+            self._read_imu(imu, now)
         dt = t - self._t_tick if math.isfinite(self._t_tick) else self._period
         self._t_tick = t
         st = self._stamp_msg
@@ -222,15 +219,14 @@ class CerebellumNode(Node):
         self._tick_us[self._n_ticks % len(self._tick_us)] = (time.perf_counter() - t0) * 1e6
         self._n_ticks += 1
 
-    def _on_imu_raw(self, buf: bytes) -> None:
-        """Keep the newest sample; it is read at the next tick (1 kHz in, 500 Hz used)."""
-        self._imu_buf = buf
-        self._imu_now = self._now()
-
     def _read_imu(self, buf: bytes, now: float) -> None:
         r = self._imu
         if r.read(buf) is None:
-            msg = deserialize_message(buf, Imu)
+            try:
+                msg = deserialize_message(buf, Imu)
+            except Exception as e:  # noqa: BLE001 - a damaged sample must not end the node
+                self._warn('imu', f'/imu/data rejected: undecodable ({e})')
+                return
             w, a, o = msg.angular_velocity, msg.linear_acceleration, msg.orientation
             r.gyro[:] = (w.x, w.y, w.z)
             r.accel[:] = (a.x, a.y, a.z)

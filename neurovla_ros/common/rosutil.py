@@ -102,25 +102,31 @@ def float64_array_template(n: int) -> cdr.CdrTemplate:
 class LatestSample:
     """The newest message of a fast topic, taken when asked instead of delivered per message.
 
-    For a slow reader of a 1 kHz stream (the cortex plans at ~10 Hz from /joint_states): the
-    subscription (depth 1, best effort, raw) belongs to a helper node that no executor spins,
-    so no Python callback, and no grab of the GIL, happens per message; ``take()`` returns the
-    serialized newest sample, or None when none arrived since the last take. The topic is
-    resolved by ``node`` (its namespace and remappings).
+    For a reader that needs a stream only at its own moments (the cortex plans at ~10 Hz from
+    the 1 kHz /joint_states; the cerebellum ticks at 500 Hz on the 1 kHz IMU; the spinal tick
+    wants the newest reference): the subscription (depth 1, best effort, raw) belongs to a
+    helper node (``<node>_latest``, one per node) that no executor spins, so no Python callback
+    and no wake-up happen per message; ``take()`` returns the serialized newest sample, or None
+    when none arrived since the last take. The topic is resolved by ``node`` (its namespace
+    and remappings).
     """
 
     def __init__(self, node, msg_type, topic: str):
-        self._node = rclpy.create_node(f'{node.get_name()}_latest', context=node.context,
+        helper = getattr(node, '_latest_sample_node', None)
+        if helper is None:
+            helper = rclpy.create_node(f'{node.get_name()}_latest', context=node.context,
                                        start_parameter_services=False, enable_rosout=False)
-        self._sub = self._node.create_subscription(msg_type, node.resolve_topic_name(topic),
-                                                   lambda _: None, LATEST_QOS, raw=True)
+            node._latest_sample_node = helper
+        self._node = helper
+        self._sub = helper.create_subscription(msg_type, node.resolve_topic_name(topic),
+                                               lambda _: None, LATEST_QOS, raw=True)
 
     def take(self) -> bytes | None:
         got = self._sub.handle.take_message(self._sub.msg_type, True)
         return None if got is None else got[0]
 
     def destroy(self) -> None:
-        self._node.destroy_node()
+        self._node.destroy_subscription(self._sub)
 
 
 def go_realtime(node) -> None:
