@@ -10,9 +10,8 @@ Interfaces
     ~/reset [std_srvs/Trigger]                        leave the reflex
 
 Each /joint_states sample runs one tick in its callback: the collision detector first, then the
-network, then the command is published; bookkeeping comes after the publish, and then the
-newest reference is taken (it is not delivered per message; the next tick uses it). The work is
-done by the ROS-free :class:`neurovla_ros.spinal.controller.SpinalController`.
+network, then the command is published; bookkeeping comes after the publish. The work is done by
+the ROS-free :class:`neurovla_ros.spinal.controller.SpinalController`.
 """
 from __future__ import annotations
 
@@ -31,8 +30,8 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ..common.cdr import JointStateReader
-from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, LatestSample, declare_params,
-                              float64_array_template, run)
+from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, declare_params, float64_array_template,
+                              run)
 from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
 from .lif import WEIGHTS_FILE, NetParams
 from .params import NODE_NAME, PARAMS
@@ -78,8 +77,8 @@ class SpinalNode(Node):
         self.create_subscription(JointState, '/joint_states', self._on_state, LATEST_QOS,
                                  raw=True)
         self._ref_reader = JointStateReader()
-        # taken after each tick's command (not delivered per message): the next tick uses it
-        self._ref_latest = LatestSample(self, JointState, p.reference_topic)
+        self.create_subscription(JointState, p.reference_topic, self._on_reference, LATEST_QOS,
+                                 raw=True)
         self.wrench = None
         if p.wrench_threshold > 0:
             self.wrench = WrenchDetector(p.wrench_threshold)
@@ -198,9 +197,6 @@ class SpinalNode(Node):
         if ctrl.last_event is not None:
             self._publish_event(ctrl.last_event, Time(sec=sec, nanosec=nsec), time.time(), dt)
         ctrl.after_tick(q, qd, ea, dt)
-        ref = self._ref_latest.take()
-        if ref is not None:
-            self._on_reference(ref)
         if self.wrench is not None:
             self._has_state = True
         if ctrl.mode != self._last_mode:
