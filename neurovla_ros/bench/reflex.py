@@ -304,7 +304,8 @@ def replay(seed, link, force, out_png, latencies, detects, result):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog='neurovla bench reflex', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--collisions', type=int, default=55)
+    ap.add_argument('--collisions', type=int, default=150,
+                    help='pushes during motion (>= 100 so that the p99 is not just the maximum)')
     ap.add_argument('--free-s', type=float, default=62.0, help='fast free motion [s]')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--speed', type=float, default=1.0,
