@@ -115,3 +115,29 @@ def test_image_reader_agrees_with_rclpy_and_rejects_damage(frame_id, encoding):
     np.testing.assert_array_equal(rd.data, pixels.reshape(-1))
     assert rd.read(buf[:-3]) is None                   # truncated pixel block
     assert rd.read(b'\x00\x00' + buf[2:]) is None
+
+
+def test_latest_sample_takes_only_the_newest_message_over_dds(rclpy_node):
+    """rosutil.LatestSample: nothing is delivered per message; a take returns the newest
+    sample once, then None until another arrives (here from a publisher in the same process)."""
+    import time
+
+    from rclpy.serialization import deserialize_message
+
+    from neurovla_ros.common.rosutil import SENSOR_QOS, LatestSample
+    pub = rclpy_node.create_publisher(JointState, '/latest_probe', SENSOR_QOS)
+    latest = LatestSample(rclpy_node, JointState, 'latest_probe')
+    deadline = time.monotonic() + 10
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert latest.take() is None
+    for k in range(5):
+        pub.publish(JointState(name=['a'], position=[float(k)]))
+    deadline = time.monotonic() + 5
+    got = None
+    while got is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        got = latest.take()
+    assert got is not None and list(deserialize_message(got, JointState).position) == [4.0]
+    assert latest.take() is None
+    latest.destroy()

@@ -104,18 +104,19 @@ class LatestSample:
 
     For a reader that needs a stream only at its own, lower rate (the cortex plans at ~10 Hz
     from the 1 kHz /joint_states; the cerebellum ticks at 500 Hz on the 1 kHz IMU): the
-    subscription (depth 1, best effort, raw) belongs to a
-    helper node (``<node>_latest``, one per node) that no executor spins, so no Python callback
-    and no wake-up happen per message; ``take()`` returns the serialized newest sample, or None
-    when none arrived since the last take. The topic is resolved by ``node`` (its namespace
-    and remappings). A take costs about what one delivered message does (30-50 us here), so it
-    pays only where most messages would be dropped unread.
+    subscription (depth 1, best effort, raw) belongs to a helper node (``<node>_latest``, one
+    per node) that no executor spins, so no Python callback and no wake-up happen per message;
+    ``take()`` returns the serialized newest sample, or None when none arrived since the last
+    take. The topic is resolved by ``node`` (its namespace and remappings). A take costs about
+    what one delivered message does (30-50 us here), so it pays only where most messages would
+    be dropped unread.
     """
 
     def __init__(self, node, msg_type, topic: str):
         helper = getattr(node, '_latest_sample_node', None)
         if helper is None:
             helper = rclpy.create_node(f'{node.get_name()}_latest', context=node.context,
+                                       namespace=node.get_namespace(),
                                        start_parameter_services=False, enable_rosout=False)
             node._latest_sample_node = helper
         self._node = helper
