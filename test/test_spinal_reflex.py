@@ -242,3 +242,32 @@ def test_a_contact_does_not_desensitise_the_detector(dyn, model, gains, fast_mot
             world.apply_wrench('forearm_link', (0.0, 0.0, 40.0), duration=0.1)
     hits, _ = run_detector(det, drive(world, gains, *fast_motion, on_step=push), 1e-3)
     assert 1500 in hits and 1900 in hits and 1899 not in hits
+
+
+def test_compiled_observer_equals_the_numpy_reference(model, gains, fast_motion):
+    """The C observer (``_core.Observer``) against the numpy ``update``: fast motion, contacts
+    and dropped samples (2 ms gaps), compared to the last bit every sample."""
+    lim = model.limits()
+    fast, ref = (CollisionDetector(ArmDynamics(armature=0.1), lim['damping'], lim['friction'],
+                                   DetectorConfig(), compiled=c) for c in (True, False))
+    assert fast._fast is not None and ref._fast is None
+    world = World(seed=1, n_objects=0)
+    pushes = {400: ('forearm_link', (0.0, 0.0, 40.0)), 1600: ('wrist_2_link', (25.0, 0.0, 0.0))}
+
+    def push(k):
+        if k in pushes:
+            world.apply_wrench(*pushes[k], duration=0.05)
+    hits = 0
+    for k, q, qd, eff in drive(world, gains, *fast_motion, on_step=push):
+        dt = 2e-3 if 2000 <= k < 2300 and k % 2 else 1e-3     # some dropped samples
+        if 2000 <= k < 2300 and not k % 2:
+            continue
+        got = [det.update(q, qd, eff, dt) for det in (fast, ref)]
+        assert got[0] == got[1], k
+        hits += got[0]
+        for name in ('r', 'hit', '_abs', '_qacc'):
+            np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
+        np.testing.assert_array_equal(fast.dyn.data.qacc, ref.dyn.data.qacc)
+        for det in (fast, ref):
+            det.prepare(q, qd, eff, dt)
+    assert hits > 0 and fast.samples == ref.samples

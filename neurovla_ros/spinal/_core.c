@@ -1,6 +1,6 @@
 /* The spinal controller's numeric tick in C: acceleration estimate, ON/OFF encoder, the LIF
  * network (event-driven: only inputs and spikes that are non-zero cost work), decoder and limit
- * guard, in one call. The reference implementation is the numpy code in controller.py,
+ * guard, in one call; and the collision observer's arithmetic around MuJoCo's mj_rne. The reference implementation is the numpy code in controller.py,
  * encoding.py and lif.py; test_spinal_core.py checks that both give the same commands.
  *
  * Core(buffers, scalars, dims) binds the controller's own numpy arrays (float64, C order) once,
@@ -72,6 +72,9 @@ static int get_doubles(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t 
     return 0;
 }
 
+static int bind_arrays(PyObject *bufs, int nb, const Py_ssize_t *need, const char *fmt,
+                       Py_buffer *view, double **p, int *nbound);
+
 static int core_init(Core *self, PyObject *args, PyObject *kw)
 {
     PyObject *bufs, *scal;
@@ -92,15 +95,9 @@ static int core_init(Core *self, PyObject *args, PyObject *kw)
         (Py_ssize_t)(H + C) * J, 3 * J, 3 * J, (Py_ssize_t)H * J, (Py_ssize_t)H * J,
         (Py_ssize_t)H * J, 2, J, J, 8 * J, 1};
     core_release(self);
-    for (int i = 0; i < NB; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "array %d", i);
-        if (get_doubles(PyTuple_GET_ITEM(bufs, i), &self->view[i], 1, need[i], what) < 0) {
-            core_release(self);
-            return -1;
-        }
-        self->nbound = i + 1;
-        self->p[i] = (double *)self->view[i].buf;
+    if (bind_arrays(bufs, NB, need, NULL, self->view, self->p, &self->nbound) < 0) {
+        core_release(self);
+        return -1;
     }
     for (int i = 0; i < NS; i++) {
         self->s[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(scal, i));
@@ -110,6 +107,33 @@ static int core_init(Core *self, PyObject *args, PyObject *kw)
         }
     }
     self->J = J, self->C = C, self->H = H, self->substeps = substeps, self->record = record;
+    return 0;
+}
+
+/* Bind float64 arrays (fmt[i] == 'b': a bool array instead) with at least need[i] items. */
+static int bind_arrays(PyObject *bufs, int nb, const Py_ssize_t *need, const char *fmt,
+                       Py_buffer *view, double **p, int *nbound)
+{
+    for (int i = 0; i < nb; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "array %d", i);
+        PyObject *obj = PyTuple_GET_ITEM(bufs, i);
+        if (fmt && fmt[i] == 'b') {
+            if (PyObject_GetBuffer(obj, &view[i], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT |
+                                   PyBUF_WRITABLE) < 0)
+                return -1;
+            if (view[i].itemsize != 1 || !view[i].format || strcmp(view[i].format, "?") ||
+                view[i].len < need[i]) {
+                PyErr_Format(PyExc_TypeError, "%s: need %zd bools", what, need[i]);
+                PyBuffer_Release(&view[i]);
+                return -1;
+            }
+        } else if (get_doubles(obj, &view[i], 1, need[i], what) < 0) {
+            return -1;
+        }
+        *nbound = i + 1;
+        p[i] = (double *)view[i].buf;
+    }
     return 0;
 }
 
@@ -263,12 +287,168 @@ static PyTypeObject CoreType = {
     .tp_methods = core_methods,
 };
 
+/* ---------------------------------------------------------------- the collision observer
+ * Observer(arrays, gain, period, nv): the vector arithmetic of CollisionDetector.update around
+ * MuJoCo's inverse dynamics (reflex.py is the reference): acceleration(qd, dt) writes the
+ * finite-difference acceleration into the detector's and MjData's qacc; the caller runs
+ * mj_rne; residual(effort, dt) -> bool turns it into the external-torque estimate and the
+ * per-joint hits.
+ */
+enum {
+    O_QD_PREV, O_QACC, O_DATA_QACC, O_ARM_INERTIA, O_RES, O_PRE,   /* nv each */
+    O_R, O_RAW, O_ABS, O_LEVEL, O_GAP, O_EFF_PREV, O_HIT,          /* 6 each (O_HIT: bool) */
+    NO
+};
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view[NO];
+    int nbound;
+    double *p[NO];
+    double gain, period;
+    int nv;
+} Observer;
+
+static void observer_release(Observer *self)
+{
+    for (int i = 0; i < self->nbound; i++)
+        PyBuffer_Release(&self->view[i]);
+    self->nbound = 0;
+}
+
+static void observer_dealloc(Observer *self)
+{
+    observer_release(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int observer_init(Observer *self, PyObject *args, PyObject *kw)
+{
+    PyObject *bufs;
+    double gain, period;
+    int nv;
+    if (!PyArg_ParseTuple(args, "O!ddi", &PyTuple_Type, &bufs, &gain, &period, &nv))
+        return -1;
+    if (PyTuple_GET_SIZE(bufs) != NO || nv < 6) {
+        PyErr_Format(PyExc_ValueError, "need %d arrays and nv >= 6", NO);
+        return -1;
+    }
+    Py_ssize_t need[NO];
+    char fmt[NO + 1];
+    for (int i = 0; i < NO; i++) {
+        need[i] = i < O_R ? nv : 6;
+        fmt[i] = i == O_HIT ? 'b' : 'd';
+    }
+    fmt[NO] = 0;
+    observer_release(self);
+    if (bind_arrays(bufs, NO, need, fmt, self->view, self->p, &self->nbound) < 0) {
+        observer_release(self);
+        return -1;
+    }
+    self->gain = gain, self->period = period, self->nv = nv;
+    return 0;
+}
+
+static PyObject *observer_acceleration(Observer *o, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "acceleration(qd, dt)");
+        return NULL;
+    }
+    Py_buffer b;
+    if (get_doubles(args[0], &b, 0, 6, "qd") < 0)
+        return NULL;
+    double dt = PyFloat_AsDouble(args[1]);
+    Py_ssize_t n = b.len / 8;
+    if (PyErr_Occurred() || n > o->nv) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "qd: more values than dofs");
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    const double *qd = b.buf, inv = 1.0 / dt;
+    double *prev = o->p[O_QD_PREV], *qacc = o->p[O_QACC], *dq = o->p[O_DATA_QACC];
+    for (Py_ssize_t i = 0; i < n; i++)
+        qacc[i] = (qd[i] - prev[i]) * inv;
+    memcpy(dq, qacc, sizeof(double) * o->nv);
+    PyBuffer_Release(&b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *observer_residual(Observer *o, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "residual(effort, dt)");
+        return NULL;
+    }
+    Py_buffer b;
+    if (get_doubles(args[0], &b, 0, 6, "effort") < 0)
+        return NULL;
+    double dt = PyFloat_AsDouble(args[1]);
+    if (PyErr_Occurred()) {
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    const double *eff = b.buf;
+    double *res = o->p[O_RES], *r = o->p[O_R], *raw = o->p[O_RAW], *ab = o->p[O_ABS];
+    double *level = o->p[O_LEVEL], *gap = o->p[O_GAP], *eprev = o->p[O_EFF_PREV];
+    const double *arm = o->p[O_ARM_INERTIA], *qacc = o->p[O_QACC], *pre = o->p[O_PRE];
+    char *hit = (char *)o->p[O_HIT];
+    for (int i = 0; i < o->nv; i++) {
+        res[i] += arm[i] * qacc[i];    /* mj_rne leaves the drives' armature out */
+        res[i] += pre[i];              /* viscous + Coulomb friction of the last sample */
+    }
+    double a = o->gain * dt;
+    int any = 0, dropped = dt > 1.5 * o->period;
+    double widen = 1.0 + dt / (4.0 * o->period);
+    for (int j = 0; j < 6; j++) {
+        if (a >= 1.0) {
+            r[j] = res[j] - eff[j];
+        } else {
+            raw[j] = res[j] - eff[j];
+            raw[j] -= r[j];
+            raw[j] *= a;
+            r[j] += raw[j];
+        }
+        ab[j] = fabs(r[j]);
+        if (dropped) {
+            gap[j] = fabs(eff[j] - eprev[j]);
+            gap[j] += level[j] * widen;
+            hit[j] = ab[j] > gap[j];
+        } else {
+            hit[j] = ab[j] > level[j];
+        }
+        any |= hit[j];
+    }
+    PyBuffer_Release(&b);
+    return PyBool_FromLong(any);
+}
+
+static PyMethodDef observer_methods[] = {
+    {"acceleration", (PyCFunction)(void (*)(void))observer_acceleration, METH_FASTCALL,
+     "acceleration(qd, dt): qacc = (qd - qd_prev) / dt, also into MjData.qacc"},
+    {"residual", (PyCFunction)(void (*)(void))observer_residual, METH_FASTCALL,
+     "residual(effort, dt) -> bool: after mj_rne, the external torque estimate and the hits"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject ObserverType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "neurovla_ros.spinal._core.Observer",
+    .tp_basicsize = sizeof(Observer),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Observer(arrays, gain, period, nv): the collision observer's arithmetic in C",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)observer_init,
+    .tp_dealloc = (destructor)observer_dealloc,
+    .tp_methods = observer_methods,
+};
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_core",
                                     "The spinal controller's tick in C.", -1, NULL};
 
 PyMODINIT_FUNC PyInit__core(void)
 {
-    if (PyType_Ready(&CoreType) < 0)
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&ObserverType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m)
@@ -276,6 +456,12 @@ PyMODINIT_FUNC PyInit__core(void)
     Py_INCREF(&CoreType);
     if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) {
         Py_DECREF(&CoreType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ObserverType);
+    if (PyModule_AddObject(m, "Observer", (PyObject *)&ObserverType) < 0) {
+        Py_DECREF(&ObserverType);
         Py_DECREF(m);
         return NULL;
     }

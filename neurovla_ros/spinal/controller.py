@@ -157,7 +157,7 @@ class SpinalController:
         self.guard = LimitGuard(self.gains, self.model, self.inertia,
                                 band=self.cfg.velocity_band, margin=self.cfg.limit_margin)
         self.detector = CollisionDetector(self.dyn, lim['damping'], lim['friction'],
-                                          self.cfg.detector)
+                                          self.cfg.detector, compiled=compiled)
         self.withdrawal = Withdrawal(self.dyn, lim['lower'], lim['upper'], self.cfg.withdraw)
         self.lower = lim['lower'] + self.cfg.limit_margin
         self.upper = lim['upper'] - self.cfg.limit_margin

@@ -62,9 +62,15 @@ class ArmDynamics:
     def inverse(self, qacc) -> np.ndarray:
         """``M qacc + C qd + g`` [N m] (all dofs) at the state last set. Own buffer."""
         self.data.qacc[:] = qacc
-        mujoco.mj_rne(self.model, self.data, 1, self._res)
+        self.rne()
         np.multiply(self._arm_inertia, qacc, out=self._tmp)
         self._res += self._tmp
+        return self._res
+
+    def rne(self) -> np.ndarray:
+        """Inverse dynamics at the state and ``data.qacc`` last set, without the drives'
+        armature (``mj_rne``), into the own buffer that ``inverse`` returns."""
+        mujoco.mj_rne(self.model, self.data, 1, self._res)
         return self._res
 
     def bias(self) -> np.ndarray:

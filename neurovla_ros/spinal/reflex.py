@@ -65,7 +65,8 @@ class CollisionDetector:
     update). All arrays are preallocated.
     """
 
-    def __init__(self, dyn: ArmDynamics, damping, friction, cfg: DetectorConfig | None = None):
+    def __init__(self, dyn: ArmDynamics, damping, friction, cfg: DetectorConfig | None = None,
+                 compiled: bool = True):
         self.cfg = cfg or DetectorConfig()
         self.dyn = dyn
         nv = dyn.nv
@@ -95,6 +96,19 @@ class CollisionDetector:
         self._level_dt, self._level_n = 0.0, 0
         self._ready = False
         self.samples = 0
+        self._fast = self._compiled_observer() if compiled else None
+
+    def _compiled_observer(self):
+        """The arithmetic of ``update`` in C (``_core.c``) on this detector's arrays, or None
+        when the extension is not built (the numpy code below then runs)."""
+        try:
+            from ._core import Observer
+        except ImportError:
+            return None
+        d = self.dyn
+        arrays = (self._qd_prev, self._qacc, d.data.qacc, d._arm_inertia, d._res, self._pre,
+                  self.r, self.raw, self._abs, self.level, self._gap, self._eff_prev, self.hit)
+        return Observer(arrays, float(self.cfg.gain), float(self.cfg.period), d.nv)
 
     def restart(self) -> None:
         """Forget the previous sample (the next ``update`` only primes the observer)."""
@@ -106,6 +120,11 @@ class CollisionDetector:
             self._ready = False
             self.hit.fill(False)
             return False
+        if self._fast is not None:      # the same as below, in C around mj_rne
+            self._fast.acceleration(qd, dt)
+            self.dyn.rne()
+            self.samples += 1
+            return self._fast.residual(effort, dt)
         n = len(qd)
         qacc = self._qacc
         np.subtract(qd, self._qd_prev[:n], out=qacc[:n])
