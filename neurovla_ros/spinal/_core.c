@@ -39,11 +39,17 @@ typedef struct {
     int J, C, H, substeps, record;
 } Core;
 
+/* Release the first *nbound bound arrays (both types keep their arrays this way). */
+static void release_views(Py_buffer *view, int *nbound)
+{
+    for (int i = 0; i < *nbound; i++)
+        PyBuffer_Release(&view[i]);
+    *nbound = 0;
+}
+
 static void core_release(Core *self)
 {
-    for (int i = 0; i < self->nbound; i++)
-        PyBuffer_Release(&self->view[i]);
-    self->nbound = 0;
+    release_views(self->view, &self->nbound);
 }
 
 static void core_dealloc(Core *self)
@@ -311,9 +317,7 @@ typedef struct {
 
 static void observer_release(Observer *self)
 {
-    for (int i = 0; i < self->nbound; i++)
-        PyBuffer_Release(&self->view[i]);
-    self->nbound = 0;
+    release_views(self->view, &self->nbound);
 }
 
 static void observer_dealloc(Observer *self)
@@ -448,20 +452,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_core",
 
 PyMODINIT_FUNC PyInit__core(void)
 {
-    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&ObserverType) < 0)
-        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    Py_INCREF(&CoreType);
-    if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) {
-        Py_DECREF(&CoreType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&ObserverType);
-    if (PyModule_AddObject(m, "Observer", (PyObject *)&ObserverType) < 0) {
-        Py_DECREF(&ObserverType);
+    if (PyModule_AddType(m, &CoreType) < 0 || PyModule_AddType(m, &ObserverType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
