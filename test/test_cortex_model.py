@@ -69,6 +69,31 @@ def test_model_builds_from_config_and_round_trips(tmp_path, train_scenes):
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_frozen_inference_graph_gives_the_eager_outputs(train_scenes):
+    """The cortex plans through a traced, frozen graph of the image path: same pointer as the
+    module-by-module call, eager again for other batch sizes and after training resumes."""
+    torch.manual_seed(1)
+    m = NeuroVLAModel(NeuroVLAConfig(**TINY)).eval()
+    x = preprocess(train_scenes['images'][:2], m.config, cropped=True)
+    t1, t2 = m.tokenizer(['touch the red cube']), m.tokenizer(['touch the red cube', 'a ball'])
+    with torch.no_grad():
+        eager1, eager2 = m(x[:1], **t1), m(x, **t2)
+    assert m.freeze_for_inference() and m.frozen
+    for text in ('touch the red cube', 'go to the green ball'):   # a new sentence as well
+        t = m.tokenizer([text])
+        with torch.no_grad():
+            ref = m(x[1:], **t)
+        got = m.infer(x[1:], **t)
+        for a, b in zip(ref, got):
+            assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+    for a, b in zip(eager1, m.infer(x[:1], **t1)):
+        assert torch.allclose(a, b, atol=1e-5)
+    for a, b in zip(eager2, m.infer(x, **t2)):     # batch of two: eager, same values
+        assert torch.equal(a, b)
+    m.train()
+    assert not m.frozen
+
+
 def test_pointer_targets_and_decoding_are_consistent():
     cfg = NeuroVLAConfig(**TINY)
     uv = np.array([[103.0, 121.0], [251.3, 95.2]])

@@ -39,6 +39,31 @@ def test_all_threads_get_fifo_and_children_do_not():
         assert 'refused' in ' '.join(out) and out[-3:] == ['0', '0', '0']
 
 
+def test_threads_started_later_adopt_the_priority_on_request():
+    """SCHED_RESET_ON_FORK acts on every clone: a thread started after make_realtime runs under
+    the normal scheduler until it calls adopt() (the cortex's inference thread does)."""
+    code = textwrap.dedent('''
+        import threading
+        from neurovla_ros.common import realtime
+        print(realtime.adopt(), end=' ')          # not real-time yet: nothing to adopt
+        problem = realtime.make_realtime(33)
+        seen = []
+        def worker():
+            seen.append(realtime.current_priority())
+            seen.append(realtime.adopt())
+            seen.append(realtime.current_priority())
+        t = threading.Thread(target=worker)
+        t.start(); t.join()
+        print(problem or 'ok', *seen)
+    ''')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=60).stdout.split()
+    if out[1] == 'ok':
+        assert out == ['0', 'ok', '0', '33', '33']
+    else:   # not permitted here: the reason, and nothing adopted
+        assert 'refused' in ' '.join(out) and out[-3:] == ['0', '0', '0']
+
+
 def test_realtime_process_holds_zero_wakeup_latency_until_it_ends():
     """The PM QoS request (/dev/cpu_dma_latency): 0 us while a real-time process lives, released
     with it. Reading the device gives the kernel's current target (int32)."""

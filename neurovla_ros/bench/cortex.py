@@ -119,6 +119,7 @@ def offline_inference(n: int) -> dict:
     torch.set_num_threads(1)
     scenes = D.generate(n, heldout=True, seed=4242, scenes_per_world=10, repaint=False)
     model = NeuroVLAModel.from_pretrained(CHECKPOINT).eval()
+    model.freeze_for_inference()        # as the cortex runs it
     cam = Camera.from_info(scenes['k'], 320, 240)
     loc = ScriptedLocator(cam)
     top, left, ch, cw = D.CROP

@@ -4,8 +4,11 @@ A 1 kHz loop in a Python process on a shared, small machine misses its deadlines
 kernel lets a training job or a camera renderer run first. Like ros2_control's controller
 manager (FIFO priority 50, a warning where the system refuses), the fast nodes ask for
 ``SCHED_FIFO`` at their ``realtime_priority`` parameter: every thread the process has at that
-moment (the Python loop and the DDS receive threads that feed it) gets the policy, threads
-created later inherit it, children started later do not (``SCHED_RESET_ON_FORK``). Linux keeps
+moment (the Python loop and the DDS receive threads that feed it) gets the policy. Threads and
+children started later begin under the normal scheduler (``SCHED_RESET_ON_FORK`` acts on every
+clone, threads included): a worker thread that should run at the process's priority calls
+``adopt()`` first (the cortex's inference thread does; under the normal scheduler it waited 2/3
+of its time behind the FIFO loops). Linux keeps
 5 % of each core for normal tasks (``sched_rt_runtime_us``), so a runaway loop cannot lock the
 machine. ``gc.freeze()`` moves everything allocated during start-up out of the collector's
 reach, so later collections walk only the young objects of the loop.
@@ -25,6 +28,7 @@ import struct
 PRIORITY_MAX = 98   # 99 is left to the kernel's own watchdogs
 PM_QOS_DEVICE = '/dev/cpu_dma_latency'
 _pm_qos_fd: int | None = None   # open for the life of the process: the request holds while open
+_priority = 0                   # what make_realtime set, for adopt()
 
 
 def thread_ids() -> list[int]:
@@ -53,20 +57,37 @@ def make_realtime(priority: int) -> str | None:
         return None
     if not hasattr(os, 'SCHED_FIFO'):
         return 'SCHED_FIFO is not available on this platform'
+    global _priority
     priority = min(int(priority), PRIORITY_MAX)
-    flags = os.SCHED_FIFO | getattr(os, 'SCHED_RESET_ON_FORK', 0)
-    param = os.sched_param(priority)
     for tid in thread_ids():
         try:
-            os.sched_setscheduler(tid, flags, param)
+            _set_fifo(tid, priority)
         except ProcessLookupError:
             continue                      # a thread that just ended
         except OSError as e:
             return (f'SCHED_FIFO priority {priority} refused ({e.strerror}); running under the '
                     'normal scheduler: deadlines may be missed under load (grant CAP_SYS_NICE '
                     'or an rtprio limit, or set realtime_priority to 0 to silence this)')
+    _priority = priority
     hold_zero_wakeup_latency()
     return None
+
+
+def _set_fifo(tid: int, priority: int) -> None:
+    flags = os.SCHED_FIFO | getattr(os, 'SCHED_RESET_ON_FORK', 0)
+    os.sched_setscheduler(tid, flags, os.sched_param(priority))
+
+
+def adopt() -> int:
+    """Give the calling thread the priority ``make_realtime`` gave this process (a thread
+    started after it begins under the normal scheduler). Returns the priority now held (0: the
+    process is not real-time, or the system refused)."""
+    if _priority > 0:
+        try:
+            _set_fifo(0, _priority)       # 0: the calling thread
+        except OSError:
+            return 0
+    return current_priority()
 
 
 def hold_zero_wakeup_latency() -> bool:

@@ -46,6 +46,7 @@ class LocalBackend:
         if not os.path.isfile(os.path.join(path, 'config.json')):
             raise FileNotFoundError(f'no checkpoint in {path!r} (run `neurovla train cortex`)')
         self.model = NeuroVLAModel.from_pretrained(path).eval()
+        self.model.freeze_for_inference()
         self.path = path
 
     def plan(self, obs: Observation) -> Plan:
@@ -61,7 +62,8 @@ class LocalBackend:
         return Plan(centre=centre[0], confidence=float(conf[0]))
 
     def diagnostics(self) -> dict:
-        return {'checkpoint': self.path}
+        return {'checkpoint': self.path,
+                'inference': 'torchscript' if self.model.frozen else 'eager'}
 
 
 class ScriptedBackend:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..common import robot
+from ..common import realtime, robot
 from ..common.limits import JointLimits
 
 OK, WARN, ERROR = 0, 1, 2
@@ -431,6 +431,7 @@ class Cortex:
             self._thread.start()
 
     def _run(self) -> None:
+        realtime.adopt()    # the node's FIFO priority (a new thread starts without it)
         next_t = time.monotonic()
         while not self._stop.is_set():
             self.step()
