@@ -207,7 +207,9 @@ class Probe:
         from visualization_msgs.msg import MarkerArray
 
         from ..common import robot
-        from ..common.rosutil import COMMAND_QOS, LATEST_QOS, SENSOR_QOS
+        from rclpy.serialization import deserialize_message
+
+        from ..common.rosutil import COMMAND_QOS, SENSOR_QOS, LatestSample
         from ..sim.node import LATCHED_QOS
         self.sim_time = sim_time
         self.node = Node('bench_cortex', context=context, parameter_overrides=[
@@ -221,7 +223,10 @@ class Probe:
         self.diag: dict[str, dict] = {}
         self.diag_log: list = []
         n = self.node
-        n.create_subscription(JointState, '/joint_states', self._on_js, LATEST_QOS)
+        # the arm pose is read at 10 Hz: taken when needed, not delivered 1000 times a second
+        # (the probe's own load would slow the graph it measures)
+        self._js_latest = LatestSample(n, JointState, '/joint_states')
+        self._decode_js = lambda buf: deserialize_message(buf, JointState)
         n.create_subscription(MarkerArray, '/sim/objects', self._on_objects, LATCHED_QOS)
         n.create_subscription(PoseStamped, '/cortex/goal_pose', self._on_goal, COMMAND_QOS)
         n.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, SENSOR_QOS)
@@ -230,8 +235,10 @@ class Probe:
         self.reset_client = n.create_client(Trigger, '/sim/reset')
         self._String, self._PoseStamped, self._Trigger = String, PoseStamped, Trigger
 
-    def _on_js(self, msg):
-        self.js = msg
+    def _take_js(self) -> None:
+        buf = self._js_latest.take()
+        if buf is not None:
+            self.js = self._decode_js(buf)
 
     def now(self) -> float:
         """Seconds on the clock the nodes run on (sim time when the sim publishes /clock)."""
@@ -265,6 +272,7 @@ class Probe:
         return bool(until()) if until is not None else True
 
     def tcp(self):
+        self._take_js()
         if self.js is None:
             return None
         names = list(self.js.name)
@@ -392,7 +400,7 @@ def stack_phase(backend: str, seeds: list[int], episodes: int, per_world: int, t
                                                            'instruction': '', **st})
         probe = Probe(context, sim_time=bool(st))
         try:
-            ok = probe.spin(150.0, until=lambda: probe.js is not None and probe.objects and any(
+            ok = probe.spin(150.0, until=lambda: probe.tcp() is not None and probe.objects and any(
                 k.startswith('cortex') for k in probe.diag))
             if not ok or stack.dead():
                 raise RuntimeError(f'stack did not come up (dead: {stack.dead()}, joint states: '
