@@ -140,4 +140,13 @@ def test_latest_sample_takes_only_the_newest_message_over_dds(rclpy_node):
         got = latest.take()
     assert got is not None and list(deserialize_message(got, JointState).position) == [4.0]
     assert latest.take() is None
+    # two samples share one helper node; it goes with the last of them
+    other = LatestSample(rclpy_node, JointState, 'latest_probe_2')
+    helper = rclpy_node._latest_sample_node
+    name = helper.get_name()
+    assert other._node is helper and latest._node is helper
     latest.destroy()
+    assert rclpy_node._latest_sample_node is helper and len(list(helper.subscriptions)) == 1
+    other.destroy()
+    assert not hasattr(rclpy_node, '_latest_sample_node')
+    assert name not in rclpy_node.get_node_names()

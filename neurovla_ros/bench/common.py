@@ -13,6 +13,25 @@ def out_dir(path: str = 'bench_out') -> str:
     return path
 
 
+def private_graph(domain_base: int = 100, domains: int = 100, cap_torch: bool = True) -> str:
+    """A DDS domain of this bench's own (from its pid; a ROS_DOMAIN_ID exported in the shell
+    is overridden), discovery on this host only, torch capped to one thread: a bench never
+    mixes with a running stack or a test. Returns the domain."""
+    os.environ['ROS_DOMAIN_ID'] = str(domain_base + os.getpid() % domains)
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.setdefault('MUJOCO_GL', 'egl')
+    if cap_torch:
+        from ..common.rosutil import cap_torch_threads
+        cap_torch_threads()
+    return os.environ['ROS_DOMAIN_ID']
+
+
+def add_speed_option(ap, default: float = 1.0, what: str = 'body') -> None:
+    ap.add_argument('--speed', type=float, default=default,
+                    help=f'{what} speed (sim seconds per wall second); 1 = real time, < 1 gives '
+                         'a loaded machine slack')
+
+
 def pct(values, q: float) -> float:
     """q-th percentile of ``values`` (NaN when empty), rounded for printing."""
     v = np.asarray(values, float)

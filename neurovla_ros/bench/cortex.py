@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from ..cortex.task import STILL_MOTION, STILL_TIME, SUCCESS_RADIUS
-from .common import emit, out_dir, pct
+from .common import emit, out_dir, pct, private_graph
 
 EPISODE_TIMEOUT = 15.0    # [s]
 
@@ -312,6 +312,7 @@ class Probe:
         return False
 
     def close(self):
+        self._js_latest.destroy()
         self.ex.remove_node(self.node)
         self.node.destroy_node()
 
@@ -499,11 +500,8 @@ def plots(phases: dict, offline: dict | None, proto: dict | None) -> str:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    os.environ.setdefault('MUJOCO_GL', 'egl')
     os.environ['HF_HUB_OFFLINE'] = '1'
-    os.environ['ROS_DOMAIN_ID'] = str(100 + os.getpid() % 100)
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    private_graph()
     result: dict = {'bench': 'cortex'}
     for name in ('sim', 'spinal', 'cerebellum', 'cortex'):   # node logs of this run only
         path = os.path.join(out_dir(), f'cortex_{name}.log')

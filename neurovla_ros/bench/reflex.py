@@ -34,8 +34,8 @@ import time
 
 import numpy as np
 
-from .common import (ReferenceStream, emit, out_dir, pct, platform_wake_ms, sim_with_spinal,
-                     stop_sim_with_spinal)
+from .common import (ReferenceStream, add_speed_option, emit, out_dir, pct, platform_wake_ms,
+                     private_graph, sim_with_spinal, stop_sim_with_spinal)
 
 LINKS = ('upper_arm_link', 'forearm_link', 'wrist_1_link', 'wrist_2_link', 'wrist_3_link',
          'gripper_base_link')
@@ -308,15 +308,10 @@ def main(argv=None) -> int:
                     help='pushes during motion (>= 100 so that the p99 is not just the maximum)')
     ap.add_argument('--free-s', type=float, default=62.0, help='fast free motion [s]')
     ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--speed', type=float, default=1.0,
-                    help='body speed (sim seconds per wall second); 1 = real time, < 1 gives '
-                         'a loaded machine slack')
+    add_speed_option(ap)
     args = ap.parse_args(argv)
     speed = args.speed
-    os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    from ..common.rosutil import cap_torch_threads
-    cap_torch_threads()
+    private_graph()
 
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray

@@ -30,7 +30,7 @@ from ..common import realtime
 from ..common.params import default_of
 from ..sim.params import PARAMS as SIM_PARAMS
 from ..spinal.params import PARAMS as SPINAL_PARAMS
-from .common import emit, out_dir, pct
+from .common import emit, out_dir, pct, private_graph
 
 # the recorder stands for a control node: it runs at the spinal node's priority
 SIM_PRIORITY, CONSUMER_PRIORITY = (default_of(params, 'realtime_priority')
@@ -275,9 +275,7 @@ def main(argv=None) -> int:
         return 0
 
     # a private DDS domain: never mix with a running stack or a test
-    os.environ.setdefault('ROS_DOMAIN_ID', str(200 + os.getpid() % 30))
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    os.environ.setdefault('MUJOCO_GL', 'egl')
+    private_graph(200, 30, cap_torch=False)
     out = out_dir()
     log(f'ROS_DOMAIN_ID={os.environ["ROS_DOMAIN_ID"]}, output in {out}/')
     import rclpy

@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from .common import (ReferenceStream, emit, out_dir, pct, platform_wake_ms, sim_with_spinal,
-                     stop_sim_with_spinal)
+from .common import (ReferenceStream, add_speed_option, emit, out_dir, pct, platform_wake_ms,
+                     private_graph, sim_with_spinal, stop_sim_with_spinal)
 
 
 def log(msg: str) -> None:
@@ -213,14 +213,9 @@ def main(argv=None) -> int:
     ap.add_argument('--seconds', type=float, default=30.0, help='in-process motion [s]')
     ap.add_argument('--live-s', type=float, default=30.0, help='live DDS motion [s]; 0 = skip')
     ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--speed', type=float, default=1.0,
-                    help='live body speed (sim seconds per wall second); 1 = real time, < 1 '
-                         'gives a loaded machine slack (rates are then per sim second)')
+    add_speed_option(ap, what='live body')
     args = ap.parse_args(argv)
-    os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    from ..common.rosutil import cap_torch_threads
-    cap_torch_threads()
+    private_graph()
     from ..common import realtime
     from ..common.params import default_of
     from ..spinal.params import LOIHI_J_PER_SOP, PARAMS

@@ -205,7 +205,6 @@ def run_once(name, scn, args, switch_hz=0.0):
     """One run of the scenario on a fresh graph; returns the recorded arrays and status."""
     import rclpy
     from rclpy.experimental import EventsExecutor
-    from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
 

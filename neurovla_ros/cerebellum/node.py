@@ -380,6 +380,9 @@ class CerebellumNode(Node):
         except RCLError:
             pass
 
+    def close(self) -> None:
+        self._imu_latest.destroy()
+
 
 def main(args=None) -> int:
     if 'torch' in sys.modules:  # the cerebellum needs none; never let it take the cores

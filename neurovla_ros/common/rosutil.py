@@ -119,7 +119,7 @@ class LatestSample:
                                        namespace=node.get_namespace(),
                                        start_parameter_services=False, enable_rosout=False)
             node._latest_sample_node = helper
-        self._node = helper
+        self._owner, self._node = node, helper
         self._sub = helper.create_subscription(msg_type, node.resolve_topic_name(topic),
                                                lambda _: None, LATEST_QOS, raw=True)
 
@@ -128,7 +128,16 @@ class LatestSample:
         return None if got is None else got[0]
 
     def destroy(self) -> None:
-        self._node.destroy_subscription(self._sub)
+        """Remove the subscription, and the helper node with its last one. Call it before
+        the owning node is destroyed: a helper left to the garbage collector may be finalised
+        in the middle of another rcl call of the process and hang it (seen: a bench creating
+        a node hung in ``create_publisher``)."""
+        helper = self._node
+        helper.destroy_subscription(self._sub)
+        if not list(helper.subscriptions):
+            if getattr(self._owner, '_latest_sample_node', None) is helper:
+                del self._owner._latest_sample_node
+            helper.destroy_node()
 
 
 def go_realtime(node) -> None:

@@ -127,6 +127,14 @@ class _RemoteBase:
             self.last_kind = e.kind
             raise PlanError(f'policy server {e.kind}: {e.message}') from None
 
+    def diagnostics(self) -> dict:
+        c = self.client.conn   # self.client: set by the subclass
+        return {'server': c.uri, 'connected': c.connected, 'reconnects': c.reconnects,
+                'consecutive_failures': c.failures, 'last_error_kind': self.last_kind}
+
+    def close(self) -> None:
+        self.client.close()
+
 
 class NeuroVLABackend(_RemoteBase):
     """Client of a NeuroVLA / starVLA websocket policy server."""
@@ -144,14 +152,6 @@ class NeuroVLABackend(_RemoteBase):
                           self.history.array()[None])
         chunk = self.stats.unnormalize(acts[0])
         return self._delta_plan(self.ensembler.add(chunk), obs)
-
-    def diagnostics(self) -> dict:
-        c = self.client.conn
-        return {'server': c.uri, 'connected': c.connected, 'reconnects': c.reconnects,
-                'consecutive_failures': c.failures, 'last_error_kind': self.last_kind}
-
-    def close(self) -> None:
-        self.client.close()
 
 
 class OpenpiBackend(_RemoteBase):
@@ -187,14 +187,6 @@ class OpenpiBackend(_RemoteBase):
             raise PlanError('statistics do not have 7 action dimensions')
         chunk = self.stats.unnormalize(acts[:, :ACTION_DIM])
         return self._delta_plan(self.ensembler.add(chunk), obs)
-
-    def diagnostics(self) -> dict:
-        c = self.client.conn
-        return {'server': c.uri, 'connected': c.connected, 'reconnects': c.reconnects,
-                'consecutive_failures': c.failures, 'last_error_kind': self.last_kind}
-
-    def close(self) -> None:
-        self.client.close()
 
 
 def make(name: str, *, checkpoint: str = '', server_uri: str = '', statistics_file: str = '',

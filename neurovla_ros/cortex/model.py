@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, PretrainedConfig, PreTrainedModel, ViTConfig, \
     ViTModel
+from transformers.utils import logging as hf_logging
 
 from . import language
 
@@ -250,16 +251,20 @@ class NeuroVLAModel(PreTrainedModel):
         example = (torch.zeros(1, 3, h, w), torch.zeros(1, self.config.vision_hidden),
                    torch.zeros(1, self.config.vision_hidden))
         self.eval()
+        verbosity = hf_logging.get_verbosity()
         try:
             with warnings.catch_warnings(), torch.no_grad():
-                # the trace's own notes (shape-dependent branches: the shape is fixed here) and
+                # the trace's own notes (shape-dependent branches: the shape is fixed here),
                 # the deprecation of torch.jit in favour of torch.compile (which would need a
-                # compiler at run time)
+                # compiler at run time) and transformers' remarks on attributes it visits
                 warnings.simplefilter('ignore')
+                hf_logging.set_verbosity_error()
                 graph = torch.jit.freeze(torch.jit.trace(_Point(self), example,
                                                          check_trace=False).eval())
         except Exception:  # noqa: BLE001 - any failure: the eager path serves
             return False
+        finally:
+            hf_logging.set_verbosity(verbosity)
         self.__dict__['_frozen'] = graph
         return True
 
