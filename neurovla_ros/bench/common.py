@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -88,7 +89,6 @@ class ReferenceStream:
         eff[:] = 0.0
 
     def publish(self) -> None:
-        import time
         self.msg.set_stamp(time.time_ns())
         self.pub.publish(self.msg.tobytes())
 

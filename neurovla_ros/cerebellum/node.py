@@ -25,8 +25,9 @@ tick is one core step and one publish; the IMU is not delivered per message: eac
 the newest sample (:class:`~neurovla_ros.common.rosutil.LatestSample`). Both 1 kHz streams are
 raw bytes and only the needed fields are read (:mod:`neurovla_ros.common.cdr`); the reference is
 serialized in place and published raw. Freshness, goal times and the watchdog use ROS time
-(``use_sim_time``: the simulation's /clock), else the monotonic clock. A 20 Hz watchdog keeps publishing the held reference when /joint_states stops. The work is done by the
-ROS-free :class:`neurovla_ros.cerebellum.core.Cerebellum`.
+(``use_sim_time``: the simulation's /clock), else the monotonic clock. A 20 Hz watchdog keeps
+publishing the held reference when /joint_states stops. The work is done by the ROS-free
+:class:`neurovla_ros.cerebellum.core.Cerebellum`.
 """
 from __future__ import annotations
 
