@@ -199,37 +199,62 @@ def test_withdrawal_stays_above_the_table(dyn, model):
 
 
 # ---------------------------------------------------------------- the whole arc
-def test_collision_during_motion_withdraws_then_recovers(model):
+def run_arc(model, plan_at_once=False):
+    """A push on the forearm during a move, closed loop on the MuJoCo body: the controller's
+    modes, commands, the tick of its event (and the event) and the forearm's height."""
     cfg = SpinalConfig(quiet_time=0.3, withdraw=WithdrawConfig(distance=0.05, duration=0.2))
     ctrl = SpinalController(cfg=cfg)
+    if plan_at_once:    # the plan inside the tick, before the first command
+        start = ctrl._start_reflex
+        ctrl._start_reflex = lambda q, qd, t, channel='joint_torque', defer=False: start(
+            q, qd, t, channel)
     world = World(seed=0, n_objects=0)
     home = model.home_pose()
     target = home + np.array([0.5, 0, 0, 0, 0, 0])
     world.reset(q=home)
     force = np.array([0.0, 0.0, 40.0])              # push the forearm up during the move
-    modes, onset, t_event, link_z = [], None, None, []
+    out = {'modes': [], 'commands': [], 'link_z': [], 'event': None}
     for k in range(1500):
         t = world.time
         s, ds = min_jerk(min(1.0, t / 0.8))
         ctrl.set_reference(home + (target - home) * s, (target - home) * ds / 0.8, now=t)
         q, qd, eff = world.joint_state()
         tau = ctrl.step(q, qd, eff, t, 1e-3, t)
-        if ctrl.last_event is not None and t_event is None:
-            t_event = t
+        if ctrl.last_event is not None and out['event'] is None:
+            out['event'], out['t_event'] = ctrl.last_event, t
+            out['planned_in_tick'] = ctrl.last_event.offset is not None
         ctrl.after_tick(q, qd, eff, 1e-3)
         world.command('effort', tau)
         if k == 400:
-            onset = world.apply_wrench('forearm_link', force, duration=0.1)
+            out['onset'] = world.apply_wrench('forearm_link', force, duration=0.1)
         world.step()
-        modes.append(ctrl.mode)
-        link_z.append(world.data.xipos[world.model.body('forearm_link').id][2])
-    assert t_event is not None and 0 < t_event - onset <= 0.0021
-    assert ctrl.events == 1
+        out['modes'].append(ctrl.mode)
+        out['commands'].append(list(tau))
+        out['link_z'].append(world.data.xipos[world.model.body('forearm_link').id][2])
+    out['events'] = ctrl.events
+    out['withdraw_dq'] = ctrl.withdrawal.dq.copy()
+    return out
+
+
+def test_collision_during_motion_withdraws_then_recovers(model):
+    arc = run_arc(model)
+    modes, link_z = arc['modes'], arc['link_z']
+    assert arc['event'] is not None and 0 < arc['t_event'] - arc['onset'] <= 0.0021
+    assert arc['events'] == 1
     assert WITHDRAW in modes and COMPLIANT in modes
     # the pushed point (the forearm's centre of mass) moved along the push (up)
     assert link_z[650] - link_z[400] > 0.01
     # recovered after the quiet time: following the reference again (via hold/engage)
     assert modes[-1] not in (WITHDRAW, COMPLIANT) and HOLD in modes[modes.index(COMPLIANT):]
+    # the tick that detects sends its brake without planning; after_tick plans, and the whole
+    # withdrawal equals the one planned before the first command, to the last bit
+    assert not arc['planned_in_tick']
+    np.testing.assert_array_equal(arc['event'].offset, arc['withdraw_dq'])
+    assert np.linalg.norm(arc['event'].offset) > 0.01
+    at_once = run_arc(model, plan_at_once=True)
+    assert at_once['planned_in_tick']
+    assert arc['commands'] == at_once['commands']
+    np.testing.assert_array_equal(arc['event'].offset, at_once['event'].offset)
 
 
 def test_a_contact_does_not_desensitise_the_detector(dyn, model, gains, fast_motion):

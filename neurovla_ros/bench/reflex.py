@@ -22,12 +22,15 @@ machine's own floor in the same run (how late a FIFO thread sleeping to 1 ms dea
 every hop of the reflex waits for such wake-ups), measured before the graph starts.
 Writes bench_out/reflex.png (an in-process replay of one collision at 1 ms resolution: force,
 detection, command, joint motion and the spike raster; plus the live latency histogram).
-The last stdout line is the JSON result.
+bench_out/reflex_collisions.json lists every collision (link, force, joints, the sample that
+detected it: 1 = the first state after the push began, detect and latency). The last stdout line
+is the JSON result.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import sys
 import time
@@ -211,6 +214,20 @@ class Scenario:
                                      for n in self.model.arm_joints])
         else:
             self.false_events.append({'phase': self.phase, 'values': values})
+
+
+def collision_record(c: dict, sim) -> dict:
+    """One collision for the log: where it was, and where its time went."""
+    r = {'link': c.get('link'), 'force_n': np.round(c['force'], 3).tolist() if 'force' in c
+         else None, 'onset_step': c['onset_step'], 'missed': c.get('missed', False)}
+    ev = c.get('event')
+    if ev is not None:
+        onset_stamp = sim.stamp_ns(c['onset_step'] + 1) * 1e-9   # the first state with the push
+        r.update(joints=ev.get('joints'),
+                 detect_samples=int(round((float(ev['detection_time']) - onset_stamp) * 1e3)) + 1,
+                 detect_ms=(c['detect_wall_ns'] - c['onset_wall_ns']) * 1e-6,
+                 latency_ms=c.get('latency_ms'), latency_steps=c.get('latency_steps'))
+    return r
 
 
 def replay(seed, link, force, out_png, latencies, detects, result):
@@ -433,6 +450,10 @@ def main(argv=None) -> int:
         f"triggers in {res['free_motion_s']:.0f} s of free motion + the cycles; latency p50/p99/"
         f"max {res['latency_ms_p50']:.2f}/{res['latency_ms_p99']:.2f}/"
         f"{res['latency_ms_max']:.2f} ms")
+    log_path = os.path.join(out_dir(), 'reflex_collisions.json')
+    with open(log_path, 'w') as f:
+        json.dump([collision_record(c, sim) for c in cols], f, indent=0)
+    res['collision_log'] = log_path
     png = os.path.join(out_dir(), 'reflex.png')
     first = detected[0] if detected else {'link': 'forearm_link', 'force': np.array([0, 0, 50.0])}
     replay(args.seed, first['link'], first['force'], png, latencies, detects, res)

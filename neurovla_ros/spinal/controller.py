@@ -58,7 +58,7 @@ class ReflexEvent:
     joints: list              # names of the joints over threshold
     torque: np.ndarray        # estimated external torque [N m]
     threshold: np.ndarray     # threshold in force [N m]
-    offset: np.ndarray        # planned withdrawal joint offset [rad]
+    offset: np.ndarray | None  # planned withdrawal joint offset [rad] (None until planned)
     channel: str = 'joint_torque'   # which sensor saw it: joint_torque | wrench
 
 
@@ -179,6 +179,7 @@ class SpinalController:
         self.tau = np.zeros(6)
         self.command = [0.0] * 6       # the last command (list) actually returned
         self.last_event: ReflexEvent | None = None
+        self._plan_from = None         # (q, r, qd) of a detection whose withdrawal is unplanned
         self.events = 0
         self.reset_requested = False
         self.moving = False
@@ -242,14 +243,17 @@ class SpinalController:
 
         ``effort`` None: no torque measurement (the detector skips this sample). Returns the
         command as a list of 6 floats (kept in ``command``). A detected collision leaves a
-        ``ReflexEvent`` in ``last_event`` (and counts in ``events``) for this tick only.
+        ``ReflexEvent`` in ``last_event`` (and counts in ``events``) for this tick only; its
+        first command brakes at the detected pose (the withdrawal's first sample whatever its
+        direction), and ``after_tick`` plans the withdrawal (fills ``last_event.offset``) once
+        that command is out. Call ``after_tick`` after every ``step``.
         """
         cfg = self.cfg
         qa, qda = q[:6], qd[:6]
         self.last_event = None
         if effort is not None and self.detector.update(q, qd, effort, dt):
             if cfg.reflex_enabled and self.mode in (HOLD, FOLLOW, ENGAGE):
-                self._start_reflex(q, qd, t)
+                self._start_reflex(q, qd, t, defer=True)
             self.last_contact = t
         mode = self.mode
         follow = False
@@ -317,7 +321,12 @@ class SpinalController:
         return self.q_des, self.qd_des
 
     def after_tick(self, q, qd, effort=None, dt: float = 0.0) -> None:
-        """Bookkeeping off the latency path (call after the command went out)."""
+        """Off the latency path (call after the command went out): the withdrawal plan of a
+        collision detected in this tick, the detector's preparation for the next sample,
+        statistics."""
+        if self._plan_from is not None:     # before prepare(): both pose the arm model
+            self.last_event.offset = self.withdrawal.plan(*self._plan_from).copy()
+            self._plan_from = None
         self.detector.prepare(q, qd, effort, dt)
         rv = self._rest_v
         v = qd[:6].tolist()      # list ops: ~4x cheaper than numpy reductions on 6 values
@@ -355,9 +364,16 @@ class SpinalController:
         self.last_contact = t
         return True
 
-    def _start_reflex(self, q, qd, t, channel: str = 'joint_torque') -> None:
+    def _start_reflex(self, q, qd, t, channel: str = 'joint_torque', defer=False) -> None:
+        """Enter the withdrawal; ``defer``: plan it in ``after_tick`` (the first reference,
+        the pose at ``t`` at rest, does not depend on the plan)."""
         det = self.detector
-        dq = self.withdrawal.plan(q, det.r, qd, t)
+        if defer:
+            self.withdrawal.start(q, t)
+            self._plan_from = (np.array(q[:8], float), det.r.copy(), np.array(qd[:8], float))
+            dq = None
+        else:
+            dq = self.withdrawal.plan(q, det.r, qd, t).copy()
         self.mode = WITHDRAW
         self.accel.reset()        # the withdrawal profile starts from rest: no stale feed-forward
         self.events += 1

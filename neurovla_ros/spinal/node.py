@@ -10,7 +10,9 @@ Interfaces
     ~/reset [std_srvs/Trigger]                        leave the reflex
 
 Each /joint_states sample runs one tick in its callback: the collision detector first, then the
-network, then the command is published; bookkeeping comes after the publish. The work is done by
+network, then the command is published; the withdrawal plan of a collision detected in the tick
+(its first command, a brake at the detected pose, does not need it), the reflex event and the
+bookkeeping come after the publish. The work is done by
 the ROS-free :class:`neurovla_ros.spinal.controller.SpinalController`.
 """
 from __future__ import annotations
@@ -194,9 +196,11 @@ class SpinalNode(Node):
         except RCLError:      # shutting down: the context is gone
             return
         # ---- after the command ----
-        if ctrl.last_event is not None:
-            self._publish_event(ctrl.last_event, Time(sec=sec, nanosec=nsec), time.time(), dt)
-        ctrl.after_tick(q, qd, ea, dt)
+        ev = ctrl.last_event
+        wall = time.time() if ev is not None else 0.0      # the command is out
+        ctrl.after_tick(q, qd, ea, dt)      # plans a withdrawal begun in this tick
+        if ev is not None:
+            self._publish_event(ev, Time(sec=sec, nanosec=nsec), wall, dt)
         if self.wrench is not None:
             self._has_state = True
         if ctrl.mode != self._last_mode:

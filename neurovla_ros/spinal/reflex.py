@@ -244,8 +244,23 @@ class Withdrawal:
         n = np.linalg.norm(d)
         return d / n if n > 1e-9 else np.zeros(6)
 
-    def plan(self, q8, r_ext, qd8, t0: float) -> np.ndarray:
-        """Plan from joint state ``q8`` at time ``t0``; returns the joint offset [rad]."""
+    def start(self, q8, t0: float) -> None:
+        """Begin a withdrawal at joint state ``q8`` and time ``t0``: until ``plan`` fills in the
+        offset the reference is the pose at ``t0`` at rest (the first sample of any withdrawal,
+        whose minimum-jerk profile starts with zero offset and velocity)."""
+        q = np.asarray(q8, float)[:6]
+        self.q0[:] = q
+        self.dq[:] = 0.0
+        self.target_q[:] = q
+        self.t0 = float(t0)
+        self.q[:] = q
+        self.qd[:] = 0.0
+
+    def plan(self, q8, r_ext, qd8, t0: float | None = None) -> np.ndarray:
+        """Plan the withdrawal from joint state ``q8`` (``t0``: start it there first; None:
+        complete the one ``start`` began); returns the joint offset [rad]."""
+        if t0 is not None:
+            self.start(q8, t0)
         cfg = self.cfg
         q8 = np.asarray(q8, float)
         q = q8[:6]
@@ -269,12 +284,8 @@ class Withdrawal:
                 dq *= 0.5
             else:
                 dq[:] = 0.0
-        self.q0[:] = q
         self.dq[:] = dq
-        self.target_q[:] = q + dq
-        self.t0 = float(t0)
-        self.q[:] = q
-        self.qd[:] = 0.0
+        self.target_q[:] = self.q0 + dq
         return dq
 
     def reference(self, t: float) -> tuple[np.ndarray, np.ndarray, bool]:
