@@ -48,7 +48,8 @@ from trajectory_msgs.msg import JointTrajectory
 from ..common import robot
 from ..common.cdr import ImuReader, JointStateReader, read_stamp
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              LatestSample, declare_params, joint_state_template, run)
+                              LatestSample, Throttled, declare_params, joint_state_template,
+                              run)
 from .core import Cerebellum, config_from
 from .estimator import matrix_to_quat_xyzw
 from .params import NODE_NAME, PARAMS
@@ -69,6 +70,7 @@ def _kv(key, value) -> KeyValue:
 class CerebellumNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
+        self._log = Throttled(self.get_logger())   # for messages that may come at 1 kHz
         self.p = declare_params(self, PARAMS)
         p = self.p
         # one clock for freshness, goals and the watchdog: ROS time (follows /clock with
@@ -148,7 +150,7 @@ class CerebellumNode(Node):
     # ---------------------------------------------------------------- inputs
     def _warn(self, what: str, msg: str) -> None:
         self._rejected[what] += 1
-        self.get_logger().warning(msg, throttle_duration_sec=1.0)
+        self._log.warning(what, msg)
 
     def _layout(self, names: tuple) -> bool:
         try:
@@ -281,8 +283,8 @@ class CerebellumNode(Node):
         for st in msg.status:
             if any(kv.key == 'event' and kv.value == 'collision' for kv in st.values):
                 self.core.note_reflex(self._now())
-                self.get_logger().info('spinal reflex: the reference will follow the '
-                                       'withdrawal', throttle_duration_sec=1.0)
+                self._log('reflex', 'spinal reflex: the reference will follow the withdrawal',
+                          'info')
 
     def _on_twist(self, msg: TwistStamped) -> None:
         v, w = msg.twist.linear, msg.twist.angular

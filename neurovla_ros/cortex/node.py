@@ -31,7 +31,7 @@ from ..common import robot
 from ..common.cdr import ImageReader
 from ..common.limits import invalid_reason
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              LatestSample, declare_params, go_realtime, run)
+                              LatestSample, Throttled, declare_params, go_realtime, run)
 from . import backends
 from .actions import matrix_to_quat_xyzw
 from .camera import Camera
@@ -45,6 +45,7 @@ LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.
 class CortexNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
+        self._log = Throttled(self.get_logger())   # for messages that may come at 1 kHz
         p = self.p = declare_params(self, PARAMS)
         go_realtime(self)       # before the model loads: start-up is most of the CPU it needs
         cap_torch_threads(p.torch_threads)
@@ -100,8 +101,8 @@ class CortexNode(Node):
         self.get_logger().info(f'cortex up: backend {p.backend}, instruction {p.instruction!r}')
 
     # ---- inputs ----
-    def _warn(self, msg: str) -> None:
-        self.get_logger().warning(msg, throttle_duration_sec=1.0)
+    def _warn(self, what: str, msg: str) -> None:
+        self._log.warning(what, msg)
 
     def _on_params(self, params) -> None:
         for prm in params:
@@ -118,12 +119,13 @@ class CortexNode(Node):
             return
         frame = self.p.camera_frame or msg.header.frame_id or DEFAULT_CAMERA_FRAME
         if frame not in {j.child for j in self.model.joints.values()}:
-            self._warn(f'camera frame {frame!r} is not in the URDF; using {DEFAULT_CAMERA_FRAME}')
+            self._warn('camera_info', f'camera frame {frame!r} is not in the URDF; using '
+                       f'{DEFAULT_CAMERA_FRAME}')
             frame = DEFAULT_CAMERA_FRAME
         try:
             self._camera = Camera.from_info(msg.k, msg.width, msg.height, frame, self.model)
         except ValueError as e:
-            self._warn(f'ignoring camera_info: {e}')
+            self._warn('camera_info', f'ignoring camera_info: {e}')
             return
         self._camera_key = key
         self.core.set_camera(self._camera)
@@ -137,14 +139,14 @@ class CortexNode(Node):
             try:
                 msg = deserialize_message(buf, Image)
             except Exception as e:  # noqa: BLE001 - a bad message must not end the node
-                self._warn(f'ignoring undecodable image ({e})')
+                self._warn('image', f'ignoring undecodable image ({e})')
                 return
             enc, h, w, step = msg.encoding, msg.height, msg.width, msg.step
             data = np.frombuffer(msg.data, np.uint8)
         enc = enc.lower()
         if enc not in ('rgb8', 'bgr8') or h == 0 or w == 0 or step < 3 * w or \
                 len(data) < step * h:
-            self._warn(f'ignoring image: encoding {enc!r} {w}x{h} step {step} '
+            self._warn('image', f'ignoring image: encoding {enc!r} {w}x{h} step {step} '
                        f'({len(data)} bytes); need rgb8/bgr8')
             return
         img = data[:step * h].reshape(h, step)[:, :3 * w].reshape(h, w, 3)
@@ -152,7 +154,7 @@ class CortexNode(Node):
             img = img[:, :, ::-1]
         cam = self._camera
         if cam is not None and (cam.width, cam.height) != (w, h):
-            self._warn(f'image is {w}x{h} but camera_info says {cam.width}x{cam.height}')
+            self._warn('image', f'image is {w}x{h} but camera_info says {cam.width}x{cam.height}')
             return
         self.core.set_image(img)
 
@@ -165,7 +167,7 @@ class CortexNode(Node):
         try:
             msg = deserialize_message(buf, JointState)
         except Exception as e:  # noqa: BLE001 - a damaged sample must not end the node
-            self._warn(f'ignoring an undecodable /joint_states ({e})')
+            self._warn('joint_states', f'ignoring an undecodable /joint_states ({e})')
             return None
         names = list(msg.name)
         if names != self._joint_names:
@@ -173,17 +175,18 @@ class CortexNode(Node):
                 self._joint_index = [names.index(n) for n in self.arm + self._fingers]
             except ValueError:
                 missing = [n for n in self.arm + self._fingers if n not in names]
-                self._warn(f'/joint_states lacks {missing}; ignoring it')
+                self._warn('joint_states', f'/joint_states lacks {missing}; ignoring it')
                 return None
             self._joint_names = names
         pos = msg.position
         if len(pos) != len(names):
-            self._warn(f'/joint_states has {len(pos)} positions for {len(names)} names')
+            self._warn('joint_states',
+                       f'/joint_states has {len(pos)} positions for {len(names)} names')
             return None
         values = np.array([pos[i] for i in self._joint_index], float)
         bad = invalid_reason(values, 8)
         if bad:
-            self._warn(f'ignoring /joint_states: {bad}')
+            self._warn('joint_states', f'ignoring /joint_states: {bad}')
             return None
         return values[:6], values[6:], stamp
 
@@ -241,7 +244,7 @@ class CortexNode(Node):
         arr.status = [st]
         self.pub_diag.publish(arr)
         if s.level > 0:
-            self._warn(s.message)
+            self._warn('backend', s.message)
 
     def close(self) -> None:
         self.core.stop()

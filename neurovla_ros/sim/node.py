@@ -67,8 +67,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from ..common.limits import invalid_reason
 from ..common import cdr
-from ..common.rosutil import (COMMAND_QOS, SENSOR_QOS, cap_torch_threads, declare_params,
-                              go_realtime, joint_state_template)
+from ..common.rosutil import (COMMAND_QOS, SENSOR_QOS, Throttled, cap_torch_threads,
+                              declare_params, go_realtime, joint_state_template)
 from .params import NODE_NAME, PARAMS
 from .world import World
 
@@ -103,6 +103,7 @@ class SimNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self._log = Throttled(self.get_logger())   # for messages that may come at 1 kHz
         if 'torch' in sys.modules:  # in-process use next to a torch model; the sim needs none
             cap_torch_threads()
         self.p = declare_params(self, PARAMS)
@@ -137,7 +138,6 @@ class SimNode(Node):
         self._stop = False
         self._executor = None
         self._diag_prev = (time.monotonic(), 0)
-        self._loggers = {}
         self._events = 0  # callbacks of this node served (fast mode drains until none is left)
         self._apply_rates()
 
@@ -254,11 +254,7 @@ class SimNode(Node):
     # ------------------------------------------------------------------ commands
     def _warn(self, kind: str, msg: str) -> None:
         self.rejected += 1
-        log = self._loggers.get(kind)
-        if log is None:
-            log = self._loggers[kind] = self.get_logger().get_child(kind)
-        log.warning(f'{msg}; rejected, holding the last valid command',
-                    throttle_duration_sec=1.0)
+        self._log.warning(kind, f'{msg}; rejected, holding the last valid command')
 
     def _accept(self, kind: str, values) -> None:
         self.accepted += 1
@@ -527,7 +523,7 @@ class SimNode(Node):
             raise
         except Exception as e:  # noqa: BLE001 - the body must keep running
             self.callback_errors += 1
-            self.get_logger().error(f'callback failed: {e!r}', throttle_duration_sec=1.0)
+            self._log.error('callback', f'callback failed: {e!r}')
 
     def tick(self) -> None:
         """One physics step and its messages (for a caller that paces the loop itself)."""

@@ -32,8 +32,8 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ..common.cdr import JointStateReader
-from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, declare_params, float64_array_template,
-                              run)
+from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, Throttled, declare_params,
+                              float64_array_template, run)
 from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
 from .lif import WEIGHTS_FILE, NetParams
 from .params import NODE_NAME, PARAMS
@@ -64,6 +64,7 @@ def _kv(key, value) -> KeyValue:
 class SpinalNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
+        self._log = Throttled(self.get_logger())   # for messages that may come at 1 kHz
         self.p = declare_params(self, PARAMS)
         p = self.p
         self.ctrl = SpinalController(NetParams.load(p.weights_file or WEIGHTS_FILE),
@@ -114,7 +115,7 @@ class SpinalNode(Node):
     # ---------------------------------------------------------------- inputs
     def _warn(self, what: str, msg: str) -> None:
         self._rejected[what] += 1
-        self.get_logger().warning(f'{what} rejected: {msg}', throttle_duration_sec=1.0)
+        self._log.warning(what, f'{what} rejected: {msg}')
 
     def _layout(self, names) -> bool:
         """Learn where the 6 arm joints (and fingers) are in a /joint_states message."""
@@ -234,8 +235,7 @@ class SpinalNode(Node):
         q, qd, ff = (None if not len(a) else a if idx is None else a[idx]
                      for a in (pos, vel, eff))
         if np.any(q < self._warn_lo) or np.any(q > self._warn_hi):
-            self.get_logger().warning('reference beyond the joint limits: clamped',
-                                      throttle_duration_sec=1.0)
+            self._log.warning('reference_limits', 'reference beyond the joint limits: clamped')
         self.ctrl.set_reference(q, qd, ff, time.monotonic())
 
     def _on_wrench(self, msg: WrenchStamped) -> None:
@@ -284,8 +284,11 @@ class SpinalNode(Node):
 
     def _mode_changed(self, mode, stamp) -> None:
         prev, self._last_mode = self._last_mode, mode
-        self.get_logger().info(f'mode {prev} -> {mode}')
+        # debug: an rclpy log call costs ~0.4 ms in this 1 kHz thread (the mode is in
+        # /diagnostics; the reflex and its recovery are logged and published on ~/reflex)
+        self.get_logger().debug(f'mode {prev} -> {mode}')
         if prev in (WITHDRAW, COMPLIANT) and mode not in (WITHDRAW, COMPLIANT):
+            self.get_logger().info(f'reflex over: {mode}')
             st = DiagnosticStatus(level=DiagnosticStatus.OK, name='spinal: reflex',
                                   hardware_id='neurovla_arm', message='recovered',
                                   values=[_kv('event', 'recovered')])
