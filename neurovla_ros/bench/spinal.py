@@ -8,7 +8,10 @@
 2. Live, real time: the sim (SimNode, in this process) and the spinal node (its own process)
    over DDS for ``--live-s`` seconds of the same kind of motion. ``tick_hz`` = commands the
    body received per second; ``on_time_fraction`` = share of the 1 ms physics periods in which
-   a fresh command arrived; the live tracking RMSE and the node's own tick timing. Before it,
+   a fresh command arrived (the periods without one: ``missed_periods_single``, alone, and
+   ``missed_periods_in_streaks``, in streaks of two or more, the longest ``missed_streak_max``:
+   a stall of the machine and the body's catch-up after it); the live tracking RMSE and the
+   node's own tick timing. Before it,
    ``platform_wake_ms_*``: how late a FIFO thread sleeping to 1 ms deadlines wakes on this
    machine (the floor under every hop).
 
@@ -160,6 +163,10 @@ def live(seconds: float, seed: int, speed: float = 1.0):
     steps = max(1, k_end - k0)
     arr = np.array([k for k in arrivals if k0 <= k < k_end])
     on_time = len(np.unique(arr)) / steps if arr.size else 0.0
+    missed = np.ones(steps, bool)
+    missed[np.unique(arr) - k0] = False
+    edges = np.diff(np.r_[0, missed.astype(np.int8), 0])
+    runs = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)   # lengths of miss streaks
     filled = state['filled']
     mask = filled & (np.max(np.abs(qd_ref), 1) > 0.05)
     err = state['err'][mask]
@@ -168,6 +175,9 @@ def live(seconds: float, seed: int, speed: float = 1.0):
     def dval(key):
         return float(np.median([float(x[key]) for x in d])) if d else float('nan')
     return {'tick_hz': len(arr) / (steps * 1e-3), 'on_time_fraction': on_time,
+            'missed_periods_single': int(np.sum(runs == 1)),
+            'missed_periods_in_streaks': int(np.sum(runs[runs > 1])),
+            'missed_streak_max': int(runs.max()) if runs.size else 0,
             'live_s': steps * 1e-3,
             'live_tracking_rmse_rad': float(np.sqrt(np.mean(err ** 2))) if len(err) else
             float('nan'),
