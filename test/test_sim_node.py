@@ -269,3 +269,56 @@ def test_in_process_command_hooks_see_the_step_that_uses_the_command():
         sim.destroy_node()
         other.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+@pytest.mark.parametrize('wait_s', [0.0005, 0.0])
+def test_after_a_stall_the_body_catches_up_no_faster_than_its_controller_answers(wait_s):
+    """A controller answering every /joint_states sample (same process, real DDS); the body's
+    thread stalls for 30 ms once. With catchup_wait_s each step of the catch-up waits for the
+    answer to the state before it; with 0 the body runs through the backlog on a stale
+    command."""
+    import rclpy
+    from rclpy.experimental import EventsExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from neurovla_ros.common.rosutil import COMMAND_QOS, LATEST_QOS
+    from neurovla_ros.sim.node import SimNode
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    sim = SimNode(context=ctx, parameter_overrides=[
+        Parameter('camera_enabled', value=False), Parameter('catchup_wait_s', value=wait_s),
+        Parameter('imu_rate_hz', value=1.0), Parameter('wrench_rate_hz', value=1.0),
+        Parameter('realtime_priority', value=0)])
+    ctl = Node('controller', context=ctx)
+    try:
+        pub = ctl.create_publisher(Float64MultiArray, '/forward_position_controller/commands',
+                                   COMMAND_QOS)
+        hold = Float64MultiArray(data=list(HOME))
+        ctl.create_subscription(JointState, '/joint_states', lambda _: pub.publish(hold),
+                                LATEST_QOS, raw=True)
+        answered = set()
+        sim.command_hooks.append(lambda kind, k, t, v: answered.add(k))
+        step, stall = sim.world.step, {'at': None}
+
+        def step_with_a_stall(n=1):
+            if stall['at'] is None and len(answered) > 200:   # the controller is live
+                stall['at'] = sim.world.step_count
+                time.sleep(0.03)
+            step(n)
+        sim.world.step = step_with_a_stall
+        ex = EventsExecutor(context=ctx)
+        ex.add_node(ctl)
+        sim.run(duration=2.0, executor=ex)
+        assert stall['at'] is not None, 'the controller never answered'
+        after = range(stall['at'] + 2, stall['at'] + 27)      # the catch-up (~30 steps late)
+        share = sum(k in answered for k in after) / len(after)
+        if wait_s:
+            assert sim.catchup_waits >= 20 and share >= 0.8, (share, sim.catchup_timeouts)
+        else:
+            assert sim.catchup_waits == 0 and share <= 0.5, share
+    finally:
+        sim.close()
+        sim.destroy_node()
+        ctl.destroy_node()
+        rclpy.try_shutdown(context=ctx)

@@ -36,7 +36,10 @@ throttled warning and counted; the last valid command is held.
 
 Timing: physics and publishing run in one thread on absolute deadlines; the time left until the
 next step is spent in ``EventsExecutor.spin_once`` (callbacks). In real time the stamp of a step
-is its scheduled wall time (a late loop shows as age, not jitter). In-process use (benchmarks):
+is its scheduled wall time (a late loop shows as age, not jitter). Behind schedule (after a
+stall) the loop catches up, but a step waits up to ``catchup_wait_s`` for the answer of a
+controller that commands at the step rate (it answered the state before) to the state just
+published: the body never runs through a backlog on a stale command. In-process use (benchmarks):
 construct ``SimNode(context=...)``, append to ``command_hooks`` / ``disturbance_hooks``
 (``hook(kind, step_index, sim_time, values)``; ``step_index`` = the first step that uses it) and
 call ``run(duration=...)``.
@@ -130,6 +133,9 @@ class SimNode(Node):
         self.resyncs = 0
         self.callback_errors = 0
         self.overruns = 0
+        self.catchup_waits = 0      # late steps that waited for a live controller's answer
+        self.catchup_timeouts = 0   # ... and stepped on without it
+        self._cmd_step = -2         # step_count when the last command was accepted
         self._late = np.zeros(WINDOW)
         self._late_i = 0
         self._epoch_ns = 0          # stamp of sim time 0 (real time: wall clock; sim: 0)
@@ -258,6 +264,7 @@ class SimNode(Node):
 
     def _accept(self, kind: str, values) -> None:
         self.accepted += 1
+        self._cmd_step = self.world.step_count
         if self.command_hooks:
             k, t = self.world.step_count, self.world.time
             for hook in self.command_hooks:
@@ -458,6 +465,8 @@ class SimNode(Node):
         values = {
             'real_time_factor': f'{rtf:.4f}', 'sim_time': f'{self.world.time:.3f}',
             'steps': str(k), 'step_overruns': str(self.overruns), 'resyncs': str(self.resyncs),
+            'catchup_waits': str(self.catchup_waits),
+            'catchup_timeouts': str(self.catchup_timeouts),
             'lateness_p99_ms': f'{np.percentile(late, 99) * 1e3:.3f}',
             'lateness_max_ms': f'{late.max() * 1e3:.3f}',
             'rejected_commands': str(self.rejected), 'accepted_commands': str(self.accepted),
@@ -525,6 +534,21 @@ class SimNode(Node):
             self.callback_errors += 1
             self._log.error('callback', f'callback failed: {e!r}')
 
+    def _await_answer(self, ex, k: int, timeout_ns: int) -> None:
+        """Behind schedule, with a controller that answered the previous state: serve
+        callbacks until it answers state ``k`` too or ``timeout_ns`` passes. After a stall the
+        body then catches up no faster than its controller answers, instead of stepping
+        through the backlog on a stale command; the controller is still judged on every step
+        the body takes on time."""
+        self.catchup_waits += 1
+        end = time.monotonic_ns() + timeout_ns
+        while self._cmd_step < k:
+            rem = end - time.monotonic_ns()
+            if rem <= 0:
+                self.catchup_timeouts += 1
+                return
+            self._serve(ex, rem * 1e-9)
+
     def tick(self) -> None:
         """One physics step and its messages (for a caller that paces the loop itself)."""
         self.world.step(1)
@@ -547,6 +571,7 @@ class SimNode(Node):
         self._diag_prev = (time.monotonic(), self.world.step_count)
         ctx = self.context
         max_late = int(self.p.max_lateness_s * 1e9)
+        catchup_ns = int(self.p.catchup_wait_s * 1e9)
         fast_every = 5  # speed 0: serve callbacks every 5 steps (spin_once costs ~0.1 ms)
         try:
             while not self._stop and ctx.ok():
@@ -560,6 +585,10 @@ class SimNode(Node):
                     rem = due - time.monotonic_ns()
                     while rem > 0:
                         self._serve(ex, rem * 1e-9)
+                        rem = due - time.monotonic_ns()
+                    if (rem < 0 and catchup_ns and self._cmd_step == k_next - 2
+                            and -rem <= max_late):
+                        self._await_answer(ex, k_next - 1, catchup_ns)
                         rem = due - time.monotonic_ns()
                     if -rem > max_late:  # skip ahead by whole steps (stamps stay on grid)
                         self.resyncs += 1

@@ -16,6 +16,10 @@ PARAMS: list[Param] = [
           'possible (publishes /clock). Without use_sim_time the sim runs in real time', 0.0, 100.0),
     Param('max_lateness_s', 0.1, 'Real time: a loop later than this [s] skips ahead instead of '
           'catching up (counted as a resync)', 0.005, 10.0),
+    Param('catchup_wait_s', 0.0005, 'Real time: behind schedule (after a stall), wait up to '
+          'this long [s] for the answer of a controller that commands at the step rate before '
+          'the next step, instead of stepping on with its stale command; 0 = catch up at full '
+          'speed', 0.0, 0.0009),
     Param('stamp_source', 'scheduled', 'Header stamps in real time: the step\'s scheduled time '
           '(lateness shows as age) or the wall clock read just before publishing',
           choices=('scheduled', 'publish')),
