@@ -19,7 +19,7 @@ PARAMS: list[Param] = [
     Param('catchup_wait_s', 0.0005, 'Real time: behind schedule (after a stall), wait up to '
           'this long [s] for the answer of a controller that commands at the step rate before '
           'the next step, instead of stepping on with its stale command; 0 = catch up at full '
-          'speed', 0.0, 0.0009),
+          'speed', 0.0, 0.0008),
     Param('stamp_source', 'scheduled', 'Header stamps in real time: the step\'s scheduled time '
           '(lateness shows as age) or the wall clock read just before publishing',
           choices=('scheduled', 'publish')),
