@@ -1,5 +1,4 @@
 """common/realtime.py: SCHED_FIFO for every thread of a process, or a clear reason why not."""
-import os
 import subprocess
 import sys
 import textwrap
@@ -63,41 +62,6 @@ def test_threads_started_later_adopt_the_priority_on_request():
         assert out == ['0', 'ok', '0', '33', '33']
     else:   # not permitted here: the reason, and nothing adopted
         assert 'refused' in ' '.join(out) and out[-3:] == ['0', '0', '0']
-
-
-def test_the_executors_timer_thread_is_lifted_to_the_process_priority():
-    """rclpy's EventsExecutor starts a native timer thread on its first spin, after the node
-    went real-time: rosutil.spin lifts it (and any other late thread) to the priority."""
-    code = textwrap.dedent('''
-        import os
-        import rclpy
-        from rclpy.executors import ExternalShutdownException
-        from neurovla_ros.common import realtime, rosutil
-        rclpy.init()
-        node = rclpy.create_node('lift_probe')
-        policies = {}
-        def tick():
-            policies.update({t: os.sched_getscheduler(int(t)) & ~os.SCHED_RESET_ON_FORK
-                             for t in os.listdir('/proc/self/task')})
-            rclpy.shutdown()
-        node.create_timer(0.2, tick)
-        problem = realtime.make_realtime(31)
-        before = set(os.listdir('/proc/self/task'))
-        print(realtime.lift_late_threads(), end=' ')      # nothing late yet
-        try:
-            rosutil.spin(node)
-        except ExternalShutdownException:
-            pass
-        late = set(policies) - before
-        print(problem or 'ok', len(late),
-              all(p == os.SCHED_FIFO for p in policies.values()))
-    ''')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, 'ROS_DOMAIN_ID': '97'}).stdout.split()
-    if out[1] == 'ok':
-        assert out[0] == '0' and int(out[2]) >= 1 and out[3] == 'True', out
-    else:   # not permitted here: nothing lifted
-        assert 'refused' in ' '.join(out), out
 
 
 def test_realtime_process_holds_zero_wakeup_latency_until_it_ends():

@@ -8,8 +8,7 @@ moment (the Python loop and the DDS receive threads that feed it) gets the polic
 children started later begin under the normal scheduler (``SCHED_RESET_ON_FORK`` acts on every
 clone, threads included): a worker thread that should run at the process's priority calls
 ``adopt()`` first (the cortex's inference thread does; under the normal scheduler it waited 2/3
-of its time behind the FIFO loops), and ``lift_late_threads()`` lifts native threads started
-later (the executor's timer thread, after the first spin). Linux keeps
+of its time behind the FIFO loops). Linux keeps
 5 % of each core for normal tasks (``sched_rt_runtime_us``), so a runaway loop cannot lock the
 machine. ``gc.freeze()`` moves everything allocated during start-up out of the collector's
 reach, so later collections walk only the young objects of the loop.
@@ -89,27 +88,6 @@ def adopt() -> int:
         except OSError:
             return 0
     return current_priority()
-
-
-def lift_late_threads() -> int:
-    """Give the priority ``make_realtime`` set to every thread of this process that has since
-    started under the normal scheduler: native threads, which cannot call ``adopt()`` (rclpy's
-    EventsExecutor starts its timer thread on the first spin; under the normal scheduler it
-    woke its timers 10-17 ms late behind the FIFO loops in the full graph). Returns how many
-    threads were lifted (0 when the process is not real-time)."""
-    if _priority <= 0:
-        return 0
-    lifted = 0
-    for tid in thread_ids():
-        try:
-            if os.sched_getscheduler(tid) & ~getattr(os, 'SCHED_RESET_ON_FORK', 0) \
-                    == os.SCHED_FIFO:
-                continue
-            _set_fifo(tid, _priority)
-            lifted += 1
-        except OSError:
-            continue                      # ended meanwhile, or refused: leave it
-    return lifted
 
 
 def hold_zero_wakeup_latency() -> bool:

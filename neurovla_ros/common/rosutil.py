@@ -199,19 +199,15 @@ def spin(node, executor=None) -> None:
     from rclpy.experimental import EventsExecutor
     ex = executor or EventsExecutor(context=node.context)
     ex.add_node(node)
-    lifted = False
     try:
         while rclpy.ok(context=node.context):
             try:
-                ex.spin_once(timeout_sec=0.1 if lifted else 0.0)
+                ex.spin_once(timeout_sec=0.1)
             except RuntimeError:
                 # SIGINT while an event is being taken ("Unable to convert call argument"):
                 # part of the shutdown, not a failure
                 if rclpy.ok(context=node.context):
                     raise
-            if not lifted:      # the executor's timer thread exists after the first spin
-                realtime.lift_late_threads()
-                lifted = True
     finally:
         ex.remove_node(node)
 

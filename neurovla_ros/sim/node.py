@@ -69,7 +69,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..common.limits import invalid_reason
-from ..common import cdr, realtime
+from ..common import cdr
 from ..common.rosutil import (COMMAND_QOS, SENSOR_QOS, Throttled, cap_torch_threads,
                               declare_params, go_realtime, joint_state_template)
 from .params import NODE_NAME, PARAMS
@@ -567,8 +567,6 @@ class SimNode(Node):
         self._executor = ex
         self._stop = False
         end = None if duration is None else time.monotonic() + duration
-        self._serve(ex, 0.0)            # starts the executor's timer thread ...
-        realtime.lift_late_threads()    # ... which runs at this process's priority
         self._anchor()
         self._diag_prev = (time.monotonic(), self.world.step_count)
         ctx = self.context
