@@ -70,7 +70,7 @@ def _kv(key, value) -> KeyValue:
 class CerebellumNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
-        self._log = Throttled(self.get_logger())   # for messages that may come at 1 kHz
+        self._log = Throttled(self.get_logger())   # warnings about input, per kind
         self.p = declare_params(self, PARAMS)
         p = self.p
         # one clock for freshness, goals and the watchdog: ROS time (follows /clock with

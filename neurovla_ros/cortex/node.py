@@ -45,7 +45,7 @@ LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.
 class CortexNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
-        self._log = Throttled(self.get_logger())   # for messages that may come at 1 kHz
+        self._log = Throttled(self.get_logger())   # warnings about input, per kind
         p = self.p = declare_params(self, PARAMS)
         go_realtime(self)       # before the model loads: start-up is most of the CPU it needs
         cap_torch_threads(p.torch_threads)

@@ -106,7 +106,7 @@ class SimNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        self._log = Throttled(self.get_logger())   # for messages that may come at 1 kHz
+        self._log = Throttled(self.get_logger())   # warnings about input, per kind
         if 'torch' in sys.modules:  # in-process use next to a torch model; the sim needs none
             cap_torch_threads()
         self.p = declare_params(self, PARAMS)

@@ -64,7 +64,7 @@ def _kv(key, value) -> KeyValue:
 class SpinalNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
-        self._log = Throttled(self.get_logger())   # for messages that may come at 1 kHz
+        self._log = Throttled(self.get_logger())   # warnings about input, per kind
         self.p = declare_params(self, PARAMS)
         p = self.p
         self.ctrl = SpinalController(NetParams.load(p.weights_file or WEIGHTS_FILE),
