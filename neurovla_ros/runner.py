@@ -103,7 +103,8 @@ class Child:
 
 class TaskWatch:
     """The sim's objects (latched ``/sim/objects``) during the run; at the end, 0.6 s of tcp
-    samples from /joint_states and the task outcome for the cortex's instruction."""
+    samples from /joint_states (by their stamps) and the task outcome for the cortex's
+    instruction."""
 
     def __init__(self, node):
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -137,11 +138,17 @@ class TaskWatch:
                 q = [msg.position[list(msg.name).index(j)] for j in model.arm_joints]
             except ValueError:
                 return
-            track.append((time.monotonic(), model.fk(q)[:3, 3]))
+            st = msg.header.stamp
+            t = st.sec + st.nanosec * 1e-9 or time.monotonic()
+            track.append((t, model.fk(q)[:3, 3]))
+        # the samples' own stamps span the window (this process runs under the normal
+        # scheduler and may get the CPU late on a full machine: queued samples keep their time)
         sub = self.node.create_subscription(JointState, '/joint_states', on_js, QoSProfile(
-            depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT))
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+            depth=200, history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.BEST_EFFORT))
+        give_up = time.monotonic() + seconds + 5.0
+        while time.monotonic() < give_up and (len(track) < 2
+                                              or track[-1][0] - track[0][0] < seconds):
             ex.spin_once(timeout_sec=0.01)
         self.node.destroy_subscription(sub)
         if self.objects is None:
