@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from types import SimpleNamespace
 
@@ -219,6 +220,9 @@ def run(node_factory, args=None) -> int:
     ends the spin loop; a Python handler calling try_shutdown here could deadlock on rclpy's
     context lock.
     """
+    # rclpy's SIGINT handler shuts the context down (which ends the loop), then calls Python's,
+    # whose KeyboardInterrupt would land inside whatever callback runs and be logged as FATAL
+    signal.signal(signal.SIGINT, lambda *_: None)
     rclpy.init(args=args)
     node = None
     try:
@@ -227,6 +231,9 @@ def run(node_factory, args=None) -> int:
         spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001
+        if rclpy.ok():
+            raise       # a real failure; otherwise stopped while starting (the context is gone)
     finally:
         if node is not None:
             close = getattr(node, 'close', None)
