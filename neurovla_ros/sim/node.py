@@ -571,7 +571,6 @@ class SimNode(Node):
         self._diag_prev = (time.monotonic(), self.world.step_count)
         ctx = self.context
         max_late = int(self.p.max_lateness_s * 1e9)
-        catchup_ns = int(self.p.catchup_wait_s * 1e9)
         fast_every = 5  # speed 0: serve callbacks every 5 steps (spin_once costs ~0.1 ms)
         try:
             while not self._stop and ctx.ok():
@@ -586,10 +585,11 @@ class SimNode(Node):
                     while rem > 0:
                         self._serve(ex, rem * 1e-9)
                         rem = due - time.monotonic_ns()
-                    if (rem < 0 and catchup_ns and self._cmd_step == k_next - 2
-                            and -rem <= max_late):
-                        self._await_answer(ex, k_next - 1, catchup_ns)
-                        rem = due - time.monotonic_ns()
+                    if rem < 0 and self._cmd_step == k_next - 2 and -rem <= max_late:
+                        wait_ns = int(self.p.catchup_wait_s * 1e9)   # a live parameter
+                        if wait_ns:
+                            self._await_answer(ex, k_next - 1, wait_ns)
+                            rem = due - time.monotonic_ns()
                     if -rem > max_late:  # skip ahead by whole steps (stamps stay on grid)
                         self.resyncs += 1
                         shift = -(rem // DT_NS) * DT_NS
