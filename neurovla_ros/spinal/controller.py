@@ -325,7 +325,7 @@ class SpinalController:
         collision detected in this tick, the detector's preparation for the next sample,
         statistics."""
         if self._plan_from is not None:     # before prepare(): both pose the arm model
-            self.last_event.offset = self.withdrawal.plan(*self._plan_from).copy()
+            self.last_event.offset = self.withdrawal.plan(*self._plan_from)
             self._plan_from = None
         self.detector.prepare(q, qd, effort, dt)
         rv = self._rest_v
@@ -373,7 +373,7 @@ class SpinalController:
             self._plan_from = (np.array(q[:8], float), det.r.copy(), np.array(qd[:8], float))
             dq = None
         else:
-            dq = self.withdrawal.plan(q, det.r, qd, t).copy()
+            dq = self.withdrawal.plan(q, det.r, qd, t)
         self.mode = WITHDRAW
         self.accel.reset()        # the withdrawal profile starts from rest: no stale feed-forward
         self.events += 1

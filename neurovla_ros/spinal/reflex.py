@@ -258,7 +258,7 @@ class Withdrawal:
 
     def plan(self, q8, r_ext, qd8, t0: float | None = None) -> np.ndarray:
         """Plan the withdrawal from joint state ``q8`` (``t0``: start it there first; None:
-        complete the one ``start`` began); returns the joint offset [rad]."""
+        complete the one ``start`` began); returns the joint offset [rad] (a new array)."""
         if t0 is not None:
             self.start(q8, t0)
         cfg = self.cfg
