@@ -221,7 +221,7 @@ def launch_plan(values: dict | None = None, str_value: Callable = str) -> list[A
     headless = args['headless'] == 'true'
     plan: list[Action] = []
 
-    from .common import robot  # xacro: only needed for a launch, not for pip mode
+    from . import robot  # xacro: only needed for a launch, not for pip mode
     controllers = data_file('config', 'controllers.yaml') if gazebo else ''
     description = robot.urdf_xml(sim_gazebo=gazebo, controllers_file=controllers)
     plan.append(_node('robot_state_publisher', 'robot_state_publisher',

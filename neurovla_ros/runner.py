@@ -128,7 +128,7 @@ class TaskWatch:
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
 
-        from .common import robot
+        from . import robot
         from .cortex import task
         model = robot.load()
         track = []

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import JointState
 
-from neurovla_ros.common import cdr, robot
+from neurovla_ros import robot
+from neurovla_ros.common import cdr
 from neurovla_ros.common.rosutil import joint_state_template
 
 MODEL = robot.load()

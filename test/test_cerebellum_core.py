@@ -1,16 +1,15 @@
-"""Cerebellum core, ROS-free: estimator, IK, shaping and jerk limits, bad input, codecs."""
+"""Cerebellum core, ROS-free: estimator, shaping and jerk limits, bad input, codecs."""
 import math
 
 import numpy as np
 import pytest
 
-from neurovla_ros.cerebellum import ik
+from neurovla_ros import robot
 from neurovla_ros.cerebellum.core import Cerebellum, CerebellumConfig, config_from
-from neurovla_ros.cerebellum.estimator import (GRAVITY, StateEstimator, matrix_to_quat_xyzw,
-                                               quat_xyzw_to_matrix)
+from neurovla_ros.cerebellum.estimator import GRAVITY, StateEstimator
 from neurovla_ros.cerebellum.params import NODE_ONLY, PARAMS
 from neurovla_ros.cerebellum.shaping import GoalFilter, JerkLimitedTracker
-from neurovla_ros.common import robot
+from neurovla_ros.robot.transforms import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
 MODEL = robot.load()
 HOME = MODEL.home_pose()
@@ -119,45 +118,6 @@ def test_estimator_matches_the_simulated_imu():
     est.derived()
     np.testing.assert_allclose(est.gyro_pred, gyro, atol=0.02)
     np.testing.assert_allclose(quat_xyzw_to_matrix(*quat), est.kin.imu_pose[:3, :3], atol=1e-3)
-
-
-# ---------------------------------------------------------------- IK
-def test_ik_reaches_reachable_poses_within_limits():
-    rng = np.random.default_rng(3)
-    for _ in range(6):
-        q_true = np.clip(HOME + rng.normal(0, 0.25, 6), LIM['lower'], LIM['upper'])
-        target = MODEL.fk(q_true)
-        res = ik.solve(MODEL, target, HOME, LIM['lower'], LIM['upper'])
-        assert res.ok, res.reason
-        assert np.all(res.q >= LIM['lower']) and np.all(res.q <= LIM['upper'])
-        got = MODEL.fk(res.q)
-        assert np.linalg.norm(got[:3, 3] - target[:3, 3]) <= 1e-3
-        assert np.linalg.norm(ik.rotation_error(target[:3, :3], got[:3, :3])) <= 1e-2
-
-
-def test_ik_refuses_unreachable_pose_quickly():
-    target = MODEL.fk(HOME)
-    target[:3, 3] = [1.8, 0.0, 0.3]
-    res = ik.solve(MODEL, target, HOME, LIM['lower'], LIM['upper'])
-    assert not res.ok
-    assert 'unreachable' in res.reason
-    assert res.iterations < 30
-
-
-def test_rotation_error_is_the_rotation_vector():
-    axis = np.array([0.0, 0.6, 0.8])
-    r = robot.axis_angle_matrix(axis, 0.7)
-    np.testing.assert_allclose(ik.rotation_error(r, np.eye(3)), axis * 0.7, atol=1e-12)
-    half = robot.axis_angle_matrix(np.array([1.0, 0, 0]), math.pi)
-    np.testing.assert_allclose(np.abs(ik.rotation_error(half, np.eye(3))), [math.pi, 0, 0],
-                               atol=1e-6)
-
-
-def test_twist_to_joint_velocity_realises_the_twist():
-    jac = MODEL.jacobian(HOME)
-    twist = np.array([0.05, -0.02, 0.03, 0.1, 0.0, -0.2])
-    qd = ik.twist_to_joint_velocity(jac, twist, damping=1e-4)
-    np.testing.assert_allclose(jac @ qd, twist, atol=1e-5)
 
 
 # ---------------------------------------------------------------- shaping and jerk limits

@@ -5,10 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from neurovla_ros.common import robot
+from neurovla_ros import robot
 from neurovla_ros.cortex import language
-from neurovla_ros.cortex.actions import ActionStats, ChunkEnsembler, StateHistory, axis_angle, \
-    matrix_to_quat_xyzw, rotation_from_axis_angle
+from neurovla_ros.cortex.actions import ActionStats, ChunkEnsembler, StateHistory
 from neurovla_ros.cortex.camera import Camera
 from neurovla_ros.cortex.core import ERROR, OK, WARN, Cortex, Plan, PlanError
 
@@ -72,17 +71,6 @@ def test_state_history_pads_with_the_oldest():
         h.push([1, 2, 3])
 
 
-@pytest.mark.parametrize('v', [[0.3, -0.2, 0.1], [0, 0, 3.1], [1e-9, 0, 0], [np.pi, 0, 0]])
-def test_axis_angle_and_quaternion_round_trip(v):
-    r = rotation_from_axis_angle(v)
-    assert np.allclose(rotation_from_axis_angle(axis_angle(r)), r, atol=1e-6)
-    x, y, z, w = matrix_to_quat_xyzw(r)
-    rq = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                   [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                   [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-    assert np.allclose(rq, r, atol=1e-6)
-
-
 # ---------------------------------------------------------------- camera
 def test_projection_and_backprojection_are_inverse():
     cam = Camera.from_info(K, 320, 240)
@@ -141,7 +129,7 @@ def cortex():
 
 
 def q_at(x, y, z):
-    from neurovla_ros.cerebellum import ik
+    from neurovla_ros.robot import ik
     m = robot.load()
     t = m.fk(m.home_pose())
     t[:3, 3] = [x, y, z]

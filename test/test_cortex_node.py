@@ -11,7 +11,7 @@ from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 
-from neurovla_ros.common import robot
+from neurovla_ros import robot
 from neurovla_ros.common.rosutil import COMMAND_QOS, SENSOR_QOS
 from neurovla_ros.cortex.testservers import NeuroVLATestServer
 from neurovla_ros.sim.world import World

@@ -157,7 +157,7 @@ def test_openpi_undocumented_observation_is_a_server_error(openpi):
 
 
 def obs(q=None):
-    from neurovla_ros.common import robot
+    from neurovla_ros import robot
     m = robot.load()
     q = m.home_pose() if q is None else q
     return Observation('touch the red cube', IMG, 0.0, None, q, np.array([0.04, 0.04]), 0.0,
@@ -199,7 +199,7 @@ def test_neurovla_backend_unnormalises_and_ensembles(tmp_path):
 
 
 def test_openpi_backend_joint_chunks_become_trajectories():
-    from neurovla_ros.common import robot
+    from neurovla_ros import robot
     q0 = robot.load().home_pose()
 
     def policy(_obs):

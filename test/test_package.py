@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from neurovla_ros import cli, graph
-from neurovla_ros.common import robot
+from neurovla_ros import robot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG = os.path.join(REPO, 'neurovla_ros')

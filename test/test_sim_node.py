@@ -16,7 +16,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
 from conftest import spin_until
-from neurovla_ros.common import robot
+from neurovla_ros import robot
 
 MODULE = 'neurovla_ros.sim.node'
 ARM = list(robot.ARM_JOINTS)

@@ -5,7 +5,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from neurovla_ros.common import robot
+from neurovla_ros import robot
+from neurovla_ros.robot.dynamics import ArmDynamics
 from neurovla_ros.sim.world import PALETTE, World
 
 G = 9.81
@@ -100,8 +101,10 @@ def test_holds_a_commanded_pose():
     q, qd, eff = w.joint_state()
     assert np.abs(q[:6] - goal).max() < 1e-3
     assert np.abs(qd[:6]).max() < 1e-3
-    # holding takes gravity torque only, and that is what MuJoCo's inverse dynamics says
-    assert eff[:6] == pytest.approx(w.gravity_torque(), abs=0.05)
+    # holding takes gravity torque only, and that is what the robot model's dynamics says
+    dyn = ArmDynamics()
+    dyn.set_state(q)
+    assert eff[:6] == pytest.approx(dyn.bias()[:6], abs=0.05)
 
 
 def test_position_targets_are_clamped_velocity_and_acceleration_limited(model):
@@ -292,22 +295,6 @@ def test_resting_objects_sleep_and_wake_when_pushed():
     w.apply_wrench('object_0', [0, 3.0, 0], duration=0.05)
     w.step(300)
     assert np.linalg.norm(np.array(w.objects()[0]['position']) - p0) > 0.05
-
-
-def test_dynamics_helpers(model):
-    w = World(seed=0)
-    mm = w.mass_matrix()
-    assert mm.shape == (6, 6) and np.allclose(mm, mm.T)
-    assert np.all(np.linalg.eigvalsh(mm) > 0)
-    # arm stretched up: no gravity torque; stretched out horizontally: shoulder carries it all
-    up = np.zeros(6)
-    assert np.abs(w.gravity_torque(up)).max() < 1e-6
-    out = np.array([0, -math.pi / 2, 0, 0, 0, 0])
-    tau = w.gravity_torque(out)
-    masses = sum(model.link_mass[n] for n in model.link_mass
-                 if n not in ('base_link', 'shoulder_link'))
-    assert abs(tau[1]) > masses * G * 0.3  # rough lever arm >= 0.3 m
-    assert w.joint_state()[0][:6] == pytest.approx(model.home_pose())  # helpers don't move it
 
 
 def test_render_shows_the_objects_where_camera_info_projects_them():

@@ -6,11 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from neurovla_ros.common import robot
+from neurovla_ros import robot
 from neurovla_ros.spinal import lif
 from neurovla_ros.spinal.controller import (COMPLIANT, ENGAGE, FOLLOW, HOLD, LimitGuard,
                                             SpinalConfig, SpinalController)
-from neurovla_ros.spinal.encoding import AccelEstimator, Decoder, Encoder, JointGains, on_off
+from neurovla_ros.common.servo import JointGains
+from neurovla_ros.spinal.encoding import AccelEstimator, Decoder, Encoder, on_off
 from neurovla_ros.spinal.params import LOIHI_J_PER_SOP, PARAMS
 
 SPINAL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

@@ -12,7 +12,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from neurovla_ros.common import robot
+from neurovla_ros import robot
 from neurovla_ros.common.rosutil import COMMAND_QOS, LATEST_QOS
 
 ARM = list(robot.ARM_JOINTS)

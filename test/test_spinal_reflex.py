@@ -3,18 +3,15 @@ contact vs. fast free motion vs. tremor, dropped samples, withdrawal planning, t
 import numpy as np
 import pytest
 
-from neurovla_ros.common import robot
+from neurovla_ros import robot
 from neurovla_ros.sim.world import World
 from neurovla_ros.spinal.controller import (COMPLIANT, HOLD, WITHDRAW, SpinalConfig,
                                             SpinalController)
-from neurovla_ros.spinal.dynamics import ArmDynamics
-from neurovla_ros.spinal.encoding import JointGains
+from neurovla_ros.robot.dynamics import ArmDynamics
+from neurovla_ros.common.servo import JointGains
 from neurovla_ros.spinal.motion import random_motion
 from neurovla_ros.spinal.reflex import (CollisionDetector, DetectorConfig, WithdrawConfig,
                                         Withdrawal, WrenchDetector, min_jerk)
-
-ARMATURE = 0.1   # the body's drive inertia (World default)
-
 
 @pytest.fixture(scope='module')
 def model():
@@ -23,14 +20,12 @@ def model():
 
 @pytest.fixture(scope='module')
 def dyn():
-    return ArmDynamics(armature=ARMATURE)
+    return ArmDynamics()
 
 
 @pytest.fixture(scope='module')
 def gains(model, dyn):
-    lim = model.limits()
-    return JointGains.from_model(dyn.home_inertia(model.home_pose()), lim['effort'],
-                                 lim['damping'], lim['friction'])
+    return JointGains.for_arm(model, dyn)
 
 
 def drive(world, gains, q_ref, qd_ref, on_step=None, every=1):
@@ -273,7 +268,7 @@ def test_compiled_observer_equals_the_numpy_reference(model, gains, fast_motion)
     """The C observer (``_core.Observer``) against the numpy ``update``: fast motion, contacts
     and dropped samples (2 ms gaps), compared to the last bit every sample."""
     lim = model.limits()
-    fast, ref = (CollisionDetector(ArmDynamics(armature=0.1), lim['damping'], lim['friction'],
+    fast, ref = (CollisionDetector(ArmDynamics(), lim['damping'], lim['friction'],
                                    DetectorConfig(), compiled=c) for c in (True, False))
     assert fast._fast is not None and ref._fast is None
     world = World(seed=1, n_objects=0)

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from neurovla_ros.common import robot
+from neurovla_ros import robot
 
 ARM = list(robot.ARM_JOINTS)
 FRAMES = ('world', 'base_link', 'tool0', 'tcp_link', 'imu_link', 'gripper_base_link',

@@ -206,7 +206,7 @@ class Probe:
         from std_srvs.srv import Trigger
         from visualization_msgs.msg import MarkerArray
 
-        from ..common import robot
+        from .. import robot
         from rclpy.serialization import deserialize_message
 
         from ..common.rosutil import COMMAND_QOS, SENSOR_QOS, LatestSample
@@ -294,7 +294,7 @@ class Probe:
 
     def go_home(self, timeout: float = 6.0) -> bool:
         """Publish the home tcp pose as the goal until the arm is there and still."""
-        from ..cortex.actions import matrix_to_quat_xyzw
+        from ..robot.transforms import matrix_to_quat_xyzw
         home = self.model.fk(self.model.home_pose())
         msg = self._PoseStamped()
         msg.header.frame_id = 'base_link'

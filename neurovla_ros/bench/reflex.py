@@ -335,7 +335,7 @@ def main(argv=None) -> int:
     from rclpy.experimental import EventsExecutor
     from std_srvs.srv import Trigger
 
-    from ..common import robot
+    from .. import robot
     from ..common.params import default_of
     from ..common.rosutil import COMMAND_QOS
     from ..spinal.params import PARAMS as SPINAL_PARAMS

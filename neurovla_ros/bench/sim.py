@@ -28,6 +28,7 @@ import numpy as np
 
 from ..common import realtime
 from ..common.params import default_of
+from ..robot.model import STATE_JOINTS
 from ..sim.params import PARAMS as SIM_PARAMS
 from ..spinal.params import PARAMS as SPINAL_PARAMS
 from .common import emit, out_dir, pct, private_graph
@@ -36,8 +37,6 @@ from .common import emit, out_dir, pct, private_graph
 SIM_PRIORITY, CONSUMER_PRIORITY = (default_of(params, 'realtime_priority')
                                    for params in (SIM_PARAMS, SPINAL_PARAMS))
 
-JS_NAMES = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
-            'wrist_2_joint', 'wrist_3_joint', 'left_finger_joint', 'right_finger_joint']
 
 
 def log(msg: str) -> None:
@@ -60,7 +59,7 @@ def baseline_publisher(duration: float) -> None:
     ex = EventsExecutor()
     ex.add_node(node)
     msg = JointState()
-    msg.name = list(JS_NAMES)
+    msg.name = list(STATE_JOINTS)
     msg.position = [0.0] * 8
     msg.velocity = [0.0] * 8
     msg.effort = [0.0] * 8

@@ -59,7 +59,7 @@ def in_process(seconds: float, seed: int):
         c = SpinalController(cfg=SpinalConfig(), compiled=compiled)
         c.mode, us = 'follow', []
         for k in range(min(5000, len(q_ref))):
-            q8 = np.r_[q_ref[k], 0.04, 0.04] + 0.01
+            q8 = np.r_[q_ref[k], c.model.gripper_open, c.model.gripper_open] + 0.01
             qd8 = np.r_[qd_ref[k], 0.0, 0.0]
             c.set_reference(q_ref[k], qd_ref[k], now=k * 1e-3)
             t1 = time.perf_counter()

@@ -208,8 +208,8 @@ def run_once(name, scn, args, switch_hz=0.0):
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
 
-    from ..cerebellum.estimator import matrix_to_quat_xyzw
-    from ..common import robot
+    from ..robot.transforms import matrix_to_quat_xyzw
+    from .. import robot
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     ctx, node, domain = empty_domain()
     env = dict(os.environ)
@@ -368,7 +368,7 @@ def main(argv=None) -> int:
                          'have nothing to do with the cerebellum)')
     ap.add_argument('--quick', action='store_true', help='one move instead of three')
     args = ap.parse_args(argv)
-    from ..common import robot
+    from .. import robot
     model = robot.load()
     wp = sc.Scenario().waypoints[:2] if args.quick else sc.Scenario().waypoints
     scn = sc.Scenario(seed=args.seed, waypoints=wp, goal_noise=args.noise_mm * 1e-3,

@@ -25,8 +25,11 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..common.limits import invalid_reason
-from ..common.robot import RobotModel
-from . import ik
+from ..common.servo import JointGains
+from ..robot import ik
+from ..robot.dynamics import ArmDynamics
+from ..robot.model import RobotModel
+from ..robot.transforms import pose_matrix
 from .adaptive import TremorCanceller
 from .estimator import StateEstimator
 from .filters import clip
@@ -82,7 +85,6 @@ class CerebellumConfig:
     servo_omega_max: float = 40.0     # [rad/s]
     servo_accel_feedforward: bool = True  # the spinal feeds home inertia x r'' forward
     servo_e_sat: float = 0.05         # [rad]
-    joint_armature: float = 0.1       # drive inertia per joint, not in the URDF [kg m^2]
     loop_delay: float = 0.003         # [s]
     model_period: float = 0.2         # forward model refreshed for the configuration [s]
     # health
@@ -100,31 +102,17 @@ def config_from(values) -> CerebellumConfig:
 
 def servo_model(model: RobotModel, cfg: CerebellumConfig) -> ServoForwardModel:
     """Forward model of the spinal layer + arm: the spinal servo law with its model-derived
-    gains (``spinal.encoding.JointGains.from_model``: the bandwidth that saturates the effort
-    limit at ``servo_e_sat`` error, capped at ``servo_omega_max``, on the joint inertias at
-    home with the drive armature) and its feed-forward (URDF damping x desired velocity, home
-    inertia x desired acceleration), acting on the URDF joint-space inertia (+ armature) at
-    the current configuration."""
-    from ..spinal.dynamics import ArmDynamics
-    from ..spinal.encoding import JointGains
-    dyn = ArmDynamics(armature=cfg.joint_armature)
-    lim = model.limits()
-    m_home = dyn.home_inertia(model.home_pose())
-    gains = JointGains.from_model(m_home, lim['effort'], lim['damping'], lim['friction'],
-                                  e_sat=cfg.servo_e_sat, omega_max=cfg.servo_omega_max)
-    n = len(model.arm_joints)
-    q_full = np.zeros(dyn.nv)
-    q_full[n:n + 2] = 0.04  # fingers open
-
-    def inertia(q):
-        q_full[:n] = q
-        dyn.set_state(q_full)
-        return dyn.mass_matrix()[:n, :n].copy()
-
-    return ServoForwardModel(inertia(model.home_pose()), gains.kp, gains.kd, gains.damping,
-                             delay=cfg.loop_delay, damping_feedforward=True,
-                             accel_feedforward=m_home if cfg.servo_accel_feedforward else None,
-                             inertia_fn=inertia)
+    gains (:meth:`JointGains.for_arm`: the bandwidth that saturates the effort limit at
+    ``servo_e_sat`` error, capped at ``servo_omega_max``, on the joint inertias at home, drives
+    included) and its feed-forward (URDF damping x desired velocity, home inertia x desired
+    acceleration), acting on the arm's joint-space inertia (drives included) at the current
+    configuration."""
+    dyn = ArmDynamics()
+    gains = JointGains.for_arm(model, dyn, e_sat=cfg.servo_e_sat, omega_max=cfg.servo_omega_max)
+    return ServoForwardModel(dyn.arm_inertia(model.home_pose()), gains.kp, gains.kd,
+                             gains.damping, delay=cfg.loop_delay, damping_feedforward=True,
+                             accel_feedforward=gains.inertia if cfg.servo_accel_feedforward
+                             else None, inertia_fn=dyn.arm_inertia)
 
 
 class Cerebellum:
@@ -293,7 +281,7 @@ class Cerebellum:
         why = self._ready_for_goals()
         if why:
             return self._refuse(f'pose goal rejected: {why}')
-        target = ik.pose_matrix(position, np.asarray(quat_xyzw, float) / qn)
+        target = pose_matrix(position, np.asarray(quat_xyzw, float) / qn)
         seed = self.goals.p if (self.source == SPARSE and self.goals.active) else self.tracker.x
         res = ik.solve(self.model, target, seed, self.lower, self.upper,
                        max_iterations=self.cfg.ik_max_iterations,

@@ -1,8 +1,7 @@
 """State estimation: the wrist IMU fused with the joint encoders through the URDF kinematics.
 
-ROS-free. The kinematics come from :mod:`neurovla_ros.common.robot` (one ``fk_all`` per
-update; the Jacobian columns are assembled from its joint axes, as ``RobotModel.jacobian``
-does). They are refreshed at a low rate (``kinematics_period`` [s]): the arm moves little
+ROS-free. The kinematics come from the robot model (:mod:`neurovla_ros.robot`: one
+``RobotModel.pose_and_jacobian`` per update). They are refreshed at a low rate (``kinematics_period`` [s]): the arm moves little
 in 20 ms, while the per-tick work stays a handful of 6-vector operations.
 
 Conventions: ``base`` is base_link (= world); the IMU reports its angular rate ``gyro``
@@ -20,58 +19,11 @@ import math
 
 import numpy as np
 
-from ..common.robot import RobotModel
+from ..robot.ik import damped_pinv
+from ..robot.model import RobotModel
+from ..robot.transforms import quat_xyzw_to_matrix
 
 GRAVITY = 9.81  # [m/s^2]
-
-
-def quat_xyzw_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """Rotation matrix of a unit quaternion given as x, y, z, w."""
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
-def matrix_to_quat_xyzw(r: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) of a rotation matrix (Shepperd's method)."""
-    tr = r[0, 0] + r[1, 1] + r[2, 2]
-    if tr > 0:
-        s = 2.0 * math.sqrt(1.0 + tr)
-        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, s / 4]
-    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-        q = [s / 4, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s]
-    elif r[1, 1] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
-        q = [(r[0, 1] + r[1, 0]) / s, s / 4, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s]
-    else:
-        s = 2.0 * math.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
-        q = [(r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, s / 4, (r[1, 0] - r[0, 1]) / s]
-    q = np.array(q)
-    return q / np.linalg.norm(q) * (1.0 if q[3] >= 0 else -1.0)
-
-
-def pose_and_jacobian(model: RobotModel, q, tip: str = 'tcp_link'):
-    """4x4 pose of ``tip`` in base_link and its 6 x n geometric Jacobian (linear; angular).
-
-    One ``RobotModel.fk_all`` call; columns built as in ``RobotModel.jacobian``.
-    """
-    t, axes, points, names = model.fk_all(q, tip)
-    jac = np.zeros((6, len(model.arm_joints)))
-    if names:
-        idx = [model.arm_joints.index(n) for n in names]
-        a = np.array(axes).T                 # (3, k)
-        d = t[:3, 3, None] - np.array(points).T
-        jac[:3, idx] = (a[1] * d[2] - a[2] * d[1], a[2] * d[0] - a[0] * d[2],
-                        a[0] * d[1] - a[1] * d[0])   # axis x (tip - joint), all joints at once
-        jac[3:, idx] = a
-    return t, jac
-
-
-def damped_pinv(jac: np.ndarray, damping: float) -> np.ndarray:
-    """J^T (J J^T + damping^2 I)^-1: the damped least-squares pseudo-inverse."""
-    return jac.T @ np.linalg.inv(jac @ jac.T + damping * damping * np.eye(jac.shape[0]))
 
 
 class ArmKinematics:
@@ -96,7 +48,7 @@ class ArmKinematics:
     def update(self, q) -> None:
         q = np.asarray(q, float)
         self.q[:] = q
-        self.ee_pose, self.ee_jac = pose_and_jacobian(self.model, q, self.ee_link)
+        self.ee_pose, self.ee_jac = self.model.pose_and_jacobian(q, self.ee_link)
         self.imu_pose = self.ee_pose @ self.ee_to_imu
         self.lever = self.ee_pose[:3, 3] - self.imu_pose[:3, 3]
         # v_imu = v_ee + w x (p_imu - p_ee) = v_ee + lever x w = v_ee + [lever]x w

@@ -45,13 +45,13 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Imu, JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from ..common import robot
+from .. import robot
 from ..common.cdr import ImuReader, JointStateReader, read_stamp
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
                               LatestSample, Throttled, declare_params, joint_state_template,
                               run)
 from .core import Cerebellum, config_from
-from .estimator import matrix_to_quat_xyzw
+from ..robot.transforms import matrix_to_quat_xyzw
 from .params import NODE_NAME, PARAMS
 
 WATCHDOG_PERIOD = 0.05  # [s]
@@ -259,8 +259,7 @@ class CerebellumNode(Node):
     def _on_joint_goal(self, msg: JointTrajectory) -> None:
         names = list(msg.joint_names)
         missing = [n for n in self.arm if n not in names]
-        unknown = [n for n in names if n not in self.arm and n not in (
-            robot.GRIPPER_JOINT, 'right_finger_joint')]
+        unknown = [n for n in names if n not in self.arm and n not in robot.FINGER_JOINTS]
         if missing or unknown or not msg.points:
             self._goal_result(False, f'joint goal rejected: missing joints {missing}, unknown '
                               f'{unknown}, {len(msg.points)} points')

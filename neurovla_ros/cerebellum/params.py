@@ -102,8 +102,6 @@ PARAMS: list[Param] = [
           'desired acceleration forward, as the spinal layer', read_only=True),
     Param('servo_e_sat', 0.05, 'Spinal servo error that saturates the effort limit, as the '
           'spinal layer [rad]', 0.001, 1.0, read_only=True),
-    Param('joint_armature', 0.1, 'Drive inertia per arm joint, not in the URDF (the simulated '
-          'body uses 0.1) [kg m^2]', 0.0, 10.0, read_only=True),
     Param('loop_delay', 0.003, 'Delay from a reference sent to the torque it causes [s]',
           0.0, 0.1, read_only=True),
     Param('model_period', 0.2, 'Forward model refreshed for the configuration every [s]',

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .robot import RobotModel
+from ..robot.model import RobotModel
 
 
 def invalid_reason(values, n: int) -> str | None:

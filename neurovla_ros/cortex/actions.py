@@ -13,7 +13,7 @@ from collections import deque
 
 import numpy as np
 
-from ..common.robot import axis_angle_matrix
+from ..robot.transforms import rotation_vector
 from .clients import STATE_DIM, STATE_HISTORY
 
 
@@ -122,48 +122,8 @@ class StateHistory:
         return np.stack(pad + items).astype(np.float32)
 
 
-def axis_angle(rot: np.ndarray) -> np.ndarray:
-    """Rotation matrix -> axis-angle vector [rad] (angle in [0, pi])."""
-    c = np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0)
-    angle = np.arccos(c)
-    if angle < 1e-8:
-        return np.zeros(3)
-    if np.pi - angle < 1e-5:   # axis from the symmetric part
-        m = (rot + np.eye(3)) / 2.0
-        axis = m[np.argmax(np.diag(m))]
-        axis = axis / np.linalg.norm(axis)
-        return axis * angle
-    v = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
-    return v / (2.0 * np.sin(angle)) * angle
-
-
-def rotation_from_axis_angle(v) -> np.ndarray:
-    v = np.asarray(v, float)
-    angle = float(np.linalg.norm(v))
-    return np.eye(3) if angle < 1e-12 else axis_angle_matrix(v / angle, angle)
-
-
 def eef_state(tcp_pose: np.ndarray, fingers) -> np.ndarray:
     """The 8-value state of the server protocol: position, axis-angle, two finger positions."""
-    return np.concatenate([tcp_pose[:3, 3], axis_angle(tcp_pose[:3, :3]),
+    return np.concatenate([tcp_pose[:3, 3], rotation_vector(tcp_pose[:3, :3]),
                            np.asarray(fingers, float)[:2]]).astype(np.float32)
 
-
-def matrix_to_quat_xyzw(rot) -> np.ndarray:
-    """3x3 rotation matrix -> unit quaternion (x, y, z, w), w >= 0."""
-    m = np.asarray(rot, float)
-    tr = np.trace(m)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(max(1.0 + m[i, i] - m[j, j] - m[k, k], 1e-12))
-        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
-        q[i] = s / 4
-        q[j] = (m[j, i] + m[i, j]) / s
-        q[k] = (m[k, i] + m[i, k]) / s
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q

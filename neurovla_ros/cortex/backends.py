@@ -22,9 +22,10 @@ import os
 
 import numpy as np
 
+from .. import robot
+from ..robot.transforms import rotation_from_vector
 from . import language
-from .actions import ActionStats, ChunkEnsembler, StateHistory, eef_state, \
-    rotation_from_axis_angle
+from .actions import ActionStats, ChunkEnsembler, StateHistory, eef_state
 from .clients import ACTION_DIM, NeuroVLAClient, OpenpiClient, PolicyError
 from .core import Observation, Plan, PlanError
 from .params import BACKENDS  # noqa: F401  (re-exported)
@@ -94,13 +95,14 @@ class _RemoteBase:
     def __init__(self, stats: ActionStats, translation_scale: float = 0.05,
                  rotation_scale: float = 0.5, ensemble_horizon: int = 3,
                  ensemble_decay: float = 0.5,
-                 gripper_opening: float = 0.04, gripper_high_closes: bool = True):
+                 gripper_opening: float | None = None, gripper_high_closes: bool = True):
         self.stats = stats
         self.translation_scale = translation_scale
         self.rotation_scale = rotation_scale
         self.ensembler = ChunkEnsembler(ensemble_horizon, ensemble_decay)
         self.history = StateHistory()
-        self.gripper_opening = gripper_opening
+        self.gripper_opening = (robot.load().gripper_open if gripper_opening is None
+                                else gripper_opening)
         self.gripper_high_closes = gripper_high_closes
         self.last_kind = ''
 
@@ -111,7 +113,7 @@ class _RemoteBase:
         """An ensembled [dpos(3), drot(3), gripper] step -> tcp pose goal from the current pose."""
         a = np.asarray(action, float)
         pos = obs.tcp[:3, 3] + self.translation_scale * a[:3]
-        rot = rotation_from_axis_angle(self.rotation_scale * a[3:6]) @ obs.tcp[:3, :3]
+        rot = rotation_from_vector(self.rotation_scale * a[3:6]) @ obs.tcp[:3, :3]
         close = (a[6] > 0.5) == self.gripper_high_closes
         return Plan(position=pos, rotation=rot, gripper=0.0 if close else self.gripper_opening)
 
@@ -194,7 +196,8 @@ def make(name: str, *, checkpoint: str = '', server_uri: str = '', statistics_fi
          action_dt: float = 0.1, connect_timeout: float = 2.0, reply_timeout: float = 1.0,
          translation_scale: float = 0.05, rotation_scale: float = 0.5,
          ensemble_horizon: int = 3,
-         gripper_opening: float = 0.04, gripper_high_closes: bool = True, threads: int = 1):
+         gripper_opening: float | None = None, gripper_high_closes: bool = True,
+         threads: int = 1):
     """The backend called ``name`` (one of ``BACKENDS``)."""
     if name == 'local':
         return LocalBackend(checkpoint, threads)

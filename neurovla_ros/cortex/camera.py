@@ -1,7 +1,7 @@
 """Pinhole camera geometry: project base_link points to pixels and pixels back onto planes.
 
 ROS-free. Intrinsics come from the camera_info (K, width, height); the pose of the optical frame
-(z forward, x right, y down) in base_link comes from the URDF through ``common.robot`` (the scene
+(z forward, x right, y down) in base_link comes from the URDF through ``neurovla_ros.robot`` (the scene
 camera hangs off base_link on fixed joints, so it does not depend on the arm's joints).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..common import robot
+from .. import robot
 
 
 @dataclass

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..common import realtime, robot
+from .. import robot
+from ..common import realtime
 from ..common.limits import JointLimits
 
 OK, WARN, ERROR = 0, 1, 2
@@ -130,7 +131,7 @@ class Cortex:
                  approach_height: float = 0.08, xy_tolerance: float = 0.02,
                  descent_time: float = 1.5,
                  jump_tolerance: float = 0.05, confirm: int = 3, min_confidence: float = 0.2,
-                 smoothing: int = 5, deadband: float = 0.003, gripper_opening: float = 0.04,
+                 smoothing: int = 5, deadband: float = 0.003, gripper_opening: float | None = None,
                  workspace=((0.2, 0.8), (-0.45, 0.45), (0.02, 0.5)), clock=time.monotonic,
                  model: robot.RobotModel | None = None):
         self.backend = backend
@@ -143,10 +144,11 @@ class Cortex:
         self.confirm, self.min_confidence = confirm, min_confidence
         self.smoothing, self.deadband = smoothing, deadband
         self._recent: deque = deque(maxlen=max(1, smoothing))   # accepted centres
-        self.gripper_opening = gripper_opening
         self.workspace = np.asarray(workspace, float)
         self.clock = clock
         self.model = model or robot.load()
+        self.gripper_opening = (self.model.gripper_open if gripper_opening is None
+                                else gripper_opening)
         self.limits = JointLimits(self.model)
         self.home_rotation = self.model.fk(self.model.home_pose())[:3, :3]
         self._lock = threading.Lock()

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from ..common import robot
+from .. import robot
 from . import language
 from .camera import Camera
 
@@ -43,7 +43,7 @@ MAX_OBJECTS = 5
 
 def arm_pose(model, objects, rng, q_home, lower, upper) -> np.ndarray:
     """A working pose: home (35 %), over an object (45 %) or anywhere above the table (20 %)."""
-    from ..cerebellum import ik
+    from ..robot import ik
     r = rng.random()
     if r < 0.35:
         return q_home

@@ -27,13 +27,13 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from ..common import robot
+from .. import robot
 from ..common.cdr import ImageReader
 from ..common.limits import invalid_reason
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
                               LatestSample, Throttled, declare_params, go_realtime, run)
 from . import backends
-from .actions import matrix_to_quat_xyzw
+from ..robot.transforms import matrix_to_quat_xyzw
 from .camera import Camera
 from .core import Cortex
 from .params import NODE_NAME, PARAMS
@@ -51,7 +51,7 @@ class CortexNode(Node):
         cap_torch_threads(p.torch_threads)
         self.model = robot.load()
         self.arm = list(self.model.arm_joints)
-        self._fingers = [robot.GRIPPER_JOINT, 'right_finger_joint']
+        self._fingers = list(robot.FINGER_JOINTS)
         backend = backends.make(
             p.backend, checkpoint=p.checkpoint, server_uri=p.server_uri,
             statistics_file=p.statistics_file, statistics_key=p.statistics_key,

@@ -1,6 +1,7 @@
 """Parameters of the ``cortex`` node (ROS-free schema; see docs/parameters.md)."""
 from __future__ import annotations
 
+from .. import robot
 from ..common.params import Param, realtime_priority
 
 NODE_NAME = 'cortex'
@@ -42,7 +43,9 @@ PARAMS: list[Param] = [
     Param('smoothing', 5, 'Target = median of this many latest accepted plans', 1, 50),
     Param('deadband', 0.003, 'Target changes smaller than this [m] are ignored', 0.0, 0.05),
     Param('min_confidence', 0.2, 'Plans less confident than this are ignored (0..1)', 0.0, 1.0),
-    Param('gripper_opening', 0.04, 'Finger opening [m] sent with goals (open)', 0.0, 0.04),
+    Param('gripper_opening', robot.load().gripper_open,
+          'Finger opening [m] sent with goals (open); at most the URDF finger range', 0.0,
+          robot.load().gripper_open),
     Param('workspace_min', [0.2, -0.45, 0.02], 'Goal position lower bounds x y z [m] '
           '(base_link); goals are clamped'),
     Param('workspace_max', [0.8, 0.45, 0.5], 'Goal position upper bounds x y z [m]'),

@@ -77,7 +77,7 @@ class ScriptedLocator:
     """Find the named object in an image of the scene camera."""
 
     def __init__(self, camera: Camera, model=None):
-        from ..common import robot
+        from .. import robot
         self.camera = camera
         self.model = model or robot.load()
         (x0, x1), (y0, y1) = WORKSPACE

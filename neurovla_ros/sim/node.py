@@ -123,7 +123,7 @@ class SimNode(Node):
                            position_bandwidth_hz=p.position_bandwidth_hz,
                            velocity_bandwidth_hz=p.velocity_bandwidth_hz,
                            effort_timeout=p.effort_timeout_s,
-                           max_acceleration=p.max_acceleration, armature=p.armature)
+                           max_acceleration=p.max_acceleration)
         w = self.world
         self._arm = list(w.robot.arm_joints)
         self.command_hooks: list = []

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..common.params import Param, realtime_priority
-from ..common.robot import ARM_JOINTS
+from ..robot.model import ARM_JOINTS
 
 NODE_NAME = 'sim'
 
@@ -50,8 +50,6 @@ PARAMS: list[Param] = [
     Param('velocity_bandwidth_hz', 10.0, 'Velocity servo bandwidth [Hz]', 1.0, 80.0),
     Param('max_acceleration', 20.0, 'Acceleration limit [rad/s^2] of set-point profiles: '
           'position jumps beyond one step at the velocity limit, velocity-mode ramps', 0.5, 500.0),
-    Param('armature', 0.1, 'Reflected motor inertia added to each arm joint [kg m^2] (not in '
-          'the URDF; real geared drives have it)', 0.0, 5.0, read_only=True),
     Param('effort_timeout_s', 0.05, 'Effort watchdog: no effort command for this long [s] -> '
           'hold position', 0.002, 10.0),
     # disturbances

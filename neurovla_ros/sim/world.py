@@ -26,8 +26,8 @@ Conventions
 * Steps are counted in ``step_count``; a command or disturbance given between steps first acts
   in step number ``step_count`` which starts at sim time ``time`` (that is its onset).
 * Sim time keeps running across ``reset()`` (a /clock never goes back).
-* Not in the URDF, added here: reflected motor inertia (``armature``, 0.1 kg m^2 per arm joint,
-  as geared drives have) and MuJoCo sleeping for objects at rest (they wake on contact, a push
+* From the robot model's drive properties (urdf/drives.yaml): the reflected motor inertia
+  (``armature``) of each joint. Added here: MuJoCo sleeping for objects at rest (they wake on contact, a push
   or a reset; the arm never sleeps).
 * Wrist wrench: MuJoCo force/torque sensor at tool0 (between wrist_3_link and the gripper),
   expressed in the tool0 frame (z out of the flange): the force and torque that the gripper side
@@ -44,7 +44,7 @@ import numpy as np
 os.environ.setdefault('MUJOCO_GL', 'egl')
 import mujoco  # noqa: E402  (MUJOCO_GL must be set before the import)
 
-from ..common import robot as robot_mod  # noqa: E402
+from .. import robot as robot_mod  # noqa: E402
 
 DT = 0.001
 PALETTE = (  # name, rgb
@@ -90,7 +90,7 @@ class World:
     def __init__(self, seed: int = 0, n_objects: int = 4, cameras: bool = False,
                  width: int = 320, height: int = 240, *, position_bandwidth_hz: float = 20.0,
                  velocity_bandwidth_hz: float = 10.0, effort_timeout: float = 0.05,
-                 max_acceleration: float = 20.0, armature: float = 0.1, sleep: bool = True):
+                 max_acceleration: float = 20.0, sleep: bool = True):
         if not 0 <= n_objects <= len(PALETTE):
             raise ValueError(f'n_objects: {n_objects} not in 0..{len(PALETTE)}')
         self.robot = robot_mod.load()
@@ -99,12 +99,10 @@ class World:
         urdf = robot_mod.urdf_xml()
         self._camera_specs = camera_specs(urdf)
         self._object_specs = self._draw_objects(n_objects)
-        self.armature = float(armature)
         self._sleep = bool(sleep)
         spec = self._build_spec(urdf)
         self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
-        self._scratch = mujoco.MjData(self.model)
         self.dt = float(self.model.opt.timestep)
         self._index()
         self._views()
@@ -169,10 +167,11 @@ class World:
             body.gravcomp = 1.0
             for g in body.geoms:
                 g.contype, g.conaffinity = ARM_CONTYPE, ARM_CONAFFINITY
+        armature = dict(zip(arm, self.robot.armature()))
         for j in spec.joints:
             j.actgravcomp = True
-            if j.name in arm:  # reflected motor inertia: not in the URDF, real drives have it
-                j.armature = self.armature
+            if j.name in armature:  # reflected motor inertia of the drive (robot model)
+                j.armature = armature[j.name]
         for name in (*arm, gripper):
             eff = self.robot.joints[name].effort
             act = spec.add_actuator(name=name, target=name,
@@ -237,7 +236,7 @@ class World:
     def _index(self):
         m = self.model
         arm = self.robot.arm_joints
-        self.joint_names = [*arm, robot_mod.GRIPPER_JOINT, 'right_finger_joint']
+        self.joint_names = list(robot_mod.STATE_JOINTS)
         jid = [m.joint(n).id for n in self.joint_names]
         self._qadr = np.array([m.jnt_qposadr[i] for i in jid])
         self._dadr = np.array([m.jnt_dofadr[i] for i in jid])
@@ -443,7 +442,7 @@ class World:
         self._mode = 'trajectory'
 
     def command_gripper(self, opening: float) -> float:
-        """Finger opening = left_finger_joint position [m], clamped to 0..0.04; returns it."""
+        """Finger opening = left_finger_joint position [m], clamped to the URDF range; returns it."""
         o = float(opening)
         if not math.isfinite(o):
             raise ValueError(f'command_gripper: {opening!r} is not finite')
@@ -744,32 +743,6 @@ class World:
         """MuJoCo warnings raised so far (name -> count), empty when none."""
         return {mujoco.mjtWarning(i).name: int(w.number)
                 for i, w in enumerate(self.data.warning) if w.number}
-
-    # ------------------------------------------------------------------ dynamics helpers
-    def _scratch_at(self, q):
-        s = self._scratch
-        s.qpos[:] = self.data.qpos
-        if q is not None:
-            s.qpos[self._arm_q] = np.asarray(q, float)
-        s.qvel[:] = 0.0
-        mujoco.mj_kinematics(self.model, s)
-        mujoco.mj_comPos(self.model, s)
-        return s
-
-    def gravity_torque(self, q=None) -> np.ndarray:
-        """Joint torques [N m] that hold the arm (with gripper) still against gravity at ``q``."""
-        s = self._scratch_at(q)
-        res = np.zeros(self.model.nv)
-        mujoco.mj_rne(self.model, s, 0, res)
-        return res[self._arm_d].copy()
-
-    def mass_matrix(self, q=None) -> np.ndarray:
-        """6x6 joint-space inertia [kg m^2] of the arm at ``q`` (default: now)."""
-        s = self._scratch_at(q)
-        mujoco.mj_crb(self.model, s)
-        full = np.zeros((self.model.nv, self.model.nv))
-        mujoco.mj_fullM(self.model, s, full)
-        return full[np.ix_(self._dadr[:6], self._dadr[:6])].copy()
 
     # ------------------------------------------------------------------ cameras
     def _make_renderer(self):

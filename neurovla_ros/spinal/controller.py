@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..common import robot as robot_mod
-from .dynamics import ArmDynamics
-from .encoding import AccelEstimator, Decoder, Encoder, JointGains
+from .. import robot as robot_mod
+from ..common.servo import JointGains
+from ..robot.dynamics import ArmDynamics
+from .encoding import AccelEstimator, Decoder, Encoder
 from .lif import INPUT_EVENT, NetParams, SpinalNet
 from .reflex import CollisionDetector, DetectorConfig, WithdrawConfig, Withdrawal, min_jerk
 
@@ -47,7 +48,6 @@ class SpinalConfig:
     feedforward: bool = True         # add the reference's effort field to the torque
     gain_omega_max: float = 40.0     # bandwidth cap of the model-derived gains [rad/s]
     gain_e_sat: float = 0.05         # error that saturates a joint's effort [rad]
-    armature: float = 0.1            # drive inertia per arm joint, not in the URDF [kg m^2]
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     withdraw: WithdrawConfig = field(default_factory=WithdrawConfig)
 
@@ -140,16 +140,15 @@ class SpinalController:
                  record: bool = False, compiled: bool = True):
         self.cfg = cfg or SpinalConfig()
         self.model = model or robot_mod.load()
-        self.dyn = dyn or ArmDynamics(armature=self.cfg.armature)
+        self.dyn = dyn or ArmDynamics()
         self.params = params or NetParams.load()
         lim = self.model.limits()
         self.names = list(self.model.arm_joints)
-        self.inertia = self.dyn.home_inertia(self.model.home_pose())
         # the input/output unit the network was trained with (weights meta), else the default
         e_ref = float(self.params.meta.get('e_ref', JointGains.e_ref))
-        self.gains = JointGains.from_model(self.inertia, lim['effort'], lim['damping'],
-                                           lim['friction'], e_sat=self.cfg.gain_e_sat,
-                                           omega_max=self.cfg.gain_omega_max, e_ref=e_ref)
+        self.gains = JointGains.for_arm(self.model, self.dyn, e_sat=self.cfg.gain_e_sat,
+                                        omega_max=self.cfg.gain_omega_max, e_ref=e_ref)
+        self.inertia = self.gains.inertia
         self.encoder = Encoder(self.gains)
         self.decoder = Decoder(self.gains)
         self.accel = AccelEstimator(6)

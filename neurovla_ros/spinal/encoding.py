@@ -18,70 +18,18 @@ to one common scale first. The scale comes from the robot model, not from hand t
   network is silent.
 * The readout ``y`` (same normalised unit) becomes the torque ``kp_j * e_ref * y``.
 
-The classical controllers use the same gains: ``pd_torque`` (the PD baseline) and
-``teacher_torque`` (PD + model feed-forward, the controller the network learns to imitate).
+The gains and the classical controllers on them (``pd_torque``: the PD baseline;
+``teacher_torque``: PD + model feed-forward, the controller the network learns to imitate) are
+:class:`neurovla_ros.common.servo.JointGains`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from ..common.servo import JointGains
 
 N_SIGNALS = 3            # position error, velocity error, feed-forward
 N_CHANNELS = 2 * N_SIGNALS
-
-
-@dataclass(frozen=True)
-class JointGains:
-    """Model-derived per-joint constants (arrays over the arm joints)."""
-    kp: np.ndarray        # [N m / rad]
-    kd: np.ndarray        # [N m s / rad]
-    inertia: np.ndarray   # joint inertia at home [kg m^2]
-    damping: np.ndarray   # URDF viscous damping [N m s / rad]
-    friction: np.ndarray  # URDF Coulomb friction [N m]
-    effort: np.ndarray    # URDF effort limit [N m]
-    e_ref: float = 0.05   # position error of one normalised unit [rad]
-    v_eps: float = 0.05   # velocity where the Coulomb feed-forward reaches 76 % [rad/s]
-
-    @property
-    def tau_unit(self) -> np.ndarray:
-        """Torque of one normalised unit per joint [N m]."""
-        return self.kp * self.e_ref
-
-    @classmethod
-    def from_model(cls, inertia_diag, effort, damping, friction, e_sat: float = 0.05,
-                   omega_max: float = 100.0, zeta: float = 1.0, e_ref: float = 0.05,
-                   v_eps: float = 0.05) -> 'JointGains':
-        """Gains from the joint inertias [kg m^2] at home and the URDF limits."""
-        m = np.asarray(inertia_diag, float)
-        effort = np.asarray(effort, float)
-        omega = np.minimum(omega_max, np.sqrt(effort / e_sat / m))
-        return cls(kp=m * omega ** 2, kd=2 * zeta * m * omega, inertia=m,
-                   damping=np.asarray(damping, float), friction=np.asarray(friction, float),
-                   effort=effort, e_ref=e_ref, v_eps=v_eps)
-
-    def feedforward(self, qd_des, qdd_des=0.0) -> np.ndarray:
-        """Torque the model needs for the desired velocity and acceleration [N m]."""
-        qd_des = np.asarray(qd_des, float)
-        return (self.inertia * qdd_des + self.damping * qd_des
-                + self.friction * np.tanh(qd_des / self.v_eps))
-
-    def pd_torque(self, q_des, qd_des, q, qd) -> np.ndarray:
-        """Classical PD (the baseline), clamped to the effort limit [N m]."""
-        tau = self.kp * (np.asarray(q_des) - q) + self.kd * (np.asarray(qd_des) - qd)
-        return np.clip(tau, -self.effort, self.effort)
-
-    def teacher_torque(self, q_des, qd_des, q, qd, qdd_des=0.0) -> np.ndarray:
-        """PD + model feed-forward: what the network is trained to reproduce [N m]."""
-        tau = (self.kp * (np.asarray(q_des) - q) + self.kd * (np.asarray(qd_des) - qd)
-               + self.feedforward(qd_des, qdd_des))
-        return np.clip(tau, -self.effort, self.effort)
-
-    def normalised_teacher(self, z: np.ndarray) -> np.ndarray:
-        """The teacher in normalised units from the signals ``z`` (..., 3, J)."""
-        u = z[..., 0, :] + z[..., 1, :] + z[..., 2, :]
-        lim = self.effort / self.tau_unit
-        return np.clip(u, -lim, lim)
 
 
 class AccelEstimator:

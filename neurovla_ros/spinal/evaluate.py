@@ -10,8 +10,9 @@ import time
 
 import numpy as np
 
+from ..common.servo import JointGains
 from .controller import SpinalController
-from .encoding import AccelEstimator, Encoder, JointGains
+from .encoding import AccelEstimator, Encoder
 
 
 def rollout(world, q_ref, qd_ref, policy, record_z: bool = False, encoder: Encoder | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common import robot as robot_mod
+from .. import robot as robot_mod
 from .reflex import min_jerk
 
 # excursion around home per arm joint [rad]

@@ -32,6 +32,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ..common.cdr import JointStateReader
+from ..robot.model import FINGER_JOINTS
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, Throttled, declare_params,
                               float64_array_template, run)
 from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
@@ -39,15 +40,12 @@ from .lif import WEIGHTS_FILE, NetParams
 from .params import NODE_NAME, PARAMS
 from .reflex import DetectorConfig, WithdrawConfig, WrenchDetector
 
-GRIPPER = ('left_finger_joint', 'right_finger_joint')
-
-
 def config_from(p) -> SpinalConfig:
     """SpinalConfig from the node's parameter namespace."""
     return SpinalConfig(
         reference_timeout=p.reference_timeout, engage_time=p.engage_time,
         reflex_enabled=p.reflex_enabled, hold_scale=p.hold_scale, quiet_time=p.quiet_time,
-        feedforward=p.feedforward, armature=p.joint_armature,
+        feedforward=p.feedforward,
         detector=DetectorConfig(
             thresholds=(p.reflex_threshold_arm,) * 3 + (p.reflex_threshold_wrist,) * 3,
             dyn_fraction=p.reflex_dynamic_fraction, gain=p.observer_gain,
@@ -70,7 +68,7 @@ class SpinalNode(Node):
         self.ctrl = SpinalController(NetParams.load(p.weights_file or WEIGHTS_FILE),
                                      config_from(p))
         self.arm = list(self.ctrl.names)
-        self.order = self.arm + list(GRIPPER)
+        self.order = self.arm + list(FINGER_JOINTS)
         self._cmd = float64_array_template(6)    # serialized in place, published as bytes
         (self._cmd_data,) = self._cmd.views('data')
         self._reader = JointStateReader()
@@ -125,7 +123,7 @@ class SpinalNode(Node):
             missing = [n for n in self.arm if n not in names]
             self._warn('joint_states', f'missing joints {missing}')
             return False
-        idx += [names.index(n) for n in GRIPPER if n in names]
+        idx += [names.index(n) for n in FINGER_JOINTS if n in names]
         self._names = tuple(names)
         self._idx = None if idx == list(range(len(idx))) else np.array(idx)
         return True

@@ -28,9 +28,6 @@ PARAMS: list[Param] = [
     Param('engage_time', 0.3,
           'Blend from a held pose to the live reference over this time [s]', 0.0, 5.0),
     Param('feedforward', True, 'Add the reference effort field to the command'),
-    Param('joint_armature', 0.1,
-          'Reflected drive inertia of each arm joint, not in the URDF (the simulated body '
-          'uses 0.1) [kg m^2]', 0.0, 10.0, read_only=True),
     # ---- reflex ----
     Param('reflex_enabled', True, 'Withdraw on detected collisions'),
     Param('reflex_threshold_arm', 3.0,

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dynamics import ArmDynamics
+from ..robot.dynamics import ArmDynamics
 
 
 @dataclass

@@ -27,7 +27,8 @@ import time
 import numpy as np
 
 from . import lif
-from .encoding import N_SIGNALS, JointGains
+from ..common.servo import JointGains
+from .encoding import N_SIGNALS
 
 U_CAP = 3.0       # training targets are clipped to this many normalised units
 X_MAX = 4.0       # encoder channel clip (same as encoding.Encoder)

@@ -1,8 +1,8 @@
 """Inverse kinematics for Cartesian goals and teleop twists, ROS-free.
 
-Damped least squares on the URDF kinematics (:mod:`neurovla_ros.common.robot`), seeded with
-the current reference so that the solution stays on the same arm configuration branch and
-converges in a few iterations for the small steps a 10 Hz goal stream makes.
+Damped least squares on the URDF kinematics (:mod:`.model`), seeded with the current reference
+so that the solution stays on the same arm configuration branch and converges in a few
+iterations for the small steps a 10 Hz goal stream makes.
 """
 from __future__ import annotations
 
@@ -11,24 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..common.robot import RobotModel
-from .estimator import pose_and_jacobian
-
-
-def rotation_error(r_target: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Rotation vector (axis * angle, base frame) that turns ``r`` into ``r_target``."""
-    e = r_target @ r.T
-    c = max(-1.0, min(1.0, (e[0, 0] + e[1, 1] + e[2, 2] - 1.0) / 2.0))
-    angle = math.acos(c)
-    v = np.array([e[2, 1] - e[1, 2], e[0, 2] - e[2, 0], e[1, 0] - e[0, 1]])
-    if angle < 1e-9:
-        return 0.5 * v
-    if math.pi - angle < 1e-6:  # 180 degrees: axis from the symmetric part
-        axis = np.sqrt(np.maximum(np.diag(e) + 1.0, 0.0) / 2.0)
-        i = int(np.argmax(axis))
-        axis = (e[:, i] + np.eye(3)[i]) / math.sqrt(2.0 * (1.0 + e[i, i]))
-        return axis * angle
-    return v * (angle / (2.0 * math.sin(angle)))
+from .model import RobotModel
+from .transforms import rotation_error
 
 
 @dataclass
@@ -56,7 +40,7 @@ def solve(model: RobotModel, target: np.ndarray, seed, lower, upper, *,
     pe = re = math.inf
     best, stalled = math.inf, 0
     for it in range(max_iterations + 1):
-        t, jac = pose_and_jacobian(model, q, tip)
+        t, jac = model.pose_and_jacobian(q, tip)
         err[:3] = p_t - t[:3, 3]
         err[3:] = 0.0 if position_only else rotation_error(r_t, t[:3, :3])
         pe, re = float(np.linalg.norm(err[:3])), float(np.linalg.norm(err[3:]))
@@ -81,15 +65,12 @@ def solve(model: RobotModel, target: np.ndarray, seed, lower, upper, *,
                     f'rotation error {math.degrees(re):.1f} deg (unreachable or beyond joint limits)')
 
 
+def damped_pinv(jac: np.ndarray, damping: float) -> np.ndarray:
+    """J^T (J J^T + damping^2 I)^-1: the damped least-squares pseudo-inverse."""
+    return jac.T @ np.linalg.inv(jac @ jac.T + damping * damping * np.eye(jac.shape[0]))
+
+
 def twist_to_joint_velocity(jac: np.ndarray, twist, damping: float = 0.02) -> np.ndarray:
     """Joint velocity [rad/s] realising the tcp ``twist`` (linear [m/s]; angular [rad/s])."""
-    return jac.T @ np.linalg.solve(jac @ jac.T + damping * damping * np.eye(6), np.asarray(twist))
+    return damped_pinv(jac, damping) @ np.asarray(twist)
 
-
-def pose_matrix(position, quat_xyzw) -> np.ndarray:
-    """4x4 pose from a position and a unit quaternion (x, y, z, w)."""
-    from .estimator import quat_xyzw_to_matrix
-    t = np.eye(4)
-    t[:3, :3] = quat_xyzw_to_matrix(*quat_xyzw)
-    t[:3, 3] = position
-    return t

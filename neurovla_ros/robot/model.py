@@ -1,21 +1,29 @@
-"""The arm as the URDF describes it: joints, limits, home pose and forward kinematics.
+"""The arm as its URDF describes it: joints, limits, drives, home pose, kinematics. ROS-free.
 
-ROS-free. The URDF (xacro) under ``urdf/`` is the single source of truth: the MuJoCo world,
-the limits every command is clamped to and the kinematics of every layer are read from it.
+The URDF (xacro, ``urdf/``) is the single source of truth: the MuJoCo world, the limits every
+command is clamped to, the drive properties (``urdf/drives.yaml``, written by the xacro into
+each joint's ``<ros2_control>`` entry) and the kinematics of every layer are read from it, once
+(:func:`load`). Dynamics: :mod:`.dynamics`; inverse kinematics: :mod:`.ik`; rotations:
+:mod:`.transforms`.
 """
 from __future__ import annotations
 
 import functools
 import os
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .transforms import axis_angle_matrix, rpy_matrix
+
 XACRO_NAME = 'neurovla_arm.urdf.xacro'
 ARM_JOINTS = ('shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint',
               'wrist_1_joint', 'wrist_2_joint', 'wrist_3_joint')
-GRIPPER_JOINT = 'left_finger_joint'
+GRIPPER_JOINT = 'left_finger_joint'          # the commanded finger (opening [m])
+FINGER_JOINTS = (GRIPPER_JOINT, 'right_finger_joint')   # the right one mimics the left
+STATE_JOINTS = (*ARM_JOINTS, *FINGER_JOINTS)  # the /joint_states order
 
 
 def urdf_dir() -> str:
@@ -27,7 +35,6 @@ def urdf_dir() -> str:
         candidates.append(os.path.join(get_package_share_directory('neurovla'), 'urdf'))
     except Exception:  # noqa: BLE001 - not on a ROS install
         pass
-    import sys
     candidates.append(os.path.join(sys.prefix, 'share', 'neurovla', 'urdf'))
     for c in candidates:
         if os.path.isfile(os.path.join(c, XACRO_NAME)):
@@ -42,23 +49,6 @@ def urdf_xml(sim_gazebo: bool = False, controllers_file: str = '') -> str:
     doc = xacro.process_file(os.path.join(urdf_dir(), XACRO_NAME), mappings={
         'sim_gazebo': 'true' if sim_gazebo else 'false', 'controllers_file': controllers_file})
     return doc.toxml()
-
-
-def rpy_matrix(rpy) -> np.ndarray:
-    """URDF fixed-axis roll-pitch-yaw to a rotation matrix (R = Rz(y) Ry(p) Rx(r))."""
-    r, p, y = rpy
-    cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
-    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                     [-sp, cp * sr, cp * cr]])
-
-
-def axis_angle_matrix(axis, angle: float) -> np.ndarray:
-    """Rodrigues: rotation by ``angle`` [rad] about the unit ``axis``."""
-    x, y, z = axis
-    c, s = np.cos(angle), np.sin(angle)
-    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return np.eye(3) + s * k + (1 - c) * (k @ k)
 
 
 @dataclass(frozen=True)
@@ -96,6 +86,7 @@ class RobotModel:
     joints: dict[str, Joint]
     home: dict[str, float]
     link_mass: dict[str, float] = field(default_factory=dict)
+    drives: dict[str, dict[str, float]] = field(default_factory=dict)  # joint -> property
     arm_joints: tuple[str, ...] = ARM_JOINTS
 
     @classmethod
@@ -120,16 +111,20 @@ class RobotModel:
                 rpy=_floats(org.get('rpy') if org is not None else None, [0, 0, 0]),
                 axis=_floats(ax.get('xyz') if ax is not None else None, [1, 0, 0]),
                 mimic=mim.get('joint') if mim is not None else None, **kw)
-        home = {}
+        home, drives = {}, {}
         for cj in root.iter('ros2_control'):
             for j in cj.findall('joint'):
                 for si in j.findall('state_interface'):
                     p = si.find("param[@name='initial_value']")
                     if si.get('name') == 'position' and p is not None:
                         home[j.get('name')] = float(p.text)
+                props = {p.get('name'): float(p.text) for p in j.findall('param')
+                         if p.get('name') == 'armature'}
+                if props:
+                    drives[j.get('name')] = props
         mass = {ln.get('name'): float(ln.find('inertial/mass').get('value'))
                 for ln in root.findall('link') if ln.find('inertial/mass') is not None}
-        return cls(joints=joints, home=home, link_mass=mass)
+        return cls(joints=joints, home=home, link_mass=mass, drives=drives)
 
     # ---- joints and limits ----
     @property
@@ -149,6 +144,20 @@ class RobotModel:
 
     def home_pose(self, names=None) -> np.ndarray:
         return np.array([self.home.get(n, 0.0) for n in (names or self.arm_joints)])
+
+    def armature(self, names=None) -> np.ndarray:
+        """Reflected drive inertia [kg m^2] of ``names`` (default: the arm), from drives.yaml."""
+        return np.array([self.drives.get(n, {}).get('armature', 0.0)
+                         for n in (names or self.arm_joints)])
+
+    @property
+    def gripper_open(self) -> float:
+        """Finger opening of the open gripper [m] (the finger joint's upper limit)."""
+        return float(self.joints[GRIPPER_JOINT].upper)
+
+    @property
+    def gripper_closed(self) -> float:
+        return float(self.joints[GRIPPER_JOINT].lower)
 
     # ---- kinematics ----
     def chain(self, tip: str, base: str = 'base_link') -> list[Joint]:
@@ -188,15 +197,23 @@ class RobotModel:
                 t = t @ m
         return t, axes, points, names
 
-    def jacobian(self, q, tip: str = 'tcp_link', base: str = 'base_link') -> np.ndarray:
-        """6 x n geometric Jacobian (linear; angular) of ``tip`` w.r.t. the arm joints."""
+    def pose_and_jacobian(self, q, tip: str = 'tcp_link', base: str = 'base_link'):
+        """4x4 pose of ``tip`` in ``base`` and its 6 x n geometric Jacobian (linear; angular)
+        w.r.t. the arm joints, from one forward pass."""
         t, axes, points, names = self.fk_all(q, tip, base)
         jac = np.zeros((6, len(self.arm_joints)))
-        for a, p, n in zip(axes, points, names):
-            i = self.arm_joints.index(n)
-            jac[:3, i] = np.cross(a, t[:3, 3] - p)
-            jac[3:, i] = a
-        return jac
+        if names:
+            idx = [self.arm_joints.index(n) for n in names]
+            a = np.array(axes).T                 # (3, k)
+            d = t[:3, 3, None] - np.array(points).T
+            jac[:3, idx] = (a[1] * d[2] - a[2] * d[1], a[2] * d[0] - a[0] * d[2],
+                            a[0] * d[1] - a[1] * d[0])   # axis x (tip - joint), all at once
+            jac[3:, idx] = a
+        return t, jac
+
+    def jacobian(self, q, tip: str = 'tcp_link', base: str = 'base_link') -> np.ndarray:
+        """6 x n geometric Jacobian (linear; angular) of ``tip`` w.r.t. the arm joints."""
+        return self.pose_and_jacobian(q, tip, base)[1]
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,13 +1,15 @@
-"""Rigid-body dynamics of the arm for the reflex arc: a private MuJoCo model of the URDF. ROS-free.
+"""Rigid-body dynamics of the arm: a private MuJoCo model of the URDF. ROS-free.
 
-The spinal layer only knows the robot's description, not the simulator: this module compiles
-the same URDF (``robot.urdf_xml()``) into its own ``MjModel``/``MjData`` and evaluates inverse
-dynamics and the joint-space inertia on it. Joint order = the /joint_states order (6 arm joints,
-then left_finger_joint, right_finger_joint); the fingers are part of the model, so their motion
-counts in the arm's dynamics (gripper-aware).
+MuJoCo is the dynamics library: this module compiles the URDF (``model.urdf_xml()``) into its
+own ``MjModel``/``MjData`` (the arm alone: no table, no objects) and evaluates inverse dynamics,
+bias forces, the joint-space inertia and Jacobians on it, for every layer that needs them (the
+spinal reflex, the cerebellum's forward model, the spinal gains). Joint order = the
+/joint_states order (6 arm joints, then left_finger_joint, right_finger_joint); the fingers are
+part of the model, so their motion counts in the arm's dynamics (gripper-aware).
 
-The URDF has no drive inertia; real drives (and the simulated body: ``World(armature=0.1)``)
-add a reflected rotor inertia to each arm joint. ``armature`` [kg m^2] puts it in the model.
+The URDF's joints carry no drive inertia; the drives' reflected rotor inertia comes from the
+robot model (``RobotModel.armature()``, urdf/drives.yaml) and is added to each arm joint, as the
+simulated body does.
 """
 from __future__ import annotations
 
@@ -15,17 +17,17 @@ import numpy as np
 
 import mujoco
 
-from ..common import robot as robot_mod
+from . import model as model_mod
 
 
 class ArmDynamics:
     """Inverse dynamics, inertia and Jacobians of the arm at a given joint state."""
 
-    def __init__(self, xml: str | None = None, armature: float = 0.0):
-        m = mujoco.MjModel.from_xml_string(xml or robot_mod.urdf_xml())
+    def __init__(self, xml: str | None = None):
+        m = mujoco.MjModel.from_xml_string(xml or model_mod.urdf_xml())
         self.model, self.data = m, mujoco.MjData(m)
-        rm = robot_mod.load()
-        self.joint_names = [*rm.arm_joints, robot_mod.GRIPPER_JOINT, 'right_finger_joint']
+        rm = self.robot = model_mod.load()
+        self.joint_names = list(model_mod.STATE_JOINTS)
         ids = [m.joint(n).id for n in self.joint_names]
         self.qadr = np.array([m.jnt_qposadr[i] for i in ids])
         self.dadr = np.array([m.jnt_dofadr[i] for i in ids])
@@ -33,8 +35,7 @@ class ArmDynamics:
                 and m.nq == 8 and m.nv == 8):
             raise RuntimeError('expected the URDF joints in /joint_states order, 8 dofs')
         self.nv = m.nv
-        m.dof_armature[self.dadr[:6]] = armature
-        self.armature = float(armature)
+        m.dof_armature[self.dadr[:6]] = rm.armature()
         self._arm_inertia = m.dof_armature.copy()   # mj_rne leaves the armature out
         self._tmp = np.zeros(m.nv)
         self._res = np.zeros(m.nv)
@@ -92,14 +93,16 @@ class ArmDynamics:
     def tcp_position(self) -> np.ndarray:
         return self.data.xpos[self._tcp].copy()
 
-    def link_positions(self) -> np.ndarray:
-        """World positions of every body origin (nbody x 3)."""
-        return self.data.xpos.copy()
+    def arm_inertia(self, q) -> np.ndarray:
+        """The arm's 6x6 joint-space inertia (drives included) at ``q`` [kg m^2], fingers open.
+        A new array."""
+        full = np.zeros(self.nv)
+        full[:6] = q
+        full[6:8] = self.robot.gripper_open
+        self.set_state(full)
+        return self.mass_matrix()[:6, :6].copy()
 
-    def home_inertia(self, q_home) -> np.ndarray:
-        """Diagonal of the arm's joint-space inertia at ``q_home`` (fingers open)."""
-        q = np.zeros(self.nv)
-        q[:6] = q_home
-        q[6:8] = 0.04
-        self.set_state(q)
-        return np.diag(self.mass_matrix())[:6].copy()
+    def home_inertia(self, q_home=None) -> np.ndarray:
+        """Diagonal of the arm's joint-space inertia at ``q_home`` (default: the URDF home)."""
+        q = self.robot.home_pose() if q_home is None else q_home
+        return np.diag(self.arm_inertia(q)).copy()
