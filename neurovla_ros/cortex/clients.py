@@ -79,7 +79,7 @@ class WebsocketPolicyClient:
         try:
             ws = connect(self.uri, open_timeout=self.connect_timeout, compression=None,
                          max_size=None, proxy=None, ping_interval=None,
-                         close_timeout=0.5, user_agent_header=None, legacy=True)
+                         close_timeout=0.5, user_agent_header=None)
         except ConnectionRefusedError as e:
             raise PolicyError('refused', f'{self.uri}: connection refused ({e.strerror})') from None
         except (TimeoutError, InvalidHandshake, InvalidURI, OSError) as e:
