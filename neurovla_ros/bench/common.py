@@ -20,7 +20,6 @@ def private_graph(domain_base: int = 100, domains: int = 100, cap_torch: bool = 
     mixes with a running stack or a test. Returns the domain."""
     os.environ['ROS_DOMAIN_ID'] = str(domain_base + os.getpid() % domains)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    os.environ.setdefault('MUJOCO_GL', 'egl')
     if cap_torch:
         from ..common.rosutil import cap_torch_threads
         cap_torch_threads()

@@ -418,8 +418,7 @@ def main(argv=None) -> int:
     finally:
         world.step = step
         sim._publish = publish
-        n_late = min(sim._late_i, len(sim._late))
-        sim_stats = {'sim_lateness_ms_p99': pct(sim._late[:n_late] * 1e3, 99),
+        sim_stats = {'sim_lateness_ms_p99': pct(sim.lateness_s() * 1e3, 99),
                      'sim_overruns': sim.overruns, 'sim_resyncs': sim.resyncs}
         stop_sim_with_spinal(proc, ctx, sim, node, ex)
     cols = sc.collisions

@@ -136,7 +136,6 @@ def evaluate(model, data, camera, n=None, seed=123, progress=True, heldout=True,
 
 def main(argv=None) -> int:
     args = parse(argv)
-    os.environ.setdefault('MUJOCO_GL', 'egl')
     os.environ['HF_HUB_OFFLINE'] = '1'
     import torch
     from tqdm import tqdm

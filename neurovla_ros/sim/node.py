@@ -34,20 +34,16 @@ Services
 A bad command (wrong length, NaN/inf, unknown joint, beyond the URDF limits) is rejected with a
 throttled warning and counted; the last valid command is held.
 
-Timing: physics and publishing run in one thread on absolute deadlines; the time left until the
-next step is spent in ``EventsExecutor.spin_once`` (callbacks). In real time the stamp of a step
-is its scheduled wall time (a late loop shows as age, not jitter). Behind schedule (after a
-stall) the loop catches up, but a step waits up to ``catchup_wait_s`` for the answer of a
-controller that commands at the step rate (it answered the state before) to the state just
-published: the body never runs through a backlog on a stale command. In-process use (benchmarks):
+Timing (:mod:`.pacing`): physics and publishing run in one thread on absolute deadlines; the
+time left until the next step is spent in ``EventsExecutor.spin_once`` (callbacks); a late
+step waits up to ``catchup_wait_s`` for a live controller's answer. The camera renders in its
+own process (:mod:`.camera_node`). In-process use (benchmarks):
 construct ``SimNode(context=...)``, append to ``command_hooks`` / ``disturbance_hooks``
 (``hook(kind, step_index, sim_time, values)``; ``step_index`` = the first step that uses it) and
 call ``run(duration=...)``.
 """
 from __future__ import annotations
 
-import array
-import os
 import signal
 import sys
 import time
@@ -62,7 +58,7 @@ from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from rclpy.serialization import serialize_message
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -72,25 +68,22 @@ from ..common.limits import invalid_reason
 from ..common import cdr
 from ..common.rosutil import (COMMAND_QOS, SENSOR_QOS, Throttled, cap_torch_threads,
                               declare_params, go_realtime, joint_state_template)
+from .pacing import Pacing
 from .params import NODE_NAME, PARAMS
 from .world import World
 
-DT_NS = 1_000_000
 LIMIT_TOL = 1e-9
 CMD_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                      history=HistoryPolicy.KEEP_LAST)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL,
                          history=HistoryPolicy.KEEP_LAST)
-IMAGE_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE,
-                       history=HistoryPolicy.KEEP_LAST)
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                        history=HistoryPolicy.KEEP_LAST)
 FORWARD = {'position': '/forward_position_controller/commands',
            'velocity': '/forward_velocity_controller/commands',
            'effort': '/forward_effort_controller/commands'}
 MARKER_SHAPE = {'cube': Marker.CUBE, 'ball': Marker.SPHERE, 'cylinder': Marker.CYLINDER}
-WINDOW = 1000  # lateness samples kept for diagnostics
 
 
 def _seconds(duration) -> float:
@@ -130,19 +123,10 @@ class SimNode(Node):
         self.disturbance_hooks: list = []
         self.rejected = 0
         self.accepted = 0
-        self.resyncs = 0
         self.callback_errors = 0
-        self.overruns = 0
-        self.catchup_waits = 0      # late steps that waited for a live controller's answer
-        self.catchup_timeouts = 0   # ... and stepped on without it
         self._cmd_step = -2         # step_count when the last command was accepted
-        self._late = np.zeros(WINDOW)
-        self._late_i = 0
-        self._epoch_ns = 0          # stamp of sim time 0 (real time: wall clock; sim: 0)
-        self._mono_epoch_ns = 0     # the same instant on the monotonic clock (pacing)
-        self._wall_minus_mono = time.time_ns() - time.monotonic_ns()
+        self.pacing = Pacing(self.sim_time)
         self._stop = False
-        self._executor = None
         self._diag_prev = (time.monotonic(), 0)
         self._events = 0  # callbacks of this node served (fast mode drains until none is left)
         self._apply_rates()
@@ -249,13 +233,22 @@ class SimNode(Node):
         if any(n.endswith('_rate_hz') for n in names):
             self._apply_rates()
         if 'speed' in names and self.sim_time:
-            self._mono_epoch_ns = None  # re-anchor the pacing
+            self.pacing.reanchor()
 
     # ------------------------------------------------------------------ stamps
     def stamp_ns(self, step_index: int | None = None) -> int:
         """Stamp [ns] of the state after ``step_index`` steps (default: now)."""
-        k = self.world.step_count if step_index is None else step_index
-        return self._epoch_ns + k * DT_NS
+        return self.pacing.stamp_ns(self.world.step_count if step_index is None else step_index)
+
+    # lateness statistics of the loop (also read by the benchmarks)
+    overruns = property(lambda self: self.pacing.overruns)
+    resyncs = property(lambda self: self.pacing.resyncs)
+    catchup_waits = property(lambda self: self.pacing.catchup_waits)
+    catchup_timeouts = property(lambda self: self.pacing.catchup_timeouts)
+
+    def lateness_s(self) -> np.ndarray:
+        """The last (up to 1000) step latenesses [s] of the paced loop."""
+        return self.pacing.lateness_s()
 
     # ------------------------------------------------------------------ commands
     def _warn(self, kind: str, msg: str) -> None:
@@ -435,11 +428,9 @@ class SimNode(Node):
             self._wrench_t.set_stamp(ns)
             self._pub_wrench.publish(self._wrench_t.tobytes())
         if self._camera is not None and k % self._cam_every == 0:
-            self._camera_share.write(w.data.qpos, ns)
-            try:
-                self._camera_conn.send_bytes(b'1')
-            except (BrokenPipeError, OSError):
-                self._camera_died()
+            if not self._camera.frame(w.data.qpos, ns):
+                self.get_logger().error('camera process ended; no more images', once=True)
+                self._camera = None
         if self._objects_every and k % self._objects_every == 0:
             self._publish_objects()
         if k % self._diag_every == 0:
@@ -451,8 +442,8 @@ class SimNode(Node):
         k = self.world.step_count
         rtf = (k - k_prev) * self.world.dt / max(now - t_prev, 1e-9)
         self._diag_prev = (now, k)
-        n = min(self._late_i, WINDOW)
-        late = self._late[:n] if n else np.zeros(1)
+        late = self.pacing.lateness_s()
+        late = late if len(late) else np.zeros(1)
         st = DiagnosticStatus()
         st.name, st.hardware_id = f'{self.get_name()}: physics', self.get_name()
         warn = []
@@ -481,49 +472,20 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ camera process
     def _start_camera(self):
-        from . import camera
+        from .camera_node import CameraProcess
         p = self.p
-        self._camera_share = camera.StateShare(self.world.model.nq)
-        reader, writer = camera.SPAWN.Pipe(duplex=False)
-        topics = (self.resolve_topic_name('/camera/image_raw'),
-                  self.resolve_topic_name('/camera/camera_info'))
-        self._camera = camera.SPAWN.Process(
-            target=camera_process, name='sim_camera', daemon=True,
-            args=(p.seed, p.n_objects, p.camera_width, p.camera_height, p.camera_name,
-                  self._camera_share, reader, topics, f'{self.get_name()}_camera'))
-        self._camera.start()
-        reader.close()
-        self._camera_conn = writer
-
-    def _camera_died(self):
-        self.get_logger().error('camera process ended; no more images', once=True)
-        self._camera = None
+        self._camera = CameraProcess(
+            self.world.model.nq, p.seed, p.n_objects, p.camera_width, p.camera_height,
+            p.camera_name, (self.resolve_topic_name('/camera/image_raw'),
+                            self.resolve_topic_name('/camera/camera_info')),
+            f'{self.get_name()}_camera')
 
     def _stop_camera(self):
-        if self._camera is None:
-            return
-        proc, self._camera = self._camera, None
-        self._camera_conn.close()  # the worker sees EOF and exits
-        proc.join(timeout=3.0)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=2.0)
+        if self._camera is not None:
+            camera, self._camera = self._camera, None
+            camera.stop()
 
     # ------------------------------------------------------------------ loop
-    def _record_lateness(self, late_ns: int) -> None:
-        self._late[self._late_i % WINDOW] = late_ns * 1e-9
-        self._late_i += 1
-        if late_ns > DT_NS:
-            self.overruns += 1
-
-    def _anchor(self):
-        """Tie the current step to now (start, after a speed change or a long stall)."""
-        k = self.world.step_count
-        scale = DT_NS / self.p.speed if self.sim_time and self.p.speed > 0 else DT_NS
-        self._mono_epoch_ns = time.monotonic_ns() - int(k * scale)
-        if not self.sim_time:  # on the 1 ms grid of the wall clock
-            self._epoch_ns = (self._mono_epoch_ns + self._wall_minus_mono) // DT_NS * DT_NS
-
     def _serve(self, ex, timeout: float) -> None:
         """One executor event; a failing callback is logged and counted, never fatal."""
         try:
@@ -533,21 +495,6 @@ class SimNode(Node):
         except Exception as e:  # noqa: BLE001 - the body must keep running
             self.callback_errors += 1
             self._log.error('callback', f'callback failed: {e!r}')
-
-    def _await_answer(self, ex, k: int, timeout_ns: int) -> None:
-        """Behind schedule, with a controller that answered the previous state: serve
-        callbacks until it answers state ``k`` too or ``timeout_ns`` passes. After a stall the
-        body then catches up no faster than its controller answers, instead of stepping
-        through the backlog on a stale command; the controller is still judged on every step
-        the body takes on time."""
-        self.catchup_waits += 1
-        end = time.monotonic_ns() + timeout_ns
-        while self._cmd_step < k:
-            rem = end - time.monotonic_ns()
-            if rem <= 0:
-                self.catchup_timeouts += 1
-                return
-            self._serve(ex, rem * 1e-9)
 
     def tick(self) -> None:
         """One physics step and its messages (for a caller that paces the loop itself)."""
@@ -564,51 +511,18 @@ class SimNode(Node):
         ex = executor or EventsExecutor(context=self.context)
         if self not in ex.get_nodes():
             ex.add_node(self)
-        self._executor = ex
         self._stop = False
-        end = None if duration is None else time.monotonic() + duration
-        self._anchor()
         self._diag_prev = (time.monotonic(), self.world.step_count)
-        ctx = self.context
-        max_late = int(self.p.max_lateness_s * 1e9)
-        fast_every = 5  # speed 0: serve callbacks every 5 steps (spin_once costs ~0.1 ms)
+        ctx, p = self.context, self.p
         try:
-            while not self._stop and ctx.ok():
-                if self._mono_epoch_ns is None:
-                    self._anchor()
-                k_next = self.world.step_count + 1
-                paced = not self.sim_time or self.p.speed > 0
-                if paced:
-                    scale = DT_NS if not self.sim_time else DT_NS / self.p.speed
-                    due = self._mono_epoch_ns + int(k_next * scale)
-                    rem = due - time.monotonic_ns()
-                    while rem > 0:
-                        self._serve(ex, rem * 1e-9)
-                        rem = due - time.monotonic_ns()
-                    if rem < 0 and self._cmd_step == k_next - 2 and -rem <= max_late:
-                        wait_ns = int(self.p.catchup_wait_s * 1e9)   # a live parameter
-                        if wait_ns:
-                            self._await_answer(ex, k_next - 1, wait_ns)
-                            rem = due - time.monotonic_ns()
-                    if -rem > max_late:  # skip ahead by whole steps (stamps stay on grid)
-                        self.resyncs += 1
-                        shift = -(rem // DT_NS) * DT_NS
-                        self._mono_epoch_ns += shift
-                        if not self.sim_time:
-                            self._epoch_ns += shift
-                        due += shift
-                elif k_next % fast_every == 0:
-                    for _ in range(50):  # serve what is queued, one event per spin_once
-                        before = self._events
-                        self._serve(ex, 0.0)
-                        if self._events == before:
-                            break
-                self.world.step(1)
-                self._publish()
-                if paced:
-                    self._record_lateness(time.monotonic_ns() - due)
-                if end is not None and k_next % 100 == 0 and time.monotonic() > end:
-                    break
+            self.pacing.run(
+                step_count=lambda: self.world.step_count, tick=self.tick,
+                serve=lambda timeout: self._serve(ex, timeout),
+                ok=lambda: not self._stop and ctx.ok(), speed=lambda: p.speed,
+                catchup_wait_s=lambda: p.catchup_wait_s,   # live parameters
+                commanded_step=lambda: self._cmd_step, events=lambda: self._events,
+                max_lateness_s=p.max_lateness_s,
+                end=None if duration is None else time.monotonic() + duration)
         except Exception:  # noqa: BLE001
             if ctx.ok():
                 raise
@@ -616,7 +530,6 @@ class SimNode(Node):
         finally:
             if executor is None:
                 ex.remove_node(self)
-            self._executor = None
 
     def stop(self) -> None:
         self._stop = True
@@ -624,50 +537,6 @@ class SimNode(Node):
     def close(self) -> None:
         self._stop_camera()
         self.world.close()
-
-
-def camera_process(seed, n_objects, width, height, camera_name, share, conn, topics, node_name):
-    """Body of the rendering process: a World copy, a small rclpy node, Image + CameraInfo."""
-    os.environ.setdefault('LP_NUM_THREADS', '0')  # llvmpipe renders in this thread: no helper
-    # threads waking on both cores at 15 Hz (they delayed the 1 kHz loops' wake-ups)
-    os.environ.setdefault('MUJOCO_GL', 'egl')
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ends when the physics process closes the pipe
-    from rclpy.signals import SignalHandlerOptions
-    from . import camera as camera_mod
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
-    node = Node(node_name, context=ctx)
-    try:
-        # no sleeping: this copy only poses bodies (sleeping ones would keep stale poses)
-        world = World(seed=seed, n_objects=n_objects, cameras=True, width=width, height=height,
-                      sleep=False)
-        pub_img = node.create_publisher(Image, topics[0], IMAGE_QOS)
-        pub_info = node.create_publisher(CameraInfo, topics[1], IMAGE_QOS)
-        info_d = world.camera_info(camera_name)
-        info = CameraInfo()
-        info.header.frame_id = info_d['frame_id']
-        info.width, info.height = info_d['width'], info_d['height']
-        info.distortion_model = info_d['distortion_model']
-        info.d = info_d['d']
-        info.k, info.r, info.p = (np.array(info_d[x], float) for x in ('k', 'r', 'p'))
-        img = Image()
-        img.header.frame_id = info.header.frame_id
-        img.height, img.width, img.encoding, img.step = height, width, 'rgb8', 3 * width
-        img.data = array.array('B', bytes(3 * width * height))
-        view = np.frombuffer(img.data, dtype=np.uint8).reshape(height, width, 3)
-
-        def publish(image, stamp_ns):
-            view[:] = image
-            _stamp(img.header.stamp, stamp_ns)
-            info.header.stamp = img.header.stamp
-            pub_img.publish(img)
-            pub_info.publish(info)
-
-        camera_mod.render_loop(world, share, conn, camera_name, publish,
-                               alive=lambda: ctx.ok())
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
 
 
 def main(args=None) -> int:
