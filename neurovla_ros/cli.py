@@ -130,7 +130,8 @@ def parser() -> argparse.ArgumentParser:
                    help='stop after S seconds with every node up, then print a summary '
                         '(default: run until Ctrl-C)')
     b.add_argument('--instruction', default='', help='task instruction for the cortex')
-    b.add_argument('--cortex-backend', default='', help='cortex policy backend')
+    b.add_argument('--cortex-backend', default='', help='cortex policy backend',
+                   choices=graph.ARGS_BY_NAME['cortex_backend'].choices)
     b.add_argument('--only', default='', metavar='NODE[,NODE]',
                    help='start only these nodes of the graph (e.g. --only sim)')
     b.add_argument('--startup-timeout', type=float, default=90.0,

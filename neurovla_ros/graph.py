@@ -22,6 +22,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .cortex.params import BACKENDS
+
 PACKAGE = 'neurovla'
 
 
@@ -44,7 +46,8 @@ LAUNCH_ARGS: tuple[LaunchArg, ...] = (
     LaunchArg('params_file', '', 'ROS 2 parameters file for the neurovla nodes; '
               'empty = the packaged config/neurovla.yaml'),
     LaunchArg('instruction', '', 'Task instruction for the cortex; empty = the parameters file'),
-    LaunchArg('cortex_backend', '', 'Cortex policy backend; empty = the parameters file'),
+    LaunchArg('cortex_backend', '', 'Cortex policy backend; empty = the parameters file',
+              ('', *BACKENDS)),
 )
 ARGS_BY_NAME = {a.name: a for a in LAUNCH_ARGS}
 
@@ -250,7 +253,9 @@ def launch_plan(values: dict | None = None, str_value: Callable = str) -> list[A
     for spec in nodes(args):
         plan.append(_node(PACKAGE, spec.executable, name=spec.name,
                           parameters=node_parameters(spec, args, str_value),
-                          remappings=list(spec.remappings), emulate_tty=True))
+                          remappings=list(spec.remappings),
+                          # plain lines in the launch log: no tty (no colour codes), unbuffered
+                          additional_env={'PYTHONUNBUFFERED': '1'}))
     return plan
 
 

@@ -22,11 +22,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def ros_process():
-    """start(module, params={}, args=[]) -> Popen running ``python -m module --ros-args ...``."""
+    """start(module, params={}, args=[], ros_args=[]) -> Popen running
+    ``python -m module *args --ros-args *ros_args -p k:=v ...``."""
     procs = []
 
-    def start(module, params=None, args=(), env=None):
-        cmd = [sys.executable, '-m', module, *args, '--ros-args']
+    def start(module, params=None, args=(), env=None, ros_args=()):
+        cmd = [sys.executable, '-m', module, *args, '--ros-args', *ros_args]
         for k, v in (params or {}).items():
             val = str(v).lower() if isinstance(v, bool) else str(v)
             cmd += ['-p', f'{k}:={val}']

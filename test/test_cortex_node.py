@@ -1,6 +1,8 @@
 """The cortex node over real DDS: an instruction on /cortex/instruction leads to a goal on
 /cortex/goal_pose above the named object of a rendered MuJoCo scene; a dead remote policy server
 is reported on /diagnostics, nothing crashes, and the node recovers when the server appears."""
+import os
+import signal
 import socket
 
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 from conftest import spin_until
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.srv import GetParameters
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 
@@ -74,6 +77,12 @@ class Listener:
                 self.diag.append((level, st.message, {kv.key: kv.value for kv in st.values}))
 
 
+def stop_and_read(proc) -> str:
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    return out
+
+
 def alive(proc):
     assert proc.poll() is None, proc.stdout.read()
 
@@ -109,6 +118,15 @@ def test_instruction_on_the_topic_leads_to_a_goal_above_the_object(backend, ros_
         values = seen.diag[-1][2]
         assert values['backend'] == backend and values['instruction'] == text
         assert float(values['infer_ms_p50']) > 0
+        # the topic and the parameter say the same (`ros2 param get /cortex instruction`)
+        client = rclpy_node.create_client(GetParameters, '/cortex/get_parameters')
+        assert client.wait_for_service(timeout_sec=10.0)
+        reply = client.call_async(GetParameters.Request(names=['instruction']))
+        assert spin_until(rclpy_node, reply.done, 10.0)
+        assert reply.result().values[0].string_value == text
+        # one log line per state, not one per diagnostics period
+        out = stop_and_read(proc)
+        assert out.count('no instruction') <= 1, out
     finally:
         scene.close()
 

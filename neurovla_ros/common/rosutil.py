@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from types import SimpleNamespace
 
@@ -107,7 +108,9 @@ class LatestSample:
     For a reader that needs a stream only at its own, lower rate (the cortex plans at ~10 Hz
     from the 1 kHz /joint_states; the cerebellum ticks at 500 Hz on the 1 kHz IMU): the
     subscription (depth 1, best effort, raw) belongs to a helper node (``<node>_latest``, one
-    per node) that no executor spins, so no Python callback and no wake-up happen per message;
+    per node) that no executor spins, so no Python callback and no wake-up happen per message
+    (the helper ignores the process's global arguments: launch's ``-r __node:=NAME`` would
+    otherwise give it the owner's name);
     ``take()`` returns the serialized newest sample, or None when none arrived since the last
     take. The topic is resolved by ``node`` (its namespace and remappings). A take costs about
     what one delivered message does (30-50 us here), so it pays only where most messages would
@@ -119,6 +122,7 @@ class LatestSample:
         if helper is None:
             helper = rclpy.create_node(f'{node.get_name()}_latest', context=node.context,
                                        namespace=node.get_namespace(),
+                                       use_global_arguments=False,
                                        start_parameter_services=False, enable_rosout=False)
             node._latest_sample_node = helper
         self._owner, self._node = node, helper
@@ -216,20 +220,42 @@ def spin(node, executor=None) -> None:
 def run(node_factory, args=None) -> int:
     """main() body for every node: init, build, spin, clean shutdown on SIGINT/SIGTERM.
 
+    A node that owns its loop (a ``run()`` method: the sim pacing its physics) runs it instead
+    of the plain spin; it returns once the context is shut down or its ``stop()`` was called.
     rclpy's own handlers (installed by init) turn both signals into a context shutdown, which
-    ends the spin loop; a Python handler calling try_shutdown here could deadlock on rclpy's
-    context lock.
+    ends the loop, then call the Python handler installed here: it tells a node with a
+    ``stop()``, and is all that a further signal meets during the shutdown (a terminal's Ctrl-C
+    reaches every process of the group and launch forwards another SIGINT: "already
+    stopping", never a KeyboardInterrupt or a second death). A Python handler calling
+    try_shutdown could deadlock on rclpy's context lock, so none does.
+
+    A parameter the node refuses while starting (a ValueError or rclpy's ParameterException
+    raised before the node exists) ends it with one line and exit code 1, no traceback.
     """
-    # rclpy's SIGINT handler shuts the context down (which ends the loop), then calls Python's,
-    # whose KeyboardInterrupt would land inside whatever callback runs and be logged as FATAL
-    signal.signal(signal.SIGINT, lambda *_: None)
-    rclpy.init(args=args)
+    from rclpy.exceptions import ParameterException
     node = None
+
+    def on_signal(*_):
+        stop = getattr(node, 'stop', None)
+        if callable(stop):
+            stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    rclpy.init(args=args)
     try:
         node = node_factory()
         go_realtime(node)
-        spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        loop = getattr(node, 'run', None)
+        loop() if callable(loop) else spin(node)
+    except (ValueError, ParameterException) as e:
+        if node is not None or not rclpy.ok():
+            raise
+        spec = getattr(sys.modules.get(node_factory.__module__), '__spec__', None)
+        part = getattr(spec, 'name', 'node').split('.')[-2:][0]    # neurovla_ros.<part>.node
+        print(f'[FATAL] [{part}]: cannot start: {e}', file=sys.stderr, flush=True)
+        return 1
+    except ExternalShutdownException:
         pass
     except Exception:  # noqa: BLE001
         if rclpy.ok():
@@ -241,4 +267,8 @@ def run(node_factory, args=None) -> int:
                 close()
             node.destroy_node()
         rclpy.try_shutdown()
+        # the interpreter's finalisation (DDS threads, module teardown: 0.1-0.4 s) would
+        # restore SIG_DFL for a Python handler, and a further Ctrl-C would kill the process
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     return 0

@@ -46,6 +46,8 @@ class LocalBackend:
         path = checkpoint or CHECKPOINT
         if not os.path.isfile(os.path.join(path, 'config.json')):
             raise FileNotFoundError(f'no checkpoint in {path!r} (run `neurovla train cortex`)')
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()   # a carriage-return bar is noise in a node's log
         self.model = NeuroVLAModel.from_pretrained(path).eval()
         self.model.freeze_for_inference()
         self.path = path

@@ -15,6 +15,7 @@ safe goal.
 """
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -22,6 +23,7 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -77,6 +79,7 @@ class CortexNode(Node):
         self._joint_names = None
         self.core.joints_provider = self._joints
         self._last_traj_id = -1
+        self._logged_status = None      # (level, message shape) last logged
 
         self._image_reader = ImageReader()
         self.create_subscription(Image, '/camera/image_raw', self._on_image, LATEST_QOS,
@@ -110,8 +113,13 @@ class CortexNode(Node):
                 self.core.set_instruction(prm.value)
 
     def _on_instruction(self, msg: String) -> None:
-        self.core.set_instruction(msg.data)
-        self.get_logger().info(f'instruction: {msg.data!r}')
+        """The topic sets the ``instruction`` parameter (so both say the same); the parameter
+        callback hands it to the planner."""
+        result = self.set_parameters([Parameter('instruction', value=msg.data)])[0]
+        if result.successful:
+            self.get_logger().info(f'instruction: {msg.data!r}')
+        else:
+            self._warn('instruction', f'instruction refused: {result.reason}')
 
     def _on_info(self, msg: CameraInfo) -> None:
         key = (tuple(msg.k), msg.width, msg.height, msg.header.frame_id)
@@ -243,8 +251,14 @@ class CortexNode(Node):
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [st]
         self.pub_diag.publish(arr)
-        if s.level > 0:
-            self._warn('backend', s.message)
+        # one log line per change of state, not one per diagnostics period
+        key = (s.level, re.sub(r'[0-9.]+', '#', s.message))
+        if key != self._logged_status:
+            if s.level > 0:
+                self._warn('backend', s.message)
+            elif self._logged_status is not None and self._logged_status[0] > 0:
+                self.get_logger().info(s.message)
+            self._logged_status = key
 
     def close(self) -> None:
         self.core.stop()
@@ -256,4 +270,4 @@ def main(args=None) -> int:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -44,12 +44,10 @@ call ``run(duration=...)``.
 """
 from __future__ import annotations
 
-import signal
 import sys
 import time
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
@@ -67,7 +65,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from ..common.limits import invalid_reason
 from ..common import cdr
 from ..common.rosutil import (COMMAND_QOS, SENSOR_QOS, Throttled, cap_torch_threads,
-                              declare_params, go_realtime, joint_state_template)
+                              declare_params, joint_state_template, run)
 from .pacing import Pacing
 from .params import NODE_NAME, PARAMS
 from .world import World
@@ -539,35 +537,16 @@ class SimNode(Node):
         self.world.close()
 
 
-def main(args=None) -> int:
-    """Like ``rosutil.run``, but the node owns its loop (physics on absolute deadlines)."""
-    rclpy.init(args=args)
-    node = None
+def _sim_node() -> SimNode:
+    node = SimNode()
+    if node.sim_time and node.p.speed == 0:
+        node.p.realtime_priority = 0  # a loop that never sleeps must not run at FIFO
+    return node
 
-    def on_term(*_):
-        if node is not None:
-            node.stop()  # leave the loop at the next step, then shut down cleanly
-        else:
-            raise KeyboardInterrupt  # still starting: unwind (no try_shutdown here: it can deadlock)
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        node = SimNode()
-        if node.sim_time and node.p.speed == 0:
-            node.p.realtime_priority = 0  # a loop that never sleeps must not run at FIFO
-        go_realtime(node)
-        node.run()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:  # noqa: BLE001
-        if rclpy.ok():
-            raise  # a real failure; otherwise: stopped while starting
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+
+def main(args=None) -> int:
+    return run(_sim_node, args)
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())
