@@ -5,6 +5,24 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
+# Debian packages (debian-packages.txt): installed when run as root, else the one line to run
+mapfile -t debs < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' debian-packages.txt | tr -d ' ')
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup.sh: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+  else
+    echo "setup.sh: the tests need Debian packages that are missing; run:" >&2
+    echo "  sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  fi
+fi
+
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.neurovla-setup

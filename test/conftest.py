@@ -19,6 +19,19 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# command-line tools the tests run -> the Debian package (debian-packages.txt) that has it
+DEBIAN_TOOLS = {'check_urdf': 'liburdfdom-tools'}
+
+
+def tool(name: str) -> str:
+    """Path of a command-line tool; a test fails naming its Debian package when it is missing."""
+    import shutil
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f'{name} is not installed: `sudo apt-get install {DEBIAN_TOOLS[name]}` '
+                    '(bash setup.sh installs it when run as root)', pytrace=False)
+    return path
+
 
 @pytest.fixture
 def ros_process():
