@@ -6,7 +6,7 @@ A thin mapping: the launch arguments and everything started come from
 """
 import os
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -21,10 +21,18 @@ def _string(value):
     return ParameterValue(value, value_type=str)
 
 
+def _installed(package):
+    try:
+        get_package_share_directory(package)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 def _start(context):
     values = {a.name: LaunchConfiguration(a.name).perform(context) for a in graph.LAUNCH_ARGS}
     actions = []
-    for action in graph.launch_plan(values, str_value=_string):
+    for action in graph.launch_plan(values, str_value=_string, installed=_installed):
         if action.kind == 'node':
             actions.append(Node(**action.kwargs))
         elif action.kind == 'include':

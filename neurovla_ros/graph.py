@@ -212,16 +212,27 @@ def _node(package: str, executable: str, **kw) -> Action:
     return Action('node', {'package': package, 'executable': executable, 'output': 'screen', **kw})
 
 
-def launch_plan(values: dict | None = None, str_value: Callable = str) -> list[Action]:
+GAZEBO_PACKAGES = ('ros_gz_sim', 'ros_gz_bridge', 'gz_ros2_control', 'controller_manager')
+
+
+def launch_plan(values: dict | None = None, str_value: Callable = str,
+                installed: Callable[[str], bool] = lambda package: True) -> list[Action]:
     """Everything ``ros2 launch neurovla bringup`` starts for these launch arguments.
 
     ``str_value`` wraps string parameter values so that launch_ros keeps them strings
-    (the launch file passes ``lambda v: ParameterValue(v, value_type=str)``).
+    (the launch file passes ``lambda v: ParameterValue(v, value_type=str)``). ``installed``
+    tells whether an optional package is there (package.xml's conditional dependencies):
+    without rviz2 the plan has no rviz2; ``sim:=gazebo`` without the Gazebo packages is an
+    error that names the rosdep line.
     """
     args = resolve(values)
     sim_time = use_sim_time(args)
     gazebo = args['sim'] == 'gazebo'
-    headless = args['headless'] == 'true'
+    headless = args['headless'] == 'true' or not installed('rviz2')
+    missing = [p for p in GAZEBO_PACKAGES if gazebo and not installed(p)]
+    if missing:
+        raise ValueError(f'sim:=gazebo needs {", ".join(missing)}: NEUROVLA_GAZEBO=1 rosdep '
+                         'install --from-paths src -y --ignore-src')
     plan: list[Action] = []
 
     from . import robot  # xacro: only needed for a launch, not for pip mode

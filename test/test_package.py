@@ -22,9 +22,20 @@ def read(rel):
         return f.read()
 
 
-def exec_depends():
+def exec_depends(env=None):
+    """exec_depends of package.xml whose condition holds in ``env`` (None: all of them).
+    Conditions are of the form ``$VAR == value`` / ``$VAR != value``, as rosdep evaluates."""
     root = ET.fromstring(read('package.xml'))
-    return {e.text for e in root.findall('exec_depend')}
+    out = set()
+    for e in root.findall('exec_depend'):
+        cond = e.get('condition')
+        if cond and env is not None:
+            var, op, value = cond.split()
+            holds = env.get(var.lstrip('$'), '') == value
+            if holds != (op == '=='):
+                continue
+        out.add(e.text)
+    return out
 
 
 def controllers_yaml():
@@ -40,6 +51,24 @@ def test_package_xml_is_format3_ament_python_with_the_ros_deps():
     assert {'rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'trajectory_msgs',
             'diagnostic_msgs', 'launch', 'launch_ros', 'xacro'} <= exec_depends()
     assert 'liburdfdom-tools' in {e.text for e in root.findall('test_depend')}
+    # used by the code: rcl_interfaces (parameter descriptors), ament_index_python (launch)
+    assert {'rcl_interfaces', 'ament_index_python'} <= exec_depends()
+
+
+def test_gazebo_and_rviz_are_optional_dependencies():
+    mujoco_plan = {a.kwargs.get('package') for a in graph.launch_plan({'headless': 'true'})}
+    default = exec_depends({})
+    assert mujoco_plan - {'neurovla'} <= default
+    assert 'rviz2' in default and not set(graph.GAZEBO_PACKAGES) & default
+    assert 'rviz2' not in exec_depends({'NEUROVLA_HEADLESS': '1'})
+    gazebo = exec_depends({'NEUROVLA_GAZEBO': '1'})
+    assert {a.kwargs.get('package') or a.package
+            for a in graph.launch_plan({'sim': 'gazebo'})} - {'neurovla'} <= gazebo
+    # without the optional packages: no rviz2; sim:=gazebo says what to install
+    plan = graph.launch_plan({}, installed=lambda p: p != 'rviz2')
+    assert 'rviz2' not in {a.kwargs.get('package') for a in plan}
+    with pytest.raises(ValueError, match='NEUROVLA_GAZEBO=1 rosdep'):
+        graph.launch_plan({'sim': 'gazebo'}, installed=lambda p: p not in graph.GAZEBO_PACKAGES)
 
 
 def test_every_package_the_launch_starts_is_an_exec_depend():
