@@ -8,7 +8,8 @@ import os
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, IncludeLaunchDescription, LogInfo,
+                            OpaqueFunction)
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -31,8 +32,11 @@ def _installed(package):
 
 def _start(context):
     values = {a.name: LaunchConfiguration(a.name).perform(context) for a in graph.LAUNCH_ARGS}
+    plan = graph.launch_plan(values, str_value=_string, installed=_installed)
+    if values['show_plan'] == 'true':
+        return [LogInfo(msg='neurovla bringup would start:\n' + graph.format_plan(plan))]
     actions = []
-    for action in graph.launch_plan(values, str_value=_string, installed=_installed):
+    for action in plan:
         if action.kind == 'node':
             actions.append(Node(**action.kwargs))
         elif action.kind == 'include':

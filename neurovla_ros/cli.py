@@ -23,6 +23,13 @@ GENERATED = (('config/neurovla.yaml', 'yaml'), ('docs/parameters.md', 'markdown'
 
 # ---------------------------------------------------------------- bringup
 def _bringup(opts) -> int:
+    values = {'sim': opts.sim, 'headless': opts.headless,
+              'use_sim_time': 'true' if opts.use_sim_time else 'auto',
+              'params_file': os.path.abspath(opts.params_file) if opts.params_file else '',
+              'instruction': opts.instruction, 'cortex_backend': opts.cortex_backend}
+    if opts.show_plan:      # what `ros2 launch neurovla bringup` starts for these arguments
+        print(graph.format_plan(graph.launch_plan(values)))
+        return 0
     if opts.sim == 'gazebo':
         print('neurovla bringup: Gazebo needs a ROS 2 install with ros_gz and gz_ros2_control: '
               'ros2 launch neurovla bringup sim:=gazebo', file=sys.stderr)
@@ -31,10 +38,6 @@ def _bringup(opts) -> int:
         print(f'neurovla bringup: no such parameters file: {opts.params_file}', file=sys.stderr)
         return 2
     from . import runner
-    values = {'sim': opts.sim, 'headless': opts.headless,
-              'use_sim_time': 'true' if opts.use_sim_time else 'auto',
-              'params_file': os.path.abspath(opts.params_file) if opts.params_file else '',
-              'instruction': opts.instruction, 'cortex_backend': opts.cortex_backend}
     only = [n for n in opts.only.split(',') if n] if opts.only else None
     return runner.run(values, duration=opts.duration, startup_timeout=opts.startup_timeout,
                       stop_timeout=opts.stop_timeout, only=only)
@@ -132,6 +135,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument('--instruction', default='', help='task instruction for the cortex')
     b.add_argument('--cortex-backend', default='', help='cortex policy backend',
                    choices=graph.ARGS_BY_NAME['cortex_backend'].choices)
+    b.add_argument('--show-plan', action='store_true',
+                   help='print what `ros2 launch neurovla bringup` with these arguments starts '
+                        '(also for --sim gazebo) and exit')
     b.add_argument('--only', default='', metavar='NODE[,NODE]',
                    help='start only these nodes of the graph (e.g. --only sim)')
     b.add_argument('--startup-timeout', type=float, default=90.0,

@@ -48,6 +48,8 @@ LAUNCH_ARGS: tuple[LaunchArg, ...] = (
     LaunchArg('instruction', '', 'Task instruction for the cortex; empty = the parameters file'),
     LaunchArg('cortex_backend', '', 'Cortex policy backend; empty = the parameters file',
               ('', *BACKENDS)),
+    LaunchArg('show_plan', 'false', 'Print what this launch would start (every node with its '
+              'parameters, remappings and arguments) and start nothing', ('true', 'false')),
 )
 ARGS_BY_NAME = {a.name: a for a in LAUNCH_ARGS}
 
@@ -268,6 +270,36 @@ def launch_plan(values: dict | None = None, str_value: Callable = str,
                           # plain lines in the launch log: no tty (no colour codes), unbuffered
                           additional_env={'PYTHONUNBUFFERED': '1'}))
     return plan
+
+
+def format_plan(plan: list[Action]) -> str:
+    """The plan as text, one block per action (``show_plan:=true``, ``neurovla bringup
+    --show-plan``); a long string value (the URDF) is shown by its size."""
+    def value(v):
+        v = getattr(v, 'value', v)          # launch_ros ParameterValue
+        if isinstance(v, str) and len(v) > 120:
+            return f'<{len(v)} characters>'
+        return repr(v)
+
+    lines = []
+    for a in plan:
+        kw = dict(a.kwargs)
+        if a.kind == 'include':
+            lines.append(f'include {a.package}/{a.file}')
+            lines += [f'    {k}:={v}' for k, v in kw.items()]
+            continue
+        lines.append(f'node {kw.pop("package")}/{kw.pop("executable")}'
+                     + (f' (name {kw.pop("name")})' if 'name' in kw else ''))
+        for prm in kw.pop('parameters', []):
+            if isinstance(prm, dict):
+                lines += [f'    param {k}: {value(v)}' for k, v in prm.items()]
+            else:
+                lines.append(f'    params file {prm}')
+        lines += [f'    remap {src} -> {dst}' for src, dst in kw.pop('remappings', [])]
+        if kw.get('arguments'):
+            lines.append('    arguments ' + ' '.join(map(str, kw.pop('arguments'))))
+        lines += [f'    {k}: {v}' for k, v in kw.items() if k != 'output']
+    return '\n'.join(lines)
 
 
 # ---------------------------------------------------------------- parameters

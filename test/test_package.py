@@ -3,6 +3,8 @@ parameter files, the CLI, and the rule that only node (node.py, *_node.py), runn
 import ast
 import importlib
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -147,7 +149,8 @@ def test_bringup_without_extension_loads_the_same_file_and_is_tried_as_python():
 # ---------------------------------------------------------------- the graph
 def test_launch_args_are_the_documented_ones():
     assert [a.name for a in graph.LAUNCH_ARGS] == [
-        'sim', 'use_sim_time', 'headless', 'params_file', 'instruction', 'cortex_backend']
+        'sim', 'use_sim_time', 'headless', 'params_file', 'instruction', 'cortex_backend',
+        'show_plan']
     for a in graph.LAUNCH_ARGS:
         assert a.description and (not a.choices or a.default in a.choices)
 
@@ -363,3 +366,18 @@ def test_core_modules_never_import_rclpy():
     assert not offenders, ('rclpy imported outside node.py/*_node.py/rosutil/runner/cli/bench: '
                            f'{offenders}')
     assert not _allowed_rclpy('graph.py') and not _allowed_rclpy('cortex/policy.py')
+
+
+def test_show_plan_prints_what_a_launch_starts_and_starts_nothing():
+    res = subprocess.run([sys.executable, '-m', 'neurovla_ros.cli', 'bringup', '--show-plan',
+                          '--sim', 'gazebo', '--cortex-backend', 'scripted'],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    for spec in graph.nodes(graph.resolve({'sim': 'gazebo'})):
+        assert f'node neurovla/{spec.executable} (name {spec.name})' in out
+    assert 'node neurovla/sim_node' not in out           # Gazebo is the body
+    assert 'include ros_gz_sim/launch/gz_sim.launch.py' in out
+    assert "param backend: 'scripted'" in out
+    assert 'robot_description: <' in out                 # the URDF by its size
+    assert graph.ARGS_BY_NAME['show_plan'].choices == ('true', 'false')
