@@ -26,7 +26,8 @@ def _bringup(opts) -> int:
     values = {'sim': opts.sim, 'headless': opts.headless,
               'use_sim_time': 'true' if opts.use_sim_time else 'auto',
               'params_file': os.path.abspath(opts.params_file) if opts.params_file else '',
-              'instruction': opts.instruction, 'cortex_backend': opts.cortex_backend}
+              'instruction': opts.instruction, 'cortex_backend': opts.cortex_backend,
+              'namespace': opts.namespace}
     if opts.show_plan:      # what `ros2 launch neurovla bringup` starts for these arguments
         print(graph.format_plan(graph.launch_plan(values)))
         return 0
@@ -135,6 +136,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument('--instruction', default='', help='task instruction for the cortex')
     b.add_argument('--cortex-backend', default='', help='cortex policy backend',
                    choices=graph.ARGS_BY_NAME['cortex_backend'].choices)
+    b.add_argument('--namespace', default='',
+                   help='ROS namespace of the whole stack (two arms on one graph)')
     b.add_argument('--show-plan', action='store_true',
                    help='print what `ros2 launch neurovla bringup` with these arguments starts '
                         '(also for --sim gazebo) and exit')

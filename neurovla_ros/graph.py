@@ -48,6 +48,8 @@ LAUNCH_ARGS: tuple[LaunchArg, ...] = (
     LaunchArg('instruction', '', 'Task instruction for the cortex; empty = the parameters file'),
     LaunchArg('cortex_backend', '', 'Cortex policy backend; empty = the parameters file',
               ('', *BACKENDS)),
+    LaunchArg('namespace', '', 'ROS namespace of the whole stack (e.g. arm1: /arm1/joint_states, '
+              '/arm1/cerebellum/reference, ...), so several arms share a graph; empty = none'),
     LaunchArg('show_plan', 'false', 'Print what this launch would start (every node with its '
               'parameters, remappings and arguments) and start nothing', ('true', 'false')),
 )
@@ -144,6 +146,12 @@ def resolve(values: dict | None = None) -> dict[str, str]:
     return out
 
 
+def namespace(args: dict) -> str:
+    """The stack's namespace as an absolute name ('' for none)."""
+    ns = args['namespace'].strip('/')
+    return '/' + ns if ns else ''
+
+
 def use_sim_time(args: dict) -> bool:
     mode = args['use_sim_time']
     return mode == 'true' or (mode == 'auto' and args['sim'] == 'gazebo')
@@ -181,7 +189,8 @@ def _yaml_str(v: str) -> str:
 
 def ros_arguments(spec: NodeSpec, args: dict) -> list[str]:
     """``--ros-args ...`` for ``python -m <module>`` in pip mode (same content as the launch)."""
-    out = ['--ros-args', '-r', f'__node:={spec.name}', '--params-file', params_file(args),
+    ns = ['-r', f'__ns:={namespace(args)}'] if namespace(args) else []
+    out = ['--ros-args', '-r', f'__node:={spec.name}', *ns, '--params-file', params_file(args),
            '-p', f'use_sim_time:={"true" if use_sim_time(args) else "false"}']
     for k, v in forwarded_params(spec, args).items():
         out += ['-p', f'{k}:={_yaml_str(v)}']
@@ -264,7 +273,7 @@ def launch_plan(values: dict | None = None, str_value: Callable = str,
                                          '--controller-manager-timeout', '120'],
                               parameters=[{'use_sim_time': sim_time}]))
     for spec in nodes(args):
-        plan.append(_node(PACKAGE, spec.executable, name=spec.name,
+        plan.append(_node(PACKAGE, spec.executable, name=spec.name, namespace=namespace(args),
                           parameters=node_parameters(spec, args, str_value),
                           remappings=list(spec.remappings),
                           # plain lines in the launch log: no tty (no colour codes), unbuffered

@@ -113,7 +113,7 @@ class TaskWatch:
         self.objects = None
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        node.create_subscription(MarkerArray, '/sim/objects', self._on_objects, qos)
+        node.create_subscription(MarkerArray, 'sim/objects', self._on_objects, qos)
 
     def _on_objects(self, msg) -> None:
         objs = []
@@ -143,7 +143,7 @@ class TaskWatch:
             track.append((t, model.fk(q)[:3, 3]))
         # the samples' own stamps span the window (this process runs under the normal
         # scheduler and may get the CPU late on a full machine: queued samples keep their time)
-        sub = self.node.create_subscription(JointState, '/joint_states', on_js, QoSProfile(
+        sub = self.node.create_subscription(JointState, 'joint_states', on_js, QoSProfile(
             depth=200, history=HistoryPolicy.KEEP_LAST,
             reliability=ReliabilityPolicy.BEST_EFFORT))
         give_up = time.monotonic() + seconds + 5.0
@@ -208,8 +208,8 @@ def _ready(node, name: str) -> bool:
     """Node ``name`` is on the graph with a publisher or subscription of its own."""
     from rclpy.node import NodeNameNonExistentError
     try:
-        topics = (node.get_publisher_names_and_types_by_node(name, '/')
-                  + node.get_subscriber_names_and_types_by_node(name, '/'))
+        topics = (node.get_publisher_names_and_types_by_node(name, node.get_namespace())
+                  + node.get_subscriber_names_and_types_by_node(name, node.get_namespace()))
     except NodeNameNonExistentError:
         return False
     return any(t not in STANDARD_TOPICS for t, _types in topics)
@@ -282,7 +282,8 @@ class Runner:
 
         ctx = rclpy.Context()
         rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
-        node = rclpy.create_node('neurovla_runner', context=ctx)
+        node = rclpy.create_node('neurovla_runner', context=ctx,
+                                 namespace=graph.namespace(self.args) or None)
         diags = Diagnostics(node)
         names = [c.name for c in self.children]
         watch = TaskWatch(node) if 'cortex' in names and 'sim' in names else None

@@ -150,7 +150,7 @@ def test_bringup_without_extension_loads_the_same_file_and_is_tried_as_python():
 def test_launch_args_are_the_documented_ones():
     assert [a.name for a in graph.LAUNCH_ARGS] == [
         'sim', 'use_sim_time', 'headless', 'params_file', 'instruction', 'cortex_backend',
-        'show_plan']
+        'namespace', 'show_plan']
     for a in graph.LAUNCH_ARGS:
         assert a.description and (not a.choices or a.default in a.choices)
 

@@ -85,3 +85,35 @@ def test_a_bad_parameter_ends_a_node_with_one_line(ros_process):
     assert 'Traceback' not in out
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert len(lines) == 1 and 'reference_timeout' in lines[0], out
+
+
+GLOBAL_TOPICS = {'/diagnostics', '/rosout', '/parameter_events', '/clock'}
+
+
+def test_two_stacks_in_two_namespaces_share_a_domain(ros_process, rclpy_node):
+    stacks = {'/arm1': NODES, '/arm2': ('sim', 'spinal')}
+    for ns, names in stacks.items():
+        args = graph.resolve({'namespace': ns.strip('/')})
+        for name in names:
+            spec = next(s for s in graph.NODES if s.name == name)
+            ros_process(spec.module, ros_args=graph.ros_arguments(spec, args)[1:])
+    node = rclpy_node
+
+    def everything_up():
+        have = set(node.get_node_names_and_namespaces())
+        return all((n, ns) in have for ns, names in stacks.items() for n in names)
+    assert spin_until(node, everything_up, 60.0), node.get_node_names_and_namespaces()
+    spin_until(node, lambda: False, 2.0)
+    for ns, names in stacks.items():
+        for name in names:
+            topics = {t for t, _ in node.get_publisher_names_and_types_by_node(name, ns)
+                      + node.get_subscriber_names_and_types_by_node(name, ns)}
+            stray = {t for t in topics if not t.startswith(ns + '/')} - GLOBAL_TOPICS
+            assert not stray, f'{ns}/{name} uses global names {stray}'
+    # each spinal layer reads its own arm and commands it; each sim publishes only its own
+    for ns in stacks:
+        pubs = node.get_publishers_info_by_topic(f'{ns}/joint_states')
+        assert [(p.node_name, p.node_namespace) for p in pubs] == [('sim', ns)]
+        subs = node.get_subscriptions_info_by_topic(f'{ns}/forward_effort_controller/commands')
+        assert ('sim', ns) in [(s.node_name, s.node_namespace) for s in subs]
+    assert not node.get_publishers_info_by_topic('/joint_states')

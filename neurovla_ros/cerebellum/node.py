@@ -99,16 +99,16 @@ class CerebellumNode(Node):
         # 1 kHz streams: raw bytes, only the needed fields read (no Python message objects)
         self._js = JointStateReader()
         self._imu = ImuReader()
-        self.create_subscription(JointState, '/joint_states', self._on_joints_raw, LATEST_QOS,
+        self.create_subscription(JointState, 'joint_states', self._on_joints_raw, LATEST_QOS,
                                  raw=True)
-        self._imu_latest = LatestSample(self, Imu, '/imu/data')   # taken at each tick
-        self.create_subscription(PoseStamped, '/cortex/goal_pose', self._on_goal_pose,
+        self._imu_latest = LatestSample(self, Imu, 'imu/data')   # taken at each tick
+        self.create_subscription(PoseStamped, 'cortex/goal_pose', self._on_goal_pose,
                                  COMMAND_QOS)
-        self.create_subscription(JointTrajectory, '/cortex/joint_goal', self._on_joint_goal,
+        self.create_subscription(JointTrajectory, 'cortex/joint_goal', self._on_joint_goal,
                                  COMMAND_QOS)
-        self.create_subscription(TwistStamped, '/teleop/twist', self._on_twist, COMMAND_QOS)
+        self.create_subscription(TwistStamped, 'teleop/twist', self._on_twist, COMMAND_QOS)
         self.create_subscription(DiagnosticArray, p.reflex_topic, self._on_reflex, COMMAND_QOS)
-        self.create_subscription(PoseStamped, '/teleop/pose', self._on_goal_pose, COMMAND_QOS)
+        self.create_subscription(PoseStamped, 'teleop/pose', self._on_goal_pose, COMMAND_QOS)
         self.create_timer(WATCHDOG_PERIOD, self._watchdog)
         self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
         if p.state_rate_hz > 0:

@@ -11,7 +11,7 @@ NODE_NAME = 'cerebellum'
 
 PARAMS: list[Param] = [
     # ---- interfaces and rates ----
-    Param('reference_topic', '/cerebellum/reference',
+    Param('reference_topic', 'cerebellum/reference',
           'Output: desired joint state for the spinal layer (sensor_msgs/JointState: position, '
           'velocity, feed-forward effort) [topic]', read_only=True),
     Param('rate_hz', 500.0, 'Reference rate, ticks driven by /joint_states stamps [Hz]',
@@ -115,7 +115,7 @@ PARAMS: list[Param] = [
           'took it) [s]', 0.01, 60.0),
     Param('reflex_window', 10.0, 'A resync is allowed this long after a reflex event [s]',
           0.0, 600.0),
-    Param('reflex_topic', '/spinal/reflex',
+    Param('reflex_topic', 'spinal/reflex',
           'Reflex events of the spinal layer (diagnostic_msgs/DiagnosticArray, value '
           'event=collision) [topic]', read_only=True),
     realtime_priority(70),

@@ -82,16 +82,16 @@ class CortexNode(Node):
         self._logged_status = None      # (level, message shape) last logged
 
         self._image_reader = ImageReader()
-        self.create_subscription(Image, '/camera/image_raw', self._on_image, LATEST_QOS,
+        self.create_subscription(Image, 'camera/image_raw', self._on_image, LATEST_QOS,
                                  raw=True)
-        self.create_subscription(CameraInfo, '/camera/camera_info', self._on_info, LATEST_QOS)
-        self.create_subscription(String, '/cortex/instruction', self._on_instruction,
+        self.create_subscription(CameraInfo, 'camera/camera_info', self._on_info, LATEST_QOS)
+        self.create_subscription(String, 'cortex/instruction', self._on_instruction,
                                  COMMAND_QOS)
         # 1 kHz stream read at the planning rate: taken when needed, no callback per message
-        self._joint_states = LatestSample(self, JointState, '/joint_states')
-        self.pub_goal = self.create_publisher(PoseStamped, '/cortex/goal_pose', COMMAND_QOS)
-        self.pub_traj = self.create_publisher(JointTrajectory, '/cortex/joint_goal', COMMAND_QOS)
-        self.pub_grip = self.create_publisher(Float64MultiArray, '/gripper_controller/commands',
+        self._joint_states = LatestSample(self, JointState, 'joint_states')
+        self.pub_goal = self.create_publisher(PoseStamped, 'cortex/goal_pose', COMMAND_QOS)
+        self.pub_traj = self.create_publisher(JointTrajectory, 'cortex/joint_goal', COMMAND_QOS)
+        self.pub_grip = self.create_publisher(Float64MultiArray, 'gripper_controller/commands',
                                               COMMAND_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', SENSOR_QOS)
         self._goal_msg = PoseStamped()

@@ -78,9 +78,9 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          history=HistoryPolicy.KEEP_LAST)
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                        history=HistoryPolicy.KEEP_LAST)
-FORWARD = {'position': '/forward_position_controller/commands',
-           'velocity': '/forward_velocity_controller/commands',
-           'effort': '/forward_effort_controller/commands'}
+FORWARD = {'position': 'forward_position_controller/commands',
+           'velocity': 'forward_velocity_controller/commands',
+           'effort': 'forward_effort_controller/commands'}
 MARKER_SHAPE = {'cube': Marker.CUBE, 'ball': Marker.SPHERE, 'cylinder': Marker.CYLINDER}
 
 
@@ -130,9 +130,9 @@ class SimNode(Node):
         self._apply_rates()
 
         # ---- publishers and preallocated messages
-        self._pub_js = self.create_publisher(JointState, '/joint_states', SENSOR_QOS)
-        self._pub_imu = self.create_publisher(Imu, '/imu/data', SENSOR_QOS)
-        self._pub_wrench = self.create_publisher(WrenchStamped, '/wrist/wrench', SENSOR_QOS)
+        self._pub_js = self.create_publisher(JointState, 'joint_states', SENSOR_QOS)
+        self._pub_imu = self.create_publisher(Imu, 'imu/data', SENSOR_QOS)
+        self._pub_wrench = self.create_publisher(WrenchStamped, 'wrist/wrench', SENSOR_QOS)
         self._pub_clock = (self.create_publisher(Clock, '/clock', CLOCK_QOS)
                            if self.sim_time else None)
         self._pub_objects = self.create_publisher(MarkerArray, '~/objects', LATCHED_QOS)
@@ -153,9 +153,9 @@ class SimNode(Node):
         for mode, topic in FORWARD.items():
             self.create_subscription(Float64MultiArray, topic,
                                      lambda m, mode=mode: self._on_forward(mode, m), CMD_QOS)
-        self.create_subscription(JointTrajectory, '/joint_trajectory_controller/joint_trajectory',
+        self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
                                  self._on_trajectory, CMD_QOS)
-        self.create_subscription(Float64MultiArray, '/gripper_controller/commands',
+        self.create_subscription(Float64MultiArray, 'gripper_controller/commands',
                                  self._on_gripper, CMD_QOS)
         self.create_subscription(WrenchStamped, '~/apply_wrench', self._on_apply_wrench, CMD_QOS)
         self.create_service(Trigger, '~/reset', self._on_reset)
@@ -287,7 +287,7 @@ class SimNode(Node):
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         self._events += 1
         w = self.world
-        topic = '/joint_trajectory_controller/joint_trajectory'
+        topic = 'joint_trajectory_controller/joint_trajectory'
         names = list(msg.joint_names)
         unknown = [n for n in names if n not in self._arm]
         if unknown or len(set(names)) != len(names) or not names:
@@ -474,8 +474,8 @@ class SimNode(Node):
         p = self.p
         self._camera = CameraProcess(
             self.world.model.nq, p.seed, p.n_objects, p.camera_width, p.camera_height,
-            p.camera_name, (self.resolve_topic_name('/camera/image_raw'),
-                            self.resolve_topic_name('/camera/camera_info')),
+            p.camera_name, (self.resolve_topic_name('camera/image_raw'),
+                            self.resolve_topic_name('camera/camera_info')),
             f'{self.get_name()}_camera')
 
     def _stop_camera(self):

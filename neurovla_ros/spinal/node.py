@@ -75,7 +75,7 @@ class SpinalNode(Node):
         self.cmd_pub = self.create_publisher(Float64MultiArray, p.command_topic, COMMAND_QOS)
         self.reflex_pub = self.create_publisher(DiagnosticArray, '~/reflex', COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
-        self.create_subscription(JointState, '/joint_states', self._on_state, LATEST_QOS,
+        self.create_subscription(JointState, 'joint_states', self._on_state, LATEST_QOS,
                                  raw=True)
         self._ref_reader = JointStateReader()
         self.create_subscription(JointState, p.reference_topic, self._on_reference, LATEST_QOS,

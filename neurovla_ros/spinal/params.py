@@ -11,13 +11,13 @@ LOIHI_J_PER_SOP = 23.6e-12
 
 PARAMS: list[Param] = [
     # ---- interfaces ----
-    Param('command_topic', '/forward_effort_controller/commands',
+    Param('command_topic', 'forward_effort_controller/commands',
           'Joint torque commands (std_msgs/Float64MultiArray, 6 arm joints, effort interface: '
           'torque on top of gravity compensation) [topic]', read_only=True),
-    Param('reference_topic', '/cerebellum/reference',
+    Param('reference_topic', 'cerebellum/reference',
           'Desired joint state (sensor_msgs/JointState: position, optional velocity and '
           'feed-forward effort) [topic]', read_only=True),
-    Param('wrench_topic', '/wrist/wrench',
+    Param('wrench_topic', 'wrist/wrench',
           'Wrist force/torque (geometry_msgs/WrenchStamped), used when wrench_threshold > 0 '
           '[topic]', read_only=True),
     Param('weights_file', '',
