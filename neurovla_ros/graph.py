@@ -17,6 +17,7 @@ the two ways of starting the stack cannot drift apart:
 from __future__ import annotations
 
 import importlib
+import numbers
 import os
 import sys
 from dataclasses import dataclass, field
@@ -182,26 +183,44 @@ def node_parameters(spec: NodeSpec, args: dict, str_value: Callable = str) -> li
     return [params_file(args), overrides]
 
 
-def _yaml_str(v: str) -> str:
-    """A string as a YAML scalar that stays a string (``-p name:=value`` parses YAML)."""
-    return "'" + v.replace("'", "''") + "'"
+def param_value(v) -> str:
+    """A parameter value as the YAML of ``-p name:=value``, keeping its type: a string stays
+    a string (quoted), a bool is true/false, a list a YAML list."""
+    if isinstance(v, bool):
+        return 'true' if v else 'false'
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    if isinstance(v, (list, tuple)):
+        return '[' + ', '.join(param_value(x) for x in v) + ']'
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    if isinstance(v, numbers.Real):
+        return repr(float(v))
+    raise TypeError(f'parameter value {v!r}: not a bool, number, string or list')
 
 
-def ros_arguments(spec: NodeSpec, args: dict) -> list[str]:
-    """``--ros-args ...`` for ``python -m <module>`` in pip mode (same content as the launch)."""
+def param_args(params: dict) -> list[str]:
+    """``-p name:=value`` for each of ``params`` (typed Python values, see :func:`param_value`)."""
+    return [a for k, v in params.items() for a in ('-p', f'{k}:={param_value(v)}')]
+
+
+def ros_arguments(spec: NodeSpec, args: dict, overrides: dict | None = None) -> list[str]:
+    """``--ros-args ...`` for ``python -m <module>`` in pip mode (same content as the launch);
+    ``overrides`` (parameter -> value) come last, so they win over the file and the launch
+    arguments."""
     ns = ['-r', f'__ns:={namespace(args)}'] if namespace(args) else []
     out = ['--ros-args', '-r', f'__node:={spec.name}', *ns, '--params-file', params_file(args),
-           '-p', f'use_sim_time:={"true" if use_sim_time(args) else "false"}']
-    for k, v in forwarded_params(spec, args).items():
-        out += ['-p', f'{k}:={_yaml_str(v)}']
+           *param_args({'use_sim_time': use_sim_time(args), **forwarded_params(spec, args),
+                        **(overrides or {})})]
     for src, dst in spec.remappings:
         out += ['-r', f'{src}:={dst}']
     return out
 
 
-def command(spec: NodeSpec, args: dict, python: str = sys.executable) -> list[str]:
-    """The pip-mode command line of a node."""
-    return [python, '-m', spec.module, *ros_arguments(spec, args)]
+def command(spec: NodeSpec, args: dict, python: str = sys.executable,
+            overrides: dict | None = None) -> list[str]:
+    """The pip-mode command line of a node (``overrides``: see :func:`ros_arguments`)."""
+    return [python, '-m', spec.module, *ros_arguments(spec, args, overrides)]
 
 
 # ---------------------------------------------------------------- ros2 launch

@@ -1,12 +1,12 @@
 """Pip-mode bringup (``neurovla bringup``): the graph of ``graph.py`` without ``ros2 launch``.
 
-Each node runs in its own process on the real DDS graph
-(``python -m <module> --ros-args --params-file ... -p use_sim_time:=... -r from:=to``), in its
-own process group, and gets SIGINT from the kernel if the runner dies (PR_SET_PDEATHSIG): the
-same signal as a normal stop, which rclpy handles safely (a Python SIGTERM handler that calls
-``rclpy.try_shutdown`` can deadlock on rclpy's context lock).
-A node is *up* once it is on the graph with a topic of its own (nodes create their publishers
-and subscriptions at the end of their set-up, after loading models and worlds).
+:class:`NodeGraph` starts the nodes (``python -m <module> --ros-args --params-file ...
+-p use_sim_time:=... -r from:=to``), each in its own process group through
+:mod:`neurovla_ros.common.procs` (a node gets SIGINT from the kernel if the runner dies, the
+same signal as a normal stop), and tells when they are up: a node is *up* once it is on the
+graph with a topic of its own (nodes create their publishers and subscriptions at the end of
+their set-up, after loading models and worlds). The benchmarks start the same graph with it,
+with parameter overrides, nodes left out or run in their own process.
 Ctrl-C / SIGTERM: SIGINT to every node, wait, then SIGTERM, then SIGKILL. A node that dies is
 reported with its last output lines and the runner exits non-zero. ``duration`` counts from
 when every node is on the graph; then everything is stopped and a summary is printed (per
@@ -21,84 +21,24 @@ streams from here would take CPU from the nodes on a small machine; /joint_state
 """
 from __future__ import annotations
 
-import collections
-import ctypes
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
+from typing import Callable, TextIO
 
 from . import graph
+from .common import procs
 
-PR_SET_PDEATHSIG = 1
-LAST_LINES = 30
+LAST_LINES = procs.TAIL_LINES
 OTHER = '(other)'  # summary entry for /diagnostics statuses that name no started node
 STANDARD_TOPICS = {'/rosout', '/parameter_events'}  # every node has these from the start
 LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}
 
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux
-    _prctl = None
-
 
 def _log(msg: str) -> None:
     print(f'[neurovla] {msg}', file=sys.stderr, flush=True)
-
-
-def _child_setup(parent_pid: int):
-    """preexec_fn: stop with the runner (the kernel sends SIGINT when the runner exits)."""
-    def setup():
-        if _prctl is not None:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the runner died before prctl took effect
-            os.kill(os.getpid(), signal.SIGINT)
-    return setup
-
-
-class Child:
-    """One node process, its output streamed with a ``[name]`` prefix and the tail kept."""
-
-    def __init__(self, spec: graph.NodeSpec, cmd: list[str], env: dict, lock: threading.Lock):
-        self.spec = spec
-        self.cmd = cmd
-        self.lines: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors='replace', bufsize=1, env=env, process_group=0,
-            preexec_fn=_child_setup(os.getpid()))
-        self._lock = lock
-        self._reader = None
-
-    def start_reader(self) -> None:
-        self._reader = threading.Thread(target=self._read, name=f'out-{self.spec.name}',
-                                        daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        prefix = f'[{self.spec.name}] '
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip('\n'))
-            with self._lock:
-                sys.stdout.write(prefix + line if line.endswith('\n') else prefix + line + '\n')
-                sys.stdout.flush()
-
-    def drain(self, timeout: float = 2.0) -> None:
-        if self._reader is not None:
-            self._reader.join(timeout)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 class TaskWatch:
@@ -169,12 +109,13 @@ class Diagnostics:
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_array, qos)
 
     def _on_array(self, msg) -> None:
+        from .common.rosutil import diagnostic_values
         for st in msg.status:
             level = st.level[0] if isinstance(st.level, bytes) else int(st.level)
             self.latest[st.name] = {
                 'level': LEVELS.get(level, str(level)),
                 'message': st.message, 'hardware_id': st.hardware_id,
-                'values': {kv.key: _number(kv.value) for kv in st.values}}
+                'values': diagnostic_values(st)}
 
 
 def group_statuses(latest: dict[str, dict], names) -> dict[str, dict[str, dict]]:
@@ -195,15 +136,6 @@ def _jsonable(d: dict) -> dict:
     return {k: (round(float(v), 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def _number(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _ready(node, name: str) -> bool:
     """Node ``name`` is on the graph with a publisher or subscription of its own."""
     from rclpy.node import NodeNameNonExistentError
@@ -215,6 +147,127 @@ def _ready(node, name: str) -> bool:
     return any(t not in STANDARD_TOPICS for t, _types in topics)
 
 
+class NodeGraph:
+    """The nodes ``neurovla bringup`` starts, as processes: ``graph.nodes(args, pip_only=True)``
+    for launch arguments ``values``, each ``graph.command(spec, args)``.
+
+    ``overrides``: ``{node: {parameter: value}}``, added as ``-p name:=value`` (they win over
+    the parameters file). ``only`` / ``skip``: start just these / all but these.
+    ``in_process``: nodes the caller runs itself (not started; :meth:`cli_args` gives such a
+    node the arguments bringup would, e.g. ``SimNode(context=ctx, cli_args=...)``).
+    ``log``: a path with ``{name}`` for each node's output (``log_mode`` 'w' or 'a'); without
+    one, each node's output is read by a thread and, with ``echo``, written there line by line
+    with a ``[name]`` prefix. ``domain``: the DDS domain (default: the environment's; a
+    benchmark calls ``bench.common.private_graph()`` first). Unknown node names are a
+    ValueError. Start with :meth:`start` (or ``with``), then :meth:`wait_up`.
+    """
+
+    ENV = {'PYTHONUNBUFFERED': '1', 'RCUTILS_COLORIZED_OUTPUT': '0'}
+
+    def __init__(self, values: dict | None = None, overrides: dict | None = None,
+                 only=None, skip=(), in_process=(), log: str | None = None,
+                 log_mode: str = 'w', echo: TextIO | None = None, domain: int | None = None,
+                 env: dict | None = None):
+        self.args = graph.resolve(values)
+        specs = graph.nodes(self.args, pip_only=True)
+        known = [sp.name for sp in specs]
+        asked = {'only': only or (), 'skip': skip, 'in_process': in_process,
+                 'overrides': overrides or {}}
+        for what, names in asked.items():
+            unknown = sorted(set(names) - set(known))
+            if unknown:
+                raise ValueError(f'{what} {",".join(unknown)}: not among the nodes these '
+                                 f'arguments start ({", ".join(known) or "none"})')
+        self.overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+        self.in_process = [sp for sp in specs if sp.name in in_process]
+        self.specs = [sp for sp in specs if (not only or sp.name in only)
+                      and sp.name not in skip and sp.name not in in_process]
+        self.log, self.log_mode, self.echo = log, log_mode, echo
+        self.env = {**(os.environ if env is None else env), **self.ENV}
+        if domain is not None:
+            self.env['ROS_DOMAIN_ID'] = str(domain)
+        self.procs: list[procs.Proc] = []
+
+    @property
+    def names(self) -> list[str]:
+        return [sp.name for sp in self.specs]
+
+    def command(self, spec: graph.NodeSpec) -> list[str]:
+        return graph.command(spec, self.args, overrides=self.overrides.get(spec.name))
+
+    def cli_args(self, name: str) -> list[str]:
+        """``--ros-args ...`` of node ``name`` as bringup gives them (with its overrides)."""
+        spec = next(sp for sp in graph.nodes(self.args, pip_only=True) if sp.name == name)
+        return graph.ros_arguments(spec, self.args, self.overrides.get(name))
+
+    def start(self, on_start: Callable[[procs.Proc], None] | None = None) -> 'NodeGraph':
+        """Start every node (``on_start`` hears of each)."""
+        try:
+            for spec in self.specs:
+                p = procs.Proc(self.command(spec), spec.name, env=self.env, echo=self.echo,
+                               log=self.log.format(name=spec.name) if self.log else None,
+                               log_mode=self.log_mode)
+                self.procs.append(p)
+                if on_start is not None:
+                    on_start(p)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __enter__(self) -> 'NodeGraph':
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    def dead(self) -> list[procs.Proc]:
+        return [p for p in self.procs if p.poll() is not None]
+
+    def alive(self) -> bool:
+        return bool(self.procs) and not self.dead()
+
+    def missing(self, node) -> list[str]:
+        """The started nodes not up yet, as seen by the rclpy ``node``."""
+        return [p.name for p in self.procs if not _ready(node, p.name)]
+
+    def wait_up(self, node, timeout: float = 90.0, spin: Callable[[], None] | None = None,
+                ) -> float:
+        """Wait until every started node is up (seen by ``node``; ``spin`` is called between
+        looks, else it sleeps); returns the seconds waited. RuntimeError, with the last output
+        lines, when one dies or is not up within ``timeout``."""
+        t0 = time.monotonic()
+        while True:
+            dead = self.dead()
+            if dead:
+                raise RuntimeError('; '.join(
+                    f'{p.name} died (exit code {p.returncode}):\n{p.output()}' for p in dead))
+            missing = self.missing(node)
+            if not missing:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                tails = [f'{p.name}:\n{p.output()}' for p in self.procs if p.name in missing]
+                raise RuntimeError(f'not up after {timeout:g} s: {", ".join(missing)}\n'
+                                   + '\n'.join(tails))
+            if spin is not None:
+                spin()
+            else:
+                time.sleep(0.05)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time of each node's process so far [s] (NaN once it is gone)."""
+        return {p.name: p.cpu_seconds() for p in self.procs}
+
+    def logs(self) -> dict[str, str]:
+        """Each node's log file (with ``log``)."""
+        return {p.name: p.log for p in self.procs if p.log}
+
+    def stop(self, timeout: float = 10.0, log: Callable[[str], None] | None = None
+             ) -> dict[str, int | None]:
+        """SIGINT, then SIGTERM, then SIGKILL (:func:`procs.stop`); the exit codes."""
+        return procs.stop(self.procs, timeout, log=log)
+
+
 class Runner:
     def __init__(self, values: dict, duration: float | None = None,
                  startup_timeout: float = 90.0, stop_timeout: float = 10.0,
@@ -224,11 +277,14 @@ class Runner:
         self.duration = duration
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
-        self.children: list[Child] = []
+        self.graph: NodeGraph | None = None
         self._stop_signal: int | None = None
-        self._lock = threading.Lock()
         self._t_spawn = time.monotonic()
         self.task: dict | None = None
+
+    @property
+    def children(self) -> list[procs.Proc]:
+        return [] if self.graph is None else self.graph.procs
 
     # ---- signals ----
     def _on_signal(self, signum, _frame) -> None:
@@ -238,18 +294,15 @@ class Runner:
 
     # ---- main ----
     def run(self) -> int:
-        specs = graph.nodes(self.args, pip_only=True)
         skipped = [s.name for s in graph.nodes(self.args) if not s.pip]
         if skipped:
             _log(f'not started in pip mode (ROS 2 install only): {", ".join(skipped)}')
-        if self.only:
-            unknown = set(self.only) - {s.name for s in specs}
-            if unknown:
-                _log(f'--only {",".join(sorted(unknown))}: not among the nodes these arguments '
-                     f'start ({", ".join(s.name for s in specs) or "none"})')
-                return 2
-            specs = [s for s in specs if s.name in self.only]
-        if not specs:
+        try:
+            nodes = NodeGraph(self.args, only=self.only, echo=sys.stdout)
+        except ValueError as e:
+            _log(f'--{e}')
+            return 2
+        if not nodes.specs:
             _log(f'no node to start for {self.args}')
             return 2
         pfile = graph.params_file(self.args)
@@ -257,19 +310,13 @@ class Runner:
             _log(f'parameters file not found: {pfile}')
             return 2
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'RCUTILS_COLORIZED_OUTPUT': '0'}
+        self.graph = nodes
         try:
-            # Fork every child before any thread exists (preexec_fn is not thread-safe).
             self._t_spawn = time.monotonic()
-            for spec in specs:
-                child = Child(spec, graph.command(spec, self.args), env, self._lock)
-                self.children.append(child)
-                _log(f'started {spec.name} (pid {child.proc.pid}): {" ".join(child.cmd)}')
-            for child in self.children:
-                child.start_reader()
+            nodes.start(lambda p: _log(f'started {p.name} (pid {p.pid}): {" ".join(p.cmd)}'))
             ended, ran_s, alive, diags = self._supervise()
         finally:
-            codes = self._stop_all()
+            codes = nodes.stop(self.stop_timeout, _log)
             for s, h in old.items():
                 signal.signal(s, h)
         return self._summary(ended, ran_s, alive, diags, codes)
@@ -295,7 +342,7 @@ class Runner:
         ended = 'interrupted'
         try:
             while self._stop_signal is None:
-                dead = [c for c in self.children if c.proc.poll() is not None]
+                dead = self.graph.dead()
                 if dead:
                     for c in dead:
                         self._report_death(c)
@@ -303,7 +350,7 @@ class Runner:
                     break
                 now = time.monotonic()
                 if t_up is None:
-                    missing = [c.name for c in self.children if not _ready(node, c.name)]
+                    missing = self.graph.missing(node)
                     if not missing:
                         t_up = now
                         until = f'for {self.duration:g} s' if self.duration else 'until Ctrl-C'
@@ -322,7 +369,7 @@ class Runner:
                         self.task = self._task(watch, ex, diags)
                     break
                 ex.spin_once(timeout_sec=0.05)
-            alive = {c.name: c.proc.poll() is None for c in self.children}
+            alive = {c.name: c.alive() for c in self.children}
             ran_s = None if t_up is None else time.monotonic() - t_up
             names = [c.name for c in self.children]
             return ended, ran_s, alive, group_statuses(diags.latest, names)
@@ -345,38 +392,17 @@ class Runner:
             return {'instruction': instr, 'named': None, 'success': False,
                     'reason': f'{type(e).__name__}: {e}'}
 
-    def _report_death(self, c: Child) -> None:
+    def _report_death(self, c: procs.Proc) -> None:
         c.drain()
-        _log(f'node {c.name} (pid {c.proc.pid}) died with exit code {c.proc.returncode}')
+        _log(f'node {c.name} (pid {c.pid}) died with exit code {c.returncode}')
         self._print_tail(c)
 
-    def _print_tail(self, c: Child) -> None:
+    @staticmethod
+    def _print_tail(c: procs.Proc) -> None:
         _log(f'last output lines of {c.name}:')
-        for line in list(c.lines)[-LAST_LINES:]:
+        for line in c.output(LAST_LINES).splitlines():
             print(f'    {line}', file=sys.stderr)
         sys.stderr.flush()
-
-    def _stop_all(self) -> dict[str, int | None]:
-        """SIGINT to every node's process group, wait, then SIGTERM, then SIGKILL."""
-        steps = ((signal.SIGINT, self.stop_timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0))
-        for sig, wait in steps:
-            running = [c for c in self.children if c.proc.poll() is None]
-            if not running:
-                break
-            if sig != signal.SIGINT:
-                _log(f'{", ".join(c.name for c in running)} still running: {sig.name}')
-            for c in running:
-                c.signal_group(sig)
-            deadline = time.monotonic() + wait
-            for c in running:
-                try:
-                    c.proc.wait(timeout=max(0.01, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass
-        for c in self.children:
-            c.signal_group(signal.SIGKILL)  # whatever the nodes started themselves
-            c.drain()
-        return {c.name: c.proc.returncode for c in self.children}
 
     def _summary(self, ended, ran_s, alive, diags, codes) -> int:
         ok = ended in ('duration', 'interrupted')

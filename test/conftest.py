@@ -4,8 +4,6 @@ Fixtures: ``ros_process`` starts a node module in its own process (real DDS betw
 processes) and stops it at the end of the test; ``rclpy_node`` gives an initialised probe node.
 """
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -35,32 +33,23 @@ def tool(name: str) -> str:
 
 @pytest.fixture
 def ros_process():
-    """start(module, params={}, args=[], ros_args=[]) -> Popen running
-    ``python -m module *args --ros-args *ros_args -p k:=v ...``."""
-    procs = []
+    """start(module, params={}, args=[], ros_args=[]) -> ``procs.Proc`` running ``python -m
+    module *args --ros-args *ros_args -p ...`` (typed parameter values); all are stopped at the
+    end of the test."""
+    from neurovla_ros.common import procs
+    from neurovla_ros.graph import param_args
+    started = []
 
     def start(module, params=None, args=(), env=None, ros_args=()):
-        cmd = [sys.executable, '-m', module, *args, '--ros-args', *ros_args]
-        for k, v in (params or {}).items():
-            val = str(v).lower() if isinstance(v, bool) else str(v)
-            cmd += ['-p', f'{k}:={val}']
-        p = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})},
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
-        procs.append(p)
+        cmd = [sys.executable, '-m', module, *args, '--ros-args', *ros_args,
+               *param_args(params or {})]
+        p = procs.Proc(cmd, module.split('.')[-2], cwd=REPO, env={**os.environ, **(env or {})},
+                       tail=200)
+        started.append(p)
         return p
 
     yield start
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGINT)
-    deadline = time.monotonic() + 10
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    procs.stop(started)
 
 
 @pytest.fixture

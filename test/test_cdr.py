@@ -85,6 +85,62 @@ def test_joint_state_reader_effort_and_damaged_bytes():
     assert rd.read(b'') is None
 
 
+def _big_endian(*fields) -> bytes:
+    """A big-endian CDR message from (format, value) fields: 'i'/'I'/'B' scalars, 's' a
+    string, 'd*' a double sequence, '37d' 37 doubles, 'B*' a byte sequence."""
+    import struct
+    body = bytearray()
+
+    def put(fmt, *v):
+        size = struct.calcsize('>' + fmt[-1])
+        body.extend(b'\0' * (-len(body) % size))
+        body.extend(struct.pack('>' + fmt, *v))
+    for fmt, v in fields:
+        if fmt == 's':
+            b = v.encode() + b'\0'
+            put('I', len(b))
+            body.extend(b)
+        elif fmt in ('d*', 'B*'):
+            put('I', len(v))
+            if len(v):
+                put(f'{len(v)}{fmt[0]}', *v)
+        else:
+            put(fmt, *(v if isinstance(v, (list, tuple)) else [v]))
+    return b'\x00\x00\x00\x00' + bytes(body)
+
+
+def test_readers_with_a_decoder_read_other_encapsulations_into_the_same_fields():
+    """Big-endian CDR (another middleware) goes through rclpy's deserializer into the same
+    attributes; bytes nothing can read give None and the reason."""
+    from sensor_msgs.msg import Image, Imu
+
+    from neurovla_ros.common.rosutil import decoder
+    head = [('i', 5), ('I', 250_000_000), ('s', 'f')]
+    js = _big_endian(*head, ('I', 2), ('s', 'a'), ('s', 'b'), ('d*', [1.0, 2.0]),
+                     ('d*', [3.0, 4.0]), ('d*', []))
+    assert cdr.JointStateReader().read(js) is None
+    rd = cdr.JointStateReader(decoder(JointState))
+    assert rd.read(js) == pytest.approx(5.25) and (rd.sec, rd.nanosec) == (5, 250_000_000)
+    assert rd.names == ('a', 'b') and list(rd.position) == [1.0, 2.0]
+    assert list(rd.velocity) == [3.0, 4.0] and len(rd.effort) == 0
+    imu = _big_endian(*head, ('37d', [0.1 * i for i in range(37)]))
+    ir = cdr.ImuReader(decoder(Imu))
+    assert ir.read(imu) == pytest.approx(5.25)
+    np.testing.assert_allclose(ir.quat, [0.0, 0.1, 0.2, 0.3])
+    assert ir.orientation_cov0 == pytest.approx(0.4)
+    np.testing.assert_allclose(ir.gyro, [1.3, 1.4, 1.5])
+    np.testing.assert_allclose(ir.accel, [2.5, 2.6, 2.7])
+    img = _big_endian(*head, ('I', 1), ('I', 2), ('s', 'rgb8'), ('B', 0), ('I', 6),
+                      ('B*', list(range(6))))
+    mr = cdr.ImageReader(decoder(Image))
+    assert mr.read(img) == pytest.approx(5.25)
+    assert (mr.height, mr.width, mr.encoding, mr.step) == (1, 2, 'rgb8', 6)
+    assert list(mr.data) == list(range(6))
+    for reader in (rd, ir, mr):
+        assert reader.read(b'\x00\x00\x00\x00\x01') is None
+        assert 'undecodable' in reader.error
+
+
 def test_float64_array_template():
     from rclpy.serialization import deserialize_message
     from std_msgs.msg import Float64MultiArray

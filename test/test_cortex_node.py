@@ -79,18 +79,19 @@ class Listener:
 
 def stop_and_read(proc) -> str:
     os.killpg(proc.pid, signal.SIGINT)
-    out, _ = proc.communicate(timeout=20)
+    proc.wait(20)
+    out = proc.output()
     return out
 
 
 def alive(proc):
-    assert proc.poll() is None, proc.stdout.read()
+    assert proc.poll() is None, proc.output()
 
 
 @pytest.mark.parametrize('backend', ['local', 'scripted'])
 def test_instruction_on_the_topic_leads_to_a_goal_above_the_object(backend, ros_process,
                                                                    rclpy_node):
-    proc = ros_process('neurovla_ros.cortex.node', {'backend': backend, 'instruction': "''"})
+    proc = ros_process('neurovla_ros.cortex.node', {'backend': backend, 'instruction': ''})
     scene = Scene(rclpy_node)
     seen = Listener(rclpy_node)
     pub = rclpy_node.create_publisher(String, '/cortex/instruction', COMMAND_QOS)
@@ -195,3 +196,51 @@ def test_openpi_joint_chunks_are_published_as_a_joint_trajectory(ros_process, rc
             assert server.violations == []
         finally:
             scene.close()
+
+
+def test_dry_run_plans_and_reports_but_publishes_no_goals_until_switched_off(ros_process,
+                                                                            rclpy_node):
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+    from trajectory_msgs.msg import JointTrajectory
+    scene = Scene(rclpy_node)
+    target = next(o for o in scene.world.objects() if o['shape'] == 'cube')
+    proc = ros_process('neurovla_ros.cortex.node', {
+        'backend': 'scripted', 'instruction': f'touch the {target["colour"]} cube',
+        'dry_run': True, 'diagnostics_rate_hz': 4.0})
+    seen = Listener(rclpy_node)
+    trajs = []
+    rclpy_node.create_subscription(JointTrajectory, '/cortex/joint_goal', trajs.append,
+                                   COMMAND_QOS)
+
+    def latest():
+        return seen.diag[-1][2] if seen.diag else {}
+    try:
+        # planning on the images: plans counted, the goal it would send reported, none sent
+        assert spin_until(rclpy_node, lambda: int(latest().get('plans', 0)) >= 5 and
+                          int(latest().get('goals_withheld', 0)) >= 10, 60.0), seen.diag[-3:]
+        spin_until(rclpy_node, lambda: False, 1.0)
+        values = latest()
+        assert values['dry_run'] == 'true' and values['goals_published'] == '0'
+        assert values['would_send'] == 'goal_pose' and 'dry run' in seen.diag[-1][1]
+        would = np.array([float(v) for v in values['would_send_position_m'].split()])
+        assert np.linalg.norm(would[:2] - target['position'][:2]) < 0.03, (would, target)
+        assert float(values['would_send_gripper_m']) == pytest.approx(0.04)
+        assert float(values['infer_ms_p50']) > 0
+        assert not seen.goals and not seen.grip and not trajs
+        alive(proc)
+        # switched off at run time: the same plans now go out
+        client = AsyncParameterClient(rclpy_node, 'cortex')
+        assert client.wait_for_services(timeout_sec=10.0)
+        fut = client.set_parameters([Parameter('dry_run', value=False)])
+        assert spin_until(rclpy_node, fut.done, 10.0)
+        assert fut.result().results[0].successful
+        assert spin_until(rclpy_node, lambda: len(seen.goals) >= 3 and seen.grip, 10.0)
+        p = seen.goals[-1].pose.position
+        assert np.linalg.norm(np.array([p.x, p.y]) - target['position'][:2]) < 0.03
+        assert seen.grip[-1].data[0] == pytest.approx(0.04)
+        assert spin_until(rclpy_node, lambda: latest().get('dry_run') == 'false' and
+                          int(latest().get('goals_published', 0)) >= 3, 5.0)
+        assert 'would_send' not in latest() and 'dry run' not in seen.diag[-1][1]
+    finally:
+        scene.close()

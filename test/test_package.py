@@ -295,6 +295,22 @@ def test_forwarded_string_values_stay_strings_in_rcl():
             node.destroy_node()
         finally:
             rclpy.try_shutdown(context=ctx)
+    # typed overrides (the benchmarks' graphs): each keeps its type and wins over the rest
+    overrides = {'backend': 'x', 'flag': True, 'rate': 2.5, 'whole': 1.0, 'count': 4,
+                 'numbers': [0.5, 1.5], 'empty': '', 'yes': 'yes'}
+    ctx = rclpy.Context()
+    rclpy.init(args=graph.ros_arguments(spec, graph.resolve(), overrides), context=ctx)
+    try:
+        node = Node('probe', context=ctx)
+        for name, value in overrides.items():
+            got = node.declare_parameter(name, type(value)() if name != 'numbers'
+                                         else [0.0]).value
+            assert got == value and type(got) is type(value), (name, got)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+    with pytest.raises(TypeError):
+        graph.param_value({'a': 1})
 
 
 def test_pip_mode_commands():

@@ -56,7 +56,8 @@ def test_a_second_signal_during_shutdown_ends_every_node_cleanly(ros_process, rc
         if p.poll() is None:
             os.kill(p.pid, second)
     for name, p in procs.items():
-        out, _ = p.communicate(timeout=20)
+        p.wait(20)
+        out = p.output()
         assert p.returncode == 0, f'{name} exit {p.returncode}:\n{out[-2000:]}'
         assert 'Traceback' not in out, f'{name}:\n{out[-2000:]}'
 
@@ -80,7 +81,8 @@ def test_bad_launch_arguments_are_refused_before_any_node_starts():
 def test_a_bad_parameter_ends_a_node_with_one_line(ros_process):
     p = ros_process('neurovla_ros.spinal.node', params={'reference_timeout': -1.0},
                     ros_args=['-r', '__node:=spinal'])
-    out, _ = p.communicate(timeout=60)
+    p.wait(60)
+    out = p.output()
     assert p.returncode == 1, out
     assert 'Traceback' not in out
     lines = [ln for ln in out.splitlines() if ln.strip()]

@@ -22,3 +22,32 @@ def test_throttled_logs_once_per_period_per_key_and_counts_the_rest(rclpy_node, 
     assert '[INFO]' in lines[2] and 'a note' in lines[2]
     assert '[ERROR]' in lines[3] and 'bad sample again (499 more since the last such message)' \
         in lines[3]
+
+
+def test_diagnostic_values_are_formatted_one_way_and_read_back():
+    import math
+
+    import numpy as np
+
+    from neurovla_ros.common.rosutil import (diagnostic_status, diagnostic_values, kv_text,
+                                             kv_value)
+    cases = [(True, 'true'), (np.bool_(False), 'false'), (7, '7'), (np.int64(-3), '-3'),
+             (0.1234567891, '0.123457'), (np.float32(2.5), '2.5'), (1e-9, '1e-09'),
+             (float('nan'), 'nan'), (float('inf'), 'inf'), ([1.0, 2, True], '1 2 true'),
+             (np.array([0.5, -1.25]), '0.5 -1.25'), ('as it is 1.000', 'as it is 1.000'),
+             ('', ''), ({'a': 1}, "{'a': 1}")]
+    for value, text in cases:
+        assert kv_text(value) == text, value
+    assert [kv_value(t) for t in ('7', '-3', '0.123457', 'true', 'false', 'follow', '')] == \
+        [7, -3, 0.123457, True, False, 'follow', '']
+    assert math.isnan(kv_value('nan')) and kv_value('inf') == math.inf
+    st = diagnostic_status('spinal: controller', {'mode': 'follow', 'tick_us_p99': 41.25,
+                                                  'reflex_events': 2, 'adapting': False},
+                           level=1, message='late', hardware_id='neurovla_arm')
+    assert (st.level, st.name, st.message, st.hardware_id) == \
+        (b'\x01', 'spinal: controller', 'late', 'neurovla_arm')
+    assert [(kv.key, kv.value) for kv in st.values] == [
+        ('mode', 'follow'), ('tick_us_p99', '41.25'), ('reflex_events', '2'),
+        ('adapting', 'false')]
+    assert diagnostic_values(st) == {'mode': 'follow', 'tick_us_p99': 41.25,
+                                     'reflex_events': 2, 'adapting': False}

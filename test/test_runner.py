@@ -7,9 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from neurovla_ros import graph
+from neurovla_ros.common.procs import running
+from neurovla_ros.runner import NodeGraph
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BRINGUP = [sys.executable, '-m', 'neurovla_ros.cli', 'bringup', '--headless']
@@ -71,22 +74,14 @@ def descendants(pid):
     return out
 
 
-def alive(pid):
-    try:
-        stat = open(f'/proc/{pid}/stat').read()
-    except OSError:
-        return False
-    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
-
-
 def wait_gone(pids, timeout):
     """The processes of ``pids`` still alive after ``timeout`` [s], described."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
+    while time.monotonic() < deadline and any(running(p) for p in pids):
         time.sleep(0.1)
     left = {}
     for p in pids:
-        if alive(p):
+        if running(p):
             try:
                 left[p] = open(f'/proc/{p}/cmdline').read().replace('\0', ' ')[:200]
             except OSError:
@@ -200,3 +195,86 @@ def test_only_refuses_a_node_the_graph_does_not_start(capsys):
     from neurovla_ros import cli
     assert cli.main(['bringup', '--sim', 'none', '--only', 'sim']) == 2
     assert '--only sim: not among the nodes' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the graph, for benchmarks
+def test_node_graph_is_the_bringup_graph_with_overrides_and_choices():
+    args = {'headless': True}
+    g = NodeGraph(args, overrides={'sim': {'seed': 3, 'tremor_amplitude': 1.0},
+                                   'cortex': {'dry_run': True}})
+    specs = graph.nodes(graph.resolve(args), pip_only=True)
+    assert g.names == [s.name for s in specs]
+    for spec in specs:       # bringup's command line, the overrides after it (they win)
+        base = graph.command(spec, graph.resolve(args))
+        cmd = g.command(spec)
+        assert cmd[:len(base)] == base
+        extra = {'sim': ['-p', 'seed:=3', '-p', 'tremor_amplitude:=1.0'],
+                 'cortex': ['-p', 'dry_run:=true']}.get(spec.name, [])
+        assert cmd[len(base):] == extra
+    g = NodeGraph(args, skip=('cortex',), in_process=('sim',), overrides={'sim': {'seed': 3}})
+    assert g.names == ['spinal', 'cerebellum']
+    assert g.cli_args('sim') == graph.ros_arguments(specs[0], graph.resolve(args),
+                                                    {'seed': 3})
+    assert NodeGraph(args, only=['sim']).names == ['sim']
+    for bad in ({'only': ['brain']}, {'skip': ['brain']}, {'in_process': ['brain']},
+                {'overrides': {'brain': {}}}):
+        with pytest.raises(ValueError, match='brain: not among the nodes'):
+            NodeGraph(args, **bad)
+
+
+def test_node_graph_starts_waits_until_up_and_stops(tmp_path, rclpy_node):
+    """One real node (the sim, its overrides applied) with its log and CPU time."""
+    from rcl_interfaces.srv import GetParameters
+    from conftest import spin_until
+    nodes = NodeGraph({'headless': True}, only=['sim'], log=str(tmp_path / '{name}.log'),
+                      overrides={'sim': {'camera_enabled': False, 'n_objects': 0, 'seed': 3}})
+    with nodes:
+        assert nodes.missing(rclpy_node) == ['sim']
+        assert nodes.wait_up(rclpy_node, 90.0) >= 0.0
+        assert nodes.alive() and nodes.missing(rclpy_node) == []
+        cli = rclpy_node.create_client(GetParameters, '/sim/get_parameters')
+        assert cli.wait_for_service(timeout_sec=20.0)
+        fut = cli.call_async(GetParameters.Request(names=['seed', 'n_objects',
+                                                          'camera_enabled']))
+        assert spin_until(rclpy_node, fut.done, 20.0)
+        seed, n_objects, camera = fut.result().values
+        assert (seed.integer_value, n_objects.integer_value, camera.bool_value) == (3, 0, False)
+        assert nodes.cpu_seconds()['sim'] > 0.0
+    assert nodes.dead() == nodes.procs and nodes.procs[0].returncode == 0
+    assert nodes.logs() == {'sim': str(tmp_path / 'sim.log')}
+    assert 'MuJoCo world' in (tmp_path / 'sim.log').read_text()
+
+
+def test_node_graph_reports_a_node_that_dies(tmp_path, rclpy_node):
+    path, name = _invalid_sim_params(tmp_path)
+    nodes = NodeGraph({'headless': True, 'params_file': str(path)}, only=['sim'])
+    with nodes, pytest.raises(RuntimeError, match='sim died') as err:
+        nodes.wait_up(rclpy_node, 90.0)
+    assert name in str(err.value)       # with its last output lines
+
+
+def test_an_in_process_node_gets_the_bringup_arguments(tmp_path):
+    """A node the caller runs itself (a bench's SimNode) reads the same parameters file and
+    overrides as its process would."""
+    import rclpy
+
+    from neurovla_ros.sim.node import SimNode
+    cfg = yaml.safe_load(open(graph.default_params_file()))
+    cfg['sim']['ros__parameters']['imu_rate_hz'] = 123.0
+    path = tmp_path / 'p.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    nodes = NodeGraph({'params_file': str(path)}, in_process=('sim',),
+                      overrides={'sim': {'seed': 3, 'camera_enabled': False}})
+    assert 'sim' not in nodes.names
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        sim = SimNode(context=ctx, cli_args=nodes.cli_args('sim'))
+        try:
+            assert sim.get_name() == 'sim'
+            assert (sim.p.imu_rate_hz, sim.p.seed, sim.p.camera_enabled) == (123.0, 3, False)
+        finally:
+            sim.close()
+            sim.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)

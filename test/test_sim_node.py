@@ -80,7 +80,7 @@ class Probe:
 
 
 def alive(proc):
-    assert proc.poll() is None, proc.stdout.read() if proc.stdout else ''
+    assert proc.poll() is None, proc.output()
 
 
 def test_streams_at_rate_with_imu_camera_and_objects(ros_process, rclpy_node):

@@ -167,4 +167,4 @@ def test_spinal_node_over_dds(ros_process, rclpy_node):
 def _output(proc):
     if proc.poll() is None:
         return f'pid {proc.pid} running'
-    return proc.stdout.read()[-3000:]
+    return proc.output()[-3000:]

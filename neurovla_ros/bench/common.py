@@ -47,22 +47,20 @@ def emit(result: dict) -> None:
 
 def sim_with_spinal(bench_name: str, spinal_params: dict, speed: float = 1.0):
     """An in-process sim (no camera, no objects, slow IMU/wrench) and the spinal node in its
-    own process, for the spinal benchmarks. Returns (spinal Popen, rclpy context, SimNode, spinal log path).
+    own process, for the spinal benchmarks. Returns (spinal ``procs.Proc``, rclpy context,
+    SimNode, spinal log path). ``spinal_params``: typed values (``graph.param_value``).
     ``speed`` < 1 runs in simulated time at that fraction of real time."""
-    import subprocess
-
     import rclpy
     from rclpy.parameter import Parameter
 
+    from ..common import procs
     from ..common.rosutil import go_realtime
+    from ..graph import param_args
     from ..sim.node import SimNode
 
-    args = [a for k, v in spinal_params.items() for a in ('-p', f'{k}:={v}')]
     log_path = os.path.join(out_dir(), f'{bench_name}_spinal_node.log')
-    with open(log_path, 'w') as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, '-m', 'neurovla_ros.spinal.node', '--ros-args', *args],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = procs.Proc([sys.executable, '-m', 'neurovla_ros.spinal.node', '--ros-args',
+                       *param_args(spinal_params)], 'spinal', log=log_path)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     sim = SimNode(context=ctx, parameter_overrides=[
@@ -124,17 +122,10 @@ def platform_wake_ms(seconds: float = 5.0, priority: int = 0) -> dict:
 
 
 def stop_sim_with_spinal(proc, ctx, sim, node, ex) -> None:
-    """Undo ``sim_with_spinal``: SIGINT to the spinal node (then kill), close the in-process
+    """Undo ``sim_with_spinal``: stop the spinal node (``procs.stop``), close the in-process
     sim and the bench's own ``node``, shut the context down."""
-    import subprocess
-
     import rclpy
-    if proc.poll() is None:
-        proc.send_signal(2)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    proc.stop()
     ex.remove_node(sim)
     ex.remove_node(node)
     sim.close()

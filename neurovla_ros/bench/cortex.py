@@ -25,7 +25,6 @@ import argparse
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -141,38 +140,13 @@ def offline_inference(n: int) -> dict:
 
 
 # ---------------------------------------------------------------- the stack
-class Stack:
-    """Node processes on a private ROS domain, stopped with SIGINT then SIGKILL."""
-
-    def __init__(self, env):
-        self.env = env
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, module: str, params: dict) -> None:
-        cmd = [sys.executable, '-m', module, '--ros-args', '-r', f'__node:={name}']
-        for k, v in params.items():
-            val = str(v).lower() if isinstance(v, bool) else str(v)
-            cmd += ['-p', f'{k}:={val if val else chr(39) * 2}']
-        with open(os.path.join(out_dir(), f'cortex_{name}.log'), 'a') as log_file:
-            self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=log_file,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def dead(self) -> list[str]:
-        return [f'{n} (exit {p.returncode})' for n, p in self.procs.items()
-                if p.poll() is not None]
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGINT)
-        deadline = time.monotonic() + 10
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-        self.procs.clear()
+def stack(nodes: list[str], overrides: dict, speed: float = 1.0):
+    """The bringup's ``nodes`` (``runner.NodeGraph``) with parameter ``overrides``, on sim time
+    when ``speed`` is not 1, in this bench's DDS domain; logs appended to
+    bench_out/cortex_<node>.log."""
+    from ..runner import NodeGraph
+    return NodeGraph({'use_sim_time': speed != 1.0}, overrides=overrides, only=nodes,
+                     log=os.path.join(out_dir(), 'cortex_{name}.log'), log_mode='a').start()
 
 
 def available(module: str) -> bool:
@@ -379,7 +353,7 @@ def run_episode(probe: Probe, target: dict, text: str, timeout: float, execute: 
 
 
 def stack_phase(backend: str, seeds: list[int], episodes: int, per_world: int, timeout: float,
-                env: dict, context, speed: float = 1.0) -> dict:
+                context, speed: float = 1.0) -> dict:
     """All episodes of one cortex backend; returns per-episode results and node statistics."""
     from ..cortex import language
     from ..cortex.data import HELDOUT_COMBOS
@@ -390,21 +364,19 @@ def stack_phase(backend: str, seeds: list[int], episodes: int, per_world: int, t
     for seed in seeds:
         if done >= episodes:
             break
-        stack = Stack(env)
-        st = {'use_sim_time': True} if speed != 1.0 else {}
-        stack.start('sim', 'neurovla_ros.sim.node', {'seed': seed, 'n_objects': 4, **st,
-                                                     **({'speed': speed} if st else {})})
-        if execute:
-            stack.start('spinal', 'neurovla_ros.spinal.node', st)
-            stack.start('cerebellum', 'neurovla_ros.cerebellum.node', st)
-        stack.start('cortex', 'neurovla_ros.cortex.node', {'backend': backend,
-                                                           'instruction': '', **st})
-        probe = Probe(context, sim_time=bool(st))
+        sim_time = speed != 1.0
+        nodes = stack(['sim', 'spinal', 'cerebellum', 'cortex'] if execute else ['sim', 'cortex'],
+                      {'sim': {'seed': seed, 'n_objects': 4,
+                               **({'speed': float(speed)} if sim_time else {})},
+                       'cortex': {'backend': backend, 'instruction': ''}}, speed)
+        probe = Probe(context, sim_time=sim_time)
         try:
+            nodes.wait_up(probe.node, 150.0, spin=lambda: probe.spin(0.05))
             ok = probe.spin(150.0, until=lambda: probe.tcp() is not None and probe.objects and any(
                 k.startswith('cortex') for k in probe.diag))
-            if not ok or stack.dead():
-                raise RuntimeError(f'stack did not come up (dead: {stack.dead()}, joint states: '
+            dead = [f'{p.name} (exit {p.returncode})' for p in nodes.dead()]
+            if not ok or dead:
+                raise RuntimeError(f'stack did not come up (dead: {dead}, joint states: '
                                    f'{probe.js is not None}, objects: {bool(probe.objects)}, '
                                    f'diagnostics from {sorted(probe.diag)})')
             for k in range(min(per_world, episodes - done)):
@@ -443,7 +415,7 @@ def stack_phase(backend: str, seeds: list[int], episodes: int, per_world: int, t
             aborted.append({'seed': seed, 'error': str(e), 'episodes_done': done})
         finally:
             probe.close()
-            stack.stop()
+            nodes.stop()
     return {'results': results, 'cortex_diag': diags, 'spinal': spinal, 'execute': execute,
             'aborted': aborted}
 
@@ -533,7 +505,7 @@ def main(argv=None) -> int:
             for backend in args.backends.split(','):
                 log(f'closed loop: backend {backend}, {args.episodes} episodes')
                 phases[backend] = stack_phase(backend, seeds, args.episodes, args.per_world,
-                                              args.timeout, dict(os.environ), ctx, args.speed)
+                                              args.timeout, ctx, args.speed)
         finally:
             rclpy.try_shutdown(context=ctx)
         for backend, ph in phases.items():

@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 
+from ..common.procs import cpu_seconds
 from .common import (ReferenceStream, add_speed_option, emit, out_dir, pct, platform_wake_ms,
                      private_graph, sim_with_spinal, stop_sim_with_spinal)
 
@@ -46,16 +47,6 @@ LONG_LINKS = ('upper_arm_link', 'forearm_link')     # pushed across their long (
 THRESHOLDS = np.array([3.0, 3.0, 3.0, 2.0, 2.0, 2.0])  # the spinal defaults [N m]
 PUSH_S = 0.1
 PERCEPTIBLE = 2.0   # a push must load some joint with >= 2x its base threshold
-
-
-def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU time of a process (default: this one) [s]."""
-    if pid is None:
-        t = os.times()
-        return t.user + t.system
-    with open(f'/proc/{pid}/stat') as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def log(msg: str) -> None:
@@ -343,7 +334,7 @@ def main(argv=None) -> int:
     log('the machine alone: wake-up lateness of a 1 ms FIFO sleep loop (5 s)')
     wake = platform_wake_ms(5.0, default_of(SPINAL_PARAMS, 'realtime_priority'))
 
-    proc, ctx, sim, log_path = sim_with_spinal('reflex', {'quiet_time': '0.0'}, speed)
+    proc, ctx, sim, log_path = sim_with_spinal('reflex', {'quiet_time': 0.0}, speed)
     node = rclpy.create_node('bench_reflex', context=ctx)
     model = robot.load()
     world = sim.world

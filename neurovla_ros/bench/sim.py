@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 
 import numpy as np
 
-from ..common import realtime
+from ..common import procs, realtime
 from ..common.params import default_of
 from ..robot.model import STATE_JOINTS
 from ..sim.params import PARAMS as SIM_PARAMS
@@ -174,21 +173,6 @@ def spin_for(node, seconds: float, until=None) -> bool:
         ex.remove_node(node)
 
 
-def start(cmd: list[str], logfile: str) -> subprocess.Popen:
-    f = open(logfile, 'w')  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        os.killpg(p.pid, signal.SIGINT)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
 def measure(node, rec: Recorder, proc, seconds: float, warmup: float, what: str,
             camera: bool) -> dict:
     """Wait for the first message, warm up, then record ``seconds`` of traffic; with the
@@ -302,7 +286,7 @@ def main(argv=None) -> int:
         problem = realtime.make_realtime(CONSUMER_PRIORITY)
         if problem:
             log(problem)
-        proc = start(cmd, os.path.join(out, f'bench_sim_{what}.log'))
+        proc = procs.Proc(cmd, what, log=os.path.join(out, f'bench_sim_{what}.log'))
         try:
             if what == 'fast':  # sim time: only the clock speed matters (diagnostics)
                 log('fast: waiting for diagnostics ...')
@@ -319,7 +303,7 @@ def main(argv=None) -> int:
             log(f'{what}: ' + ', '.join(f'{k} {v:.4g}' for k, v in r.items()
                                        if isinstance(v, float)))
         finally:
-            stop(proc)
+            proc.stop()
             node.destroy_node()
             rclpy.try_shutdown()
 

@@ -97,7 +97,7 @@ def live(seconds: float, seed: int, speed: float = 1.0):
     from ..common.rosutil import COMMAND_QOS
     from ..spinal.motion import random_motion
 
-    proc, ctx, sim, log_path = sim_with_spinal('spinal', {'diagnostics_period': '1.0'}, speed)
+    proc, ctx, sim, log_path = sim_with_spinal('spinal', {'diagnostics_period': 1.0}, speed)
     node = rclpy.create_node('bench_spinal', context=ctx)
     ref = ReferenceStream(node, sim.world.robot.arm_joints)
     diag = []

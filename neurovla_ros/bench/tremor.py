@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -44,57 +42,17 @@ def log(msg: str) -> None:
     print(f'[bench tremor] {msg}', file=sys.stderr, flush=True)
 
 
-class Graph:
-    """sim + spinal + cerebellum, each ``python -m <module>`` in its own process group."""
-
-    def __init__(self, env, speed, tremor_nm, tremor_hz, bypass, reflex, seed):
-        common = ['-p', 'use_sim_time:=true']
-        self.procs = []
-        self.logs = []
-        specs = [
-            ('neurovla_ros.sim.node', [*common, '-p', f'speed:={speed}', '-p',
-                                       'camera_enabled:=false', '-p', 'n_objects:=0',
-                                       '-p', f'seed:={seed}',
-                                       '-p', f'tremor_amplitude:={tremor_nm}',
-                                       '-p', f'tremor_frequency_hz:={tremor_hz}']),
-            ('neurovla_ros.spinal.node', [*common, '-p',
-                                          f'reflex_enabled:={str(reflex).lower()}']),
-            ('neurovla_ros.cerebellum.node', [*common, '-p', f'bypass:={str(bypass).lower()}']),
-        ]
-        for module, args in specs:
-            f = open(os.path.join(out_dir(), f'tremor_{module.split(".")[1]}.log'), 'w')
-            self.logs.append(f)
-            self.procs.append(subprocess.Popen(
-                [sys.executable, '-m', module, '--ros-args', *args], env=env, stdout=f,
-                stderr=subprocess.STDOUT, start_new_session=True))
-
-    def alive(self) -> bool:
-        return all(p.poll() is None for p in self.procs)
-
-    def cpu_seconds(self) -> list[float]:
-        out = []
-        for p in self.procs:
-            try:
-                with open(f'/proc/{p.pid}/stat') as f:
-                    fields = f.read().rsplit(')', 1)[1].split()
-                out.append((int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK'))
-            except OSError:
-                out.append(float('nan'))
-        return out
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGINT)
-        deadline = time.monotonic() + 10
-        for p in self.procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-        for f in self.logs:
-            f.close()
+def graph(domain, speed, tremor_nm, tremor_hz, bypass, reflex, seed):
+    """sim + spinal + cerebellum as bringup starts them (``runner.NodeGraph``, no cortex),
+    on sim time, in DDS ``domain``; logs in bench_out/tremor_<node>.log."""
+    from ..runner import NodeGraph
+    return NodeGraph({'use_sim_time': True}, skip=('cortex',), domain=domain,
+                     log=os.path.join(out_dir(), 'tremor_{name}.log'), overrides={
+                         'sim': {'speed': float(speed), 'camera_enabled': False, 'n_objects': 0,
+                                 'seed': seed, 'tremor_amplitude': float(tremor_nm),
+                                 'tremor_frequency_hz': float(tremor_hz)},
+                         'spinal': {'reflex_enabled': bool(reflex)},
+                         'cerebellum': {'bypass': bool(bypass)}}).start()
 
 
 class Recorder:
@@ -212,9 +170,7 @@ def run_once(name, scn, args, switch_hz=0.0):
     from .. import robot
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     ctx, node, domain = empty_domain()
-    env = dict(os.environ)
-    env['ROS_DOMAIN_ID'] = str(domain)
-    graph = Graph(env, args.speed, args.tremor_nm, args.tremor_hz, bypass=(name == 'off'),
+    nodes = graph(domain, args.speed, args.tremor_nm, args.tremor_hz, bypass=(name == 'off'),
                   reflex=args.spinal_reflex, seed=args.seed)
     ex = EventsExecutor(context=ctx)
     ex.add_node(node)
@@ -230,12 +186,13 @@ def run_once(name, scn, args, switch_hz=0.0):
                 ex.spin_once(timeout_sec=0.01)
             return pred()
 
+        nodes.wait_up(node, 90.0, spin=lambda: ex.spin_once(timeout_sec=0.05))
         ok = spin_until(lambda: rec.refs > 50 and rec.diag.get('spinal: controller', {})
                         .get('mode') == 'follow' and 'cerebellum' in rec.diag, 90.0)
         if node.count_publishers('/joint_states') != 1:
             raise RuntimeError(f'{name}: {node.count_publishers("/joint_states")} publishers '
                                f'of /joint_states in domain {domain}: not alone')
-        if not ok or not graph.alive():
+        if not ok or not nodes.alive():
             raise RuntimeError(f'{name}: the graph did not come up (spinal '
                                f'{rec.diag.get("spinal: controller", {}).get("mode")}, '
                                f'{rec.refs} references); logs in {out_dir()}/tremor_*.log')
@@ -243,7 +200,7 @@ def run_once(name, scn, args, switch_hz=0.0):
         spin_until(lambda: rec.sim_t >= t_up + 1.0, 30.0)
         t0 = rec.sim_t
         rec.recording = True
-        cpu0 = graph.cpu_seconds()
+        cpu0 = list(nodes.cpu_seconds().values())     # sim, spinal, cerebellum
         goals = scn.goals()
         gi = 0
         switched = False
@@ -261,12 +218,12 @@ def run_once(name, scn, args, switch_hz=0.0):
                 last_log = s
                 c = rec.diag.get('cerebellum', {})
                 log(f'{name}: t {s:4.1f}/{scn.duration:.0f} s, {c.get("_msg", "")}')
-            if not graph.alive():
+            if not nodes.alive():
                 raise RuntimeError(f'{name}: a node died; logs in {out_dir()}/tremor_*.log')
             ex.spin_once(timeout_sec=0.005)
         spin_until(lambda: False, 0.2)
         rec.recording = False
-        cpu1 = graph.cpu_seconds()
+        cpu1 = list(nodes.cpu_seconds().values())
         sim_s = rec.sim_t - t0
         status = {
             'cerebellum': dict(rec.diag.get('cerebellum', {})),
@@ -282,7 +239,7 @@ def run_once(name, scn, args, switch_hz=0.0):
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
-        graph.stop()
+        nodes.stop()
 
 
 def uniform(t, x, fs=1000.0):

@@ -36,11 +36,10 @@ import sys
 import time
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import AccelStamped, PoseStamped, TwistStamped
 from rclpy.node import Node
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.serialization import deserialize_message
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Imu, JointState
 from trajectory_msgs.msg import JointTrajectory
@@ -48,23 +47,13 @@ from trajectory_msgs.msg import JointTrajectory
 from .. import robot
 from ..common.cdr import ImuReader, JointStateReader, read_stamp
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              LatestSample, Throttled, declare_params, joint_state_template,
-                              run)
+                              LatestSample, Throttled, declare_params, decoder,
+                              diagnostic_status, joint_state_template, run)
 from .core import Cerebellum, config_from
 from ..robot.transforms import matrix_to_quat_xyzw
 from .params import NODE_NAME, PARAMS
 
 WATCHDOG_PERIOD = 0.05  # [s]
-
-
-def _kv(key, value) -> KeyValue:
-    if isinstance(value, bool):
-        return KeyValue(key=key, value=str(value).lower())
-    if isinstance(value, float):
-        return KeyValue(key=key, value=f'{value:.6g}')
-    if isinstance(value, (list, tuple)):
-        return KeyValue(key=key, value=' '.join(f'{v:.4g}' for v in value))
-    return KeyValue(key=key, value=str(value))
 
 
 class CerebellumNode(Node):
@@ -97,8 +86,8 @@ class CerebellumNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         # inputs
         # 1 kHz streams: raw bytes, only the needed fields read (no Python message objects)
-        self._js = JointStateReader()
-        self._imu = ImuReader()
+        self._js = JointStateReader(decoder(JointState))
+        self._imu = ImuReader(decoder(Imu))
         self.create_subscription(JointState, 'joint_states', self._on_joints_raw, LATEST_QOS,
                                  raw=True)
         self._imu_latest = LatestSample(self, Imu, 'imu/data')   # taken at each tick
@@ -174,10 +163,8 @@ class CerebellumNode(Node):
                 self.core.t_joints = self._now()  # fresh; no tick due: nothing else
                 return
         r = self._js
-        if r.read(buf) is None:  # not little-endian CDR: the regular way
-            msg = deserialize_message(buf, JointState)
-            st = msg.header.stamp
-            self._on_joints(t0, st.sec, st.nanosec, list(msg.name), msg.position, msg.velocity)
+        if r.read(buf) is None:
+            self._warn('joint_states', f'/joint_states rejected: {r.error}')
             return
         self._on_joints(t0, r.sec, r.nanosec, r.names, r.position, r.velocity)
 
@@ -225,16 +212,8 @@ class CerebellumNode(Node):
     def _read_imu(self, buf: bytes, now: float) -> None:
         r = self._imu
         if r.read(buf) is None:
-            try:
-                msg = deserialize_message(buf, Imu)
-            except Exception as e:  # noqa: BLE001 - a damaged sample must not end the node
-                self._warn('imu', f'/imu/data rejected: undecodable ({e})')
-                return
-            w, a, o = msg.angular_velocity, msg.linear_acceleration, msg.orientation
-            r.gyro[:] = (w.x, w.y, w.z)
-            r.accel[:] = (a.x, a.y, a.z)
-            r.quat[:] = (o.x, o.y, o.z, o.w)
-            r.orientation_cov0 = msg.orientation_covariance[0]
+            self._warn('imu', f'/imu/data rejected: {r.error}')
+            return
         g, acc = r.gyro, r.accel
         if not (math.isfinite(g[0] + g[1] + g[2]) and math.isfinite(acc[0] + acc[1] + acc[2])):
             self._warn('imu', '/imu/data rejected: NaN or inf')
@@ -361,19 +340,17 @@ class CerebellumNode(Node):
         us = self._tick_us[:n]          # the last (up to) 2048 ticks
         rate = (self._n_ticks - self._n_ticks_diag) / max(1e-6, now - self._diag_t)
         self._diag_t, self._n_ticks_diag = now, self._n_ticks
-        st = DiagnosticStatus(name='cerebellum', hardware_id='neurovla_arm')
-        st.level = bytes([core.status_level if core.initialized else 1])
-        st.message = core.status_message
-        values = [_kv(k, v) for k, v in core.status().items()] if core.initialized else []
-        values += [_kv('tick_rate_hz_wall', rate),
-                   _kv('tick_us_p50', float(np.percentile(us, 50)) if n else 0.0),
-                   _kv('tick_us_p99', float(np.percentile(us, 99)) if n else 0.0),
-                   _kv('ticks_total', self._ticks_total),
-                   _kv('mode', 'bypass' if core.cfg.bypass else 'cerebellum')]
-        values += [_kv(f'rejected_{k}', v) for k, v in self._rejected.items()]
+        values = dict(core.status()) if core.initialized else {}
+        values.update(tick_rate_hz_wall=rate,
+                      tick_us_p50=float(np.percentile(us, 50)) if n else 0.0,
+                      tick_us_p99=float(np.percentile(us, 99)) if n else 0.0,
+                      ticks_total=self._ticks_total,
+                      mode='bypass' if core.cfg.bypass else 'cerebellum')
+        values.update({f'rejected_{k}': v for k, v in self._rejected.items()})
         if core.last_rejection:
-            values.append(_kv('last_rejection', core.last_rejection))
-        st.values = values
+            values['last_rejection'] = core.last_rejection
+        st = diagnostic_status('cerebellum', values, core.status_level if core.initialized else 1,
+                               core.status_message, 'neurovla_arm')
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [st]

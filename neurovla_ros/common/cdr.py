@@ -9,9 +9,11 @@ Writing: :class:`CdrTemplate`. A message whose layout never changes (same names,
 only the stamp and double fields change) is serialized once with sentinel values in the fields
 that will change; the sentinels' offsets are found in the bytes, and every tick writes the new
 values straight into the buffer through numpy views; ``Publisher.publish(bytes)`` sends it.
-Reading: :class:`JointStateReader`, :class:`ImuReader`, :func:`read_stamp` take the bytes of a
-``raw=True`` subscription and return ``None`` for any other encapsulation (the caller falls
-back to regular deserialization).
+Reading: :class:`JointStateReader`, :class:`ImuReader`, :class:`ImageReader` and
+:func:`read_stamp` take the bytes of a ``raw=True`` subscription. A reader given a ``decode``
+function (bytes -> message object, e.g. ``rosutil.decoder(JointState)``) reads any other
+encapsulation (or bytes it cannot parse) through it into the same attributes; ``read`` returns
+``None`` only when the message cannot be read at all, with the reason in ``error``.
 """
 from __future__ import annotations
 
@@ -35,7 +37,32 @@ def _header(buf: bytes) -> tuple[int, int, int]:
     return sec, nsec, 12 + n
 
 
-class JointStateReader:
+class _Reader:
+    """The slow way for a reader: ``decode`` (bytes -> message) fills the same attributes
+    (``_take``); without one, or when it fails, ``read`` returns None with ``error`` set."""
+
+    def __init__(self, decode=None):
+        self.error = ''
+        self._decode = decode
+
+    def _fallback(self, buf: bytes) -> float | None:
+        if self._decode is None:
+            self.error = 'not little-endian CDR, or malformed'
+            return None
+        try:
+            msg = self._decode(buf)
+            self._take(msg)
+        except Exception as e:  # noqa: BLE001 - whatever the bytes are, the caller decides
+            self.error = f'undecodable ({type(e).__name__}: {e})'
+            return None
+        st = msg.header.stamp
+        return st.sec + st.nanosec * 1e-9
+
+    def _take(self, msg) -> None:
+        raise NotImplementedError
+
+
+class JointStateReader(_Reader):
     """Stamp, names, positions, velocities and efforts of a serialized sensor_msgs/JointState.
 
     ``read(buf)`` returns the stamp [s] or None (not little-endian CDR, or malformed); after
@@ -44,7 +71,8 @@ class JointStateReader:
     name block is parsed once and reused while it stays the same bytes.
     """
 
-    def __init__(self):
+    def __init__(self, decode=None):
+        super().__init__(decode)
         self.sec = self.nanosec = 0
         self.names: tuple = ()
         self.position = np.zeros(0)
@@ -77,7 +105,7 @@ class JointStateReader:
 
     def read(self, buf: bytes) -> float | None:
         if bytes(buf[:2]) not in CDR_LE:
-            return None
+            return self._fallback(buf)
         try:
             self.sec, self.nanosec, o = _header(buf)
             key_end = None
@@ -94,15 +122,23 @@ class JointStateReader:
             self.effort, _ = self._doubles(buf, o3)
         except (struct.error, ValueError, UnicodeDecodeError):
             self._key = None
-            return None
+            return self._fallback(buf)
         return self.sec + self.nanosec * 1e-9
 
+    def _take(self, msg) -> None:
+        self._key = None
+        self.sec, self.nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
+        self.names = tuple(msg.name)
+        self.position, self.velocity, self.effort = (
+            np.array(a, dtype=float) for a in (msg.position, msg.velocity, msg.effort))
 
-class ImuReader:
+
+class ImuReader(_Reader):
     """Stamp, orientation (x, y, z, w), its covariance[0], angular velocity and linear
     acceleration of a serialized sensor_msgs/Imu, into preallocated arrays."""
 
-    def __init__(self):
+    def __init__(self, decode=None):
+        super().__init__(decode)
         self.quat = np.zeros(4)
         self.orientation_cov0 = 0.0
         self.gyro = np.zeros(3)
@@ -110,7 +146,7 @@ class ImuReader:
 
     def read(self, buf: bytes) -> float | None:
         if bytes(buf[:2]) not in CDR_LE:
-            return None
+            return self._fallback(buf)
         try:
             sec, nsec, o = _header(buf)
             o = _align(o, 8)
@@ -118,22 +154,30 @@ class ImuReader:
             # linear_acceleration 3, its covariance 9: 37 doubles
             v = np.frombuffer(buf, dtype='<f8', count=37, offset=4 + o)
         except (struct.error, ValueError):
-            return None
+            return self._fallback(buf)
         self.quat[:] = v[0:4]
         self.orientation_cov0 = float(v[4])
         self.gyro[:] = v[13:16]
         self.accel[:] = v[25:28]
         return sec + nsec * 1e-9
 
+    def _take(self, msg) -> None:
+        w, a, o = msg.angular_velocity, msg.linear_acceleration, msg.orientation
+        self.gyro[:] = (w.x, w.y, w.z)
+        self.accel[:] = (a.x, a.y, a.z)
+        self.quat[:] = (o.x, o.y, o.z, o.w)
+        self.orientation_cov0 = float(msg.orientation_covariance[0])
 
-class ImageReader:
+
+class ImageReader(_Reader):
     """A serialized sensor_msgs/Image without a copy: ``read(buf)`` returns the stamp [s] or
     None; after it ``height``, ``width``, ``encoding``, ``step``, ``is_bigendian`` and ``data``
     (a read-only uint8 view into ``buf``, ``len(data)`` bytes as the message says) hold the image.
     A 230 KB frame becomes no new buffer: allocating and freeing one per frame costs kernel
     time (page faults, unmapping) that delays the 1 kHz loops on a non-preemptible kernel."""
 
-    def __init__(self):
+    def __init__(self, decode=None):
+        super().__init__(decode)
         self.sec = self.nanosec = self.height = self.width = self.step = 0
         self.encoding = ''
         self.is_bigendian = False
@@ -141,7 +185,7 @@ class ImageReader:
 
     def read(self, buf: bytes) -> float | None:
         if bytes(buf[:2]) not in CDR_LE:
-            return None
+            return self._fallback(buf)
         try:
             self.sec, self.nanosec, o = _header(buf)
             o = _align(o, 4)
@@ -154,8 +198,14 @@ class ImageReader:
             self.step, count = struct.unpack_from('<II', buf, 4 + o)
             self.data = np.frombuffer(buf, np.uint8, count=count, offset=4 + o + 8)
         except (struct.error, ValueError, UnicodeDecodeError, IndexError):
-            return None
+            return self._fallback(buf)
         return self.sec + self.nanosec * 1e-9
+
+    def _take(self, msg) -> None:
+        self.sec, self.nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
+        self.height, self.width, self.step = msg.height, msg.width, msg.step
+        self.encoding, self.is_bigendian = msg.encoding, bool(msg.is_bigendian)
+        self.data = np.frombuffer(msg.data, np.uint8)
 
 
 def read_stamp(buf: bytes) -> tuple[int, int] | None:

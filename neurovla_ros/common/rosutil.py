@@ -1,12 +1,15 @@
-"""Thin rclpy helpers shared by every node: parameters with descriptors, QoS, spinning."""
+"""Thin rclpy helpers shared by every node: parameters with descriptors, QoS, diagnostics,
+spinning."""
 from __future__ import annotations
 
+import numbers
 import os
 import signal
 import sys
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import rclpy
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -65,6 +68,56 @@ def declare_params(node, schema: list[Param]) -> SimpleNamespace:
 
     node.add_on_set_parameters_callback(on_set)
     return values
+
+
+def decoder(msg_type):
+    """bytes -> ``msg_type`` message (rclpy's deserializer): the slow way of the ``common.cdr``
+    readers, for encapsulations they do not read themselves."""
+    from rclpy.serialization import deserialize_message
+    return lambda buf: deserialize_message(buf, msg_type)
+
+
+def kv_text(value) -> str:
+    """A /diagnostics value as text, the same way in every node: a bool ``true``/``false``,
+    an integer as it is, a real number with 6 significant digits (``nan``, ``inf``), a
+    sequence space-separated, text as it is (so a value that needs another form, e.g. exact
+    digits or a fixed-point clock reading, is passed already formatted)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return 'true' if value else 'false'
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return f'{float(value):.6g}'
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ' '.join(kv_text(v) for v in value)
+    return str(value)
+
+
+def kv_value(text: str):
+    """The value of a /diagnostics text: int, float, bool (``true``/``false``), else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {'true': True, 'false': False}.get(text, text)
+
+
+def diagnostic_status(name: str, values: dict, level: int = 0, message: str = '',
+                      hardware_id: str = ''):
+    """A diagnostic_msgs/DiagnosticStatus from a dict of values (:func:`kv_text`); ``level``
+    0 OK, 1 WARN, 2 ERROR, 3 STALE."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+    return DiagnosticStatus(level=bytes([int(level)]), name=name, message=message,
+                            hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=kv_text(v)) for k, v in values.items()])
+
+
+def diagnostic_values(status) -> dict:
+    """``{key: value}`` of a DiagnosticStatus, values parsed back (:func:`kv_value`)."""
+    return {kv.key: kv_value(kv.value) for kv in status.values}
 
 
 def cap_torch_threads(n: int = 1) -> None:

@@ -11,7 +11,8 @@ Interfaces:
               /diagnostics [diagnostic_msgs/DiagnosticArray] (backend, latency, last error)
 Parameters: ``neurovla_ros.cortex.params``. The planning loop (``core.Cortex``) runs in its own
 thread; the callbacks only store the newest inputs and the goal timer re-publishes the last
-safe goal.
+safe goal. With ``dry_run`` (settable at run time) the node plans as usual but publishes no goal
+pose, joint goal or gripper command; /diagnostics says what it would send.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import time
 
 import numpy as np
 from builtin_interfaces.msg import Duration
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -33,7 +34,8 @@ from .. import robot
 from ..common.cdr import ImageReader
 from ..common.limits import invalid_reason
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              LatestSample, Throttled, declare_params, go_realtime, run)
+                              LatestSample, Throttled, declare_params, decoder,
+                              diagnostic_status, go_realtime, run)
 from . import backends
 from ..robot.transforms import matrix_to_quat_xyzw
 from .camera import Camera
@@ -41,7 +43,6 @@ from .core import Cortex
 from .params import NODE_NAME, PARAMS
 
 DEFAULT_CAMERA_FRAME = 'scene_camera_optical_frame'
-LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 
 
 class CortexNode(Node):
@@ -81,7 +82,7 @@ class CortexNode(Node):
         self._last_traj_id = -1
         self._logged_status = None      # (level, message shape) last logged
 
-        self._image_reader = ImageReader()
+        self._image_reader = ImageReader(decoder(Image))
         self.create_subscription(Image, 'camera/image_raw', self._on_image, LATEST_QOS,
                                  raw=True)
         self.create_subscription(CameraInfo, 'camera/camera_info', self._on_info, LATEST_QOS)
@@ -98,6 +99,8 @@ class CortexNode(Node):
         self._goal_msg.header.frame_id = 'base_link'
         self._grip_msg = Float64MultiArray()
         self._grip_last, self._grip_t = None, 0.0
+        self._published = self._withheld = 0     # goals sent / held back by dry_run
+        self._would_send: dict = {}
         self.create_timer(1.0 / p.goal_rate_hz, self._publish_goal)
         self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
         self.core.start()
@@ -141,17 +144,10 @@ class CortexNode(Node):
     def _on_image(self, buf: bytes) -> None:
         """Read in place from the serialized bytes (no 230 KB message object per frame)."""
         rd = self._image_reader
-        if rd.read(buf) is not None:
-            enc, h, w, step, data = rd.encoding, rd.height, rd.width, rd.step, rd.data
-        else:   # another encapsulation, or damaged: the regular decoder decides
-            try:
-                msg = deserialize_message(buf, Image)
-            except Exception as e:  # noqa: BLE001 - a bad message must not end the node
-                self._warn('image', f'ignoring undecodable image ({e})')
-                return
-            enc, h, w, step = msg.encoding, msg.height, msg.width, msg.step
-            data = np.frombuffer(msg.data, np.uint8)
-        enc = enc.lower()
+        if rd.read(buf) is None:
+            self._warn('image', f'ignoring an image: {rd.error}')
+            return
+        enc, h, w, step, data = rd.encoding.lower(), rd.height, rd.width, rd.step, rd.data
         if enc not in ('rgb8', 'bgr8') or h == 0 or w == 0 or step < 3 * w or \
                 len(data) < step * h:
             self._warn('image', f'ignoring image: encoding {enc!r} {w}x{h} step {step} '
@@ -172,7 +168,7 @@ class CortexNode(Node):
         if buf is None:
             return None
         stamp = time.monotonic()
-        try:
+        try:    # a message of its own: the planning thread and the goal timer both call this
             msg = deserialize_message(buf, JointState)
         except Exception as e:  # noqa: BLE001 - a damaged sample must not end the node
             self._warn('joint_states', f'ignoring an undecodable /joint_states ({e})')
@@ -203,6 +199,16 @@ class CortexNode(Node):
         goal = self.core.goal()
         if goal is None:
             return
+        if self.p.dry_run:      # planned, not sent: the diagnostics say what it would be
+            self._withheld += 1
+            self._would_send = {
+                'would_send': 'joint_goal' if goal.trajectory is not None else 'goal_pose',
+                'would_send_position_m': [float(v) for v in goal.position],
+                'would_send_stage': goal.stage}
+            if goal.gripper is not None:
+                self._would_send['would_send_gripper_m'] = float(goal.gripper)
+            return
+        self._published += 1
         now = self.get_clock().now().to_msg()
         if goal.trajectory is not None:
             if goal.plan_id != self._last_traj_id:
@@ -240,13 +246,14 @@ class CortexNode(Node):
 
     def _publish_diagnostics(self) -> None:
         s = self.core.status()
-        st = DiagnosticStatus()
-        st.level = LEVELS[s.level]
-        st.name = f'{NODE_NAME}: planner'
-        st.hardware_id = s.values.get('backend', '')
-        st.message = s.message
-        st.values = [KeyValue(key=k, value=(f'{v:.2f}' if isinstance(v, float) else str(v)))
-                     for k, v in s.values.items()]
+        values = {**s.values, 'dry_run': self.p.dry_run, 'goals_published': self._published,
+                  'goals_withheld': self._withheld}
+        message = s.message
+        if self.p.dry_run:
+            values.update(self._would_send)
+            message += ' (dry run: no goals published)'
+        st = diagnostic_status(f'{NODE_NAME}: planner', values, s.level, message,
+                               s.values.get('backend', ''))
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [st]

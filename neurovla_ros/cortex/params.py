@@ -14,6 +14,9 @@ PARAMS: list[Param] = [
           read_only=True, choices=BACKENDS),
     Param('instruction', DEFAULT_INSTRUCTION, 'Task instruction (also settable on '
           '/cortex/instruction); empty = wait for one'),
+    Param('dry_run', False, 'Plan on the camera images and report in /diagnostics (plans, '
+          'latency, the goal it would send) but publish no goals: nothing on /cortex/goal_pose, '
+          '/cortex/joint_goal or the gripper command'),
     Param('checkpoint', '', 'local: checkpoint directory (from_pretrained, local files only); '
           'empty = the packaged one', read_only=True),
     # timing

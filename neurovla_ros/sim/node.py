@@ -49,7 +49,7 @@ import time
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -65,7 +65,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from ..common.limits import invalid_reason
 from ..common import cdr
 from ..common.rosutil import (COMMAND_QOS, SENSOR_QOS, Throttled, cap_torch_threads,
-                              declare_params, joint_state_template, run)
+                              declare_params, diagnostic_status, joint_state_template,
+                              run)
 from .pacing import Pacing
 from .params import NODE_NAME, PARAMS
 from .world import World
@@ -442,27 +443,23 @@ class SimNode(Node):
         self._diag_prev = (now, k)
         late = self.pacing.lateness_s()
         late = late if len(late) else np.zeros(1)
-        st = DiagnosticStatus()
-        st.name, st.hardware_id = f'{self.get_name()}: physics', self.get_name()
         warn = []
         if not self.sim_time and rtf < 0.95:
             warn.append(f'real-time factor {rtf:.2f}')
         if self._camera is None and self.p.camera_enabled:
             warn.append('camera process not running')
-        st.level = DiagnosticStatus.WARN if warn else DiagnosticStatus.OK
-        st.message = '; '.join(warn) or 'running'
         values = {
-            'real_time_factor': f'{rtf:.4f}', 'sim_time': f'{self.world.time:.3f}',
-            'steps': str(k), 'step_overruns': str(self.overruns), 'resyncs': str(self.resyncs),
-            'catchup_waits': str(self.catchup_waits),
-            'catchup_timeouts': str(self.catchup_timeouts),
-            'lateness_p99_ms': f'{np.percentile(late, 99) * 1e3:.3f}',
-            'lateness_max_ms': f'{late.max() * 1e3:.3f}',
-            'rejected_commands': str(self.rejected), 'accepted_commands': str(self.accepted),
-            'callback_errors': str(self.callback_errors),
-            'effort_watchdog_trips': str(self.world.watchdog_trips),
+            'real_time_factor': rtf, 'sim_time': f'{self.world.time:.3f}',
+            'steps': k, 'step_overruns': self.overruns, 'resyncs': self.resyncs,
+            'catchup_waits': self.catchup_waits, 'catchup_timeouts': self.catchup_timeouts,
+            'lateness_p99_ms': float(np.percentile(late, 99)) * 1e3,
+            'lateness_max_ms': float(late.max()) * 1e3,
+            'rejected_commands': self.rejected, 'accepted_commands': self.accepted,
+            'callback_errors': self.callback_errors,
+            'effort_watchdog_trips': self.world.watchdog_trips,
             'drive_mode': self.world.mode, 'mujoco_warnings': str(self.world.warnings())}
-        st.values = [KeyValue(key=a, value=b) for a, b in values.items()]
+        st = diagnostic_status(f'{self.get_name()}: physics', values, 1 if warn else 0,
+                               '; '.join(warn) or 'running', self.get_name())
         arr = DiagnosticArray()
         _stamp(arr.header.stamp, self.stamp_ns(k))
         arr.status = [st]

@@ -22,19 +22,18 @@ import time
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 from rclpy.node import Node
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ..common.cdr import JointStateReader
+from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, Throttled, declare_params, decoder,
+                              diagnostic_status, float64_array_template, run)
 from ..robot.model import FINGER_JOINTS
-from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, Throttled, declare_params,
-                              float64_array_template, run)
 from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
 from .lif import WEIGHTS_FILE, NetParams
 from .params import NODE_NAME, PARAMS
@@ -55,10 +54,6 @@ def config_from(p) -> SpinalConfig:
                                 min_height=p.withdraw_min_height))
 
 
-def _kv(key, value) -> KeyValue:
-    return KeyValue(key=key, value=value if isinstance(value, str) else f'{value:.6g}')
-
-
 class SpinalNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
@@ -71,13 +66,13 @@ class SpinalNode(Node):
         self.order = self.arm + list(FINGER_JOINTS)
         self._cmd = float64_array_template(6)    # serialized in place, published as bytes
         (self._cmd_data,) = self._cmd.views('data')
-        self._reader = JointStateReader()
+        self._reader = JointStateReader(decoder(JointState))
         self.cmd_pub = self.create_publisher(Float64MultiArray, p.command_topic, COMMAND_QOS)
         self.reflex_pub = self.create_publisher(DiagnosticArray, '~/reflex', COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         self.create_subscription(JointState, 'joint_states', self._on_state, LATEST_QOS,
                                  raw=True)
-        self._ref_reader = JointStateReader()
+        self._ref_reader = JointStateReader(decoder(JointState))
         self.create_subscription(JointState, p.reference_topic, self._on_reference, LATEST_QOS,
                                  raw=True)
         self.wrench = None
@@ -133,17 +128,11 @@ class SpinalNode(Node):
         straight from its bytes (another encapsulation goes through the regular decoder), or
         None (warned, counted) when it cannot be decoded, its arrays do not match its names
         (no names: 6 positions) or it holds NaN/inf. Velocity and effort may be empty."""
-        if reader.read(buf) is not None:
-            names, pa, va, ea = reader.names, reader.position, reader.velocity, reader.effort
-            sec, nsec = reader.sec, reader.nanosec
-        else:
-            try:
-                msg = deserialize_message(buf, JointState)
-            except Exception as e:  # noqa: BLE001 - a bad message must not end the node
-                self._warn(what, f'undecodable ({e})')
-                return None
-            names, sec, nsec = tuple(msg.name), msg.header.stamp.sec, msg.header.stamp.nanosec
-            pa, va, ea = (np.frombuffer(a) for a in (msg.position, msg.velocity, msg.effort))
+        if reader.read(buf) is None:
+            self._warn(what, reader.error)
+            return None
+        names, pa, va, ea = reader.names, reader.position, reader.velocity, reader.effort
+        sec, nsec = reader.sec, reader.nanosec
         n = len(names) if names else 6
         if len(pa) != n or len(va) not in (0, n) or len(ea) not in (0, n):
             self._warn(what, f'{len(names)} names but {len(pa)} positions, {len(va)} '
@@ -261,19 +250,18 @@ class SpinalNode(Node):
         """One DiagnosticStatus: detection time (state stamp and wall clock), joints, the
         estimated external torques, thresholds, the planned withdrawal and the first
         withdrawal command (exact values, so a receiver can find it)."""
-        st = DiagnosticStatus(level=DiagnosticStatus.WARN, name='spinal: reflex',
-                              hardware_id='neurovla_arm',
-                              message=f'collision on {", ".join(ev.joints) or ev.channel}: '
-                                      'withdrawing')
-        st.values = [_kv('event', 'collision'), _kv('detection_time', f'{ev.t:.6f}'),
-                     _kv('detection_wall_time', f'{wall:.6f}'), _kv('sample_dt', dt),
-                     _kv('channel', ev.channel), _kv('joints', ','.join(ev.joints))]
-        st.values += [_kv(f'external_torque.{n}', float(v)) for n, v in zip(self.arm, ev.torque)]
-        st.values += [_kv(f'threshold.{n}', float(v)) for n, v in zip(self.arm, ev.threshold)]
-        st.values += [_kv(f'withdraw_offset.{n}', float(v)) for n, v in zip(self.arm, ev.offset)]
-        if ev.channel == 'joint_torque':   # published in this very tick
-            st.values += [_kv(f'command.{n}', repr(float(v)))
-                          for n, v in zip(self.arm, self.ctrl.command)]
+        values = {'event': 'collision', 'detection_time': f'{ev.t:.6f}',
+                  'detection_wall_time': f'{wall:.6f}', 'sample_dt': dt,
+                  'channel': ev.channel, 'joints': ','.join(ev.joints)}
+        for what, vals in (('external_torque', ev.torque), ('threshold', ev.threshold),
+                           ('withdraw_offset', ev.offset)):
+            values.update({f'{what}.{n}': float(v) for n, v in zip(self.arm, vals)})
+        if ev.channel == 'joint_torque':   # published in this very tick; exact digits
+            values.update({f'command.{n}': repr(float(v))
+                           for n, v in zip(self.arm, self.ctrl.command)})
+        st = diagnostic_status('spinal: reflex', values, 1, 'collision on '
+                               f'{", ".join(ev.joints) or ev.channel}: withdrawing',
+                               'neurovla_arm')
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = stamp
         self.reflex_pub.publish(arr)
@@ -287,9 +275,8 @@ class SpinalNode(Node):
         self.get_logger().debug(f'mode {prev} -> {mode}')
         if prev in (WITHDRAW, COMPLIANT) and mode not in (WITHDRAW, COMPLIANT):
             self.get_logger().info(f'reflex over: {mode}')
-            st = DiagnosticStatus(level=DiagnosticStatus.OK, name='spinal: reflex',
-                                  hardware_id='neurovla_arm', message='recovered',
-                                  values=[_kv('event', 'recovered')])
+            st = diagnostic_status('spinal: reflex', {'event': 'recovered'}, 0, 'recovered',
+                                   'neurovla_arm')
             arr = DiagnosticArray(status=[st])
             arr.header.stamp = stamp
             self.reflex_pub.publish(arr)
@@ -302,26 +289,24 @@ class SpinalNode(Node):
         rest, motion = ctrl.firing_rates()
         sops = ctrl.net.sops_per_s()
         mode = ctrl.mode
-        level = DiagnosticStatus.WARN if mode in (WITHDRAW, COMPLIANT) else DiagnosticStatus.OK
+        level = 1 if mode in (WITHDRAW, COMPLIANT) else 0
         msg = {'follow': 'following the reference', 'engage': 'engaging the reference',
                'hold': 'holding: no fresh reference', 'withdraw': 'reflex: withdrawing',
                'compliant': 'reflex: compliant hold'}[mode]
         tick_hz = self._n_ticks / span
         if self._n_ticks == 0:
-            level, msg = DiagnosticStatus.WARN, 'no joint states'
+            level, msg = 1, 'no joint states'
         elif tick_hz < 0.9 * self.p.expected_rate:
-            level = DiagnosticStatus.WARN
+            level = 1
             msg += f'; control rate {tick_hz:.0f} Hz: joint states missed or late'
-        st = DiagnosticStatus(level=level, name='spinal: controller', hardware_id='neurovla_arm',
-                              message=msg)
-        st.values = [_kv('mode', mode), _kv('tick_hz', tick_hz),
-                     _kv('tick_us_p50', float(np.percentile(us, 50)) if n else 0.0),
-                     _kv('tick_us_p99', float(np.percentile(us, 99)) if n else 0.0),
-                     _kv('reflex_events', float(ctrl.events)),
-                     _kv('limit_clipped_ticks', float(ctrl.guard.clipped)),
-                     _kv('firing_rate_rest', rest), _kv('firing_rate_motion', motion),
-                     _kv('sops_per_s', sops), _kv('energy_w', sops * self.p.energy_per_sop)]
-        st.values += [_kv(f'rejected_{k}', float(v)) for k, v in self._rejected.items()]
+        values = {'mode': mode, 'tick_hz': tick_hz,
+                  'tick_us_p50': float(np.percentile(us, 50)) if n else 0.0,
+                  'tick_us_p99': float(np.percentile(us, 99)) if n else 0.0,
+                  'reflex_events': ctrl.events, 'limit_clipped_ticks': ctrl.guard.clipped,
+                  'firing_rate_rest': rest, 'firing_rate_motion': motion,
+                  'sops_per_s': sops, 'energy_w': sops * self.p.energy_per_sop}
+        values.update({f'rejected_{k}': v for k, v in self._rejected.items()})
+        st = diagnostic_status('spinal: controller', values, level, msg, 'neurovla_arm')
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
