@@ -45,31 +45,59 @@ def emit(result: dict) -> None:
     print(json.dumps(clean), flush=True)
 
 
-def sim_with_spinal(bench_name: str, spinal_params: dict, speed: float = 1.0):
-    """An in-process sim (no camera, no objects, slow IMU/wrench) and the spinal node in its
-    own process, for the spinal benchmarks. Returns (spinal ``procs.Proc``, rclpy context,
-    SimNode, spinal log path). ``spinal_params``: typed values (``graph.param_value``).
-    ``speed`` < 1 runs in simulated time at that fraction of real time."""
-    import rclpy
-    from rclpy.parameter import Parameter
+MINIMAL_SIM = {'camera_enabled': False, 'n_objects': 0, 'imu_rate_hz': 50.0,
+               'wrench_rate_hz': 50.0}    # the spinal benches' body: no camera, slow IMU/wrench
 
-    from ..common import procs
+
+def graph_with_sim(bench_name: str, overrides: dict | None = None, only=None,
+                   speed: float = 1.0, log_name: str = '{bench}_{name}.log',
+                   sim_time_for_all: bool = True):
+    """The bringup's graph (``runner.NodeGraph``) with the sim in this process, for benches
+    that drive the body themselves: the other nodes (``only``: just these) are started first,
+    their output in bench_out/``log_name``; then the ``SimNode`` is built with the arguments
+    bringup gives it and takes its FIFO priority (this process is the body). ``overrides``:
+    ``{node: {parameter: typed value}}``. ``speed`` < 1 runs every node on sim time at that
+    fraction of real time (``sim_time_for_all`` False: only the sim; the others keep the wall
+    clock and take no /clock stream). Returns (NodeGraph, rclpy context, SimNode)."""
+    import rclpy
+
     from ..common.rosutil import go_realtime
-    from ..graph import param_args
+    from ..runner import NodeGraph
     from ..sim.node import SimNode
 
-    log_path = os.path.join(out_dir(), f'{bench_name}_spinal_node.log')
-    proc = procs.Proc([sys.executable, '-m', 'neurovla_ros.spinal.node', '--ros-args',
-                       *param_args(spinal_params)], 'spinal', log=log_path)
+    overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+    slow = speed != 1.0
+    if slow:
+        overrides.setdefault('sim', {}).update(use_sim_time=True, speed=float(speed))
+    nodes = NodeGraph({'headless': True, 'use_sim_time': slow and sim_time_for_all},
+                      overrides=overrides,
+                      only=only, in_process=('sim',),
+                      log=os.path.join(out_dir(), log_name.format(bench=bench_name,
+                                                                  name='{name}')))
+    nodes.start()
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
-    sim = SimNode(context=ctx, parameter_overrides=[
-        Parameter('camera_enabled', value=False), Parameter('n_objects', value=0),
-        Parameter('imu_rate_hz', value=50.0), Parameter('wrench_rate_hz', value=50.0),
-        *([] if speed == 1.0 else [Parameter('use_sim_time', value=True),
-                                   Parameter('speed', value=float(speed))])])
-    go_realtime(sim)   # this process is the body: the sim node's FIFO priority
-    return proc, ctx, sim, log_path
+    try:
+        sim = SimNode(context=ctx, cli_args=nodes.cli_args('sim'))
+    except BaseException:
+        nodes.stop()
+        rclpy.try_shutdown(context=ctx)
+        raise
+    go_realtime(sim)
+    return nodes, ctx, sim
+
+
+def sim_with_spinal(bench_name: str, spinal_params: dict, speed: float = 1.0):
+    """An in-process sim (no camera, no objects, slow IMU/wrench: :data:`MINIMAL_SIM`) and the
+    spinal node in its own process (:func:`graph_with_sim`), for the spinal benchmarks. Returns
+    (spinal ``procs.Proc``, rclpy context, SimNode, spinal log path). ``spinal_params``: typed
+    values. ``speed`` < 1 runs in simulated time at that fraction of real time."""
+    nodes, ctx, sim = graph_with_sim(bench_name, {'sim': MINIMAL_SIM, 'spinal': spinal_params},
+                                     only=('spinal',), speed=speed,
+                                     log_name='{bench}_{name}_node.log',
+                                     sim_time_for_all=False)
+    proc = nodes.procs[0]
+    return proc, ctx, sim, proc.log
 
 
 class ReferenceStream:
@@ -122,8 +150,9 @@ def platform_wake_ms(seconds: float = 5.0, priority: int = 0) -> dict:
 
 
 def stop_sim_with_spinal(proc, ctx, sim, node, ex) -> None:
-    """Undo ``sim_with_spinal``: stop the spinal node (``procs.stop``), close the in-process
-    sim and the bench's own ``node``, shut the context down."""
+    """Undo ``sim_with_spinal`` / ``graph_with_sim``: stop the nodes (``proc``: the spinal's
+    ``procs.Proc`` or the ``NodeGraph``; SIGINT, SIGTERM, SIGKILL), close the in-process sim
+    and the bench's own ``node``, shut the context down."""
     import rclpy
     proc.stop()
     ex.remove_node(sim)
