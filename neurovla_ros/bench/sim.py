@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import struct
-import subprocess
 import sys
 import time
 
@@ -179,30 +178,36 @@ def measure(node, rec: Recorder, proc, seconds: float, warmup: float, what: str,
     camera, an image consumer in its own process (like the cortex) counts the frames. The
     window opens once the consumer has its first image: a subscriber joining the graph (its
     start-up and DDS discovery) is a transient, not the steady state measured here."""
-    import select
     log(f'{what}: waiting for /joint_states ...')
-    consumer = subprocess.Popen(
+    consumer = procs.Proc(
         [sys.executable, '-m', 'neurovla_ros.bench.sim', '--image-consumer',
-         f'{warmup + 1.0},{seconds}'], stdout=subprocess.PIPE, text=True) if camera else None
-    rec.on = True
-    if not spin_for(node, 60.0, until=lambda: bool(rec.js)):
-        raise RuntimeError(f'{what}: no /joint_states within 60 s (bench_out logs)')
-    if consumer is not None and not select.select([consumer.stdout], [], [], 60.0)[0]:
-        raise RuntimeError(f'{what}: the image consumer got no image within 60 s')
-    spin_for(node, warmup)
-    rec.clear()
-    log(f'{what}: measuring {seconds:g} s ...')
-    t0 = time.monotonic()
-    rec.diag.clear()
-    spin_for(node, seconds)
-    wall = time.monotonic() - t0
-    rec.on = False
-    if proc.poll() is not None:
-        raise RuntimeError(f'{what}: the publisher exited with {proc.returncode}')
-    camera_hz = 0.0
-    if consumer is not None:
-        out, _ = consumer.communicate(timeout=120)
-        camera_hz = json.loads(out.strip().splitlines()[-1])['camera_hz'] if out.strip() else 0.0
+         f'{warmup + 1.0},{seconds}'], 'image-consumer') if camera else None
+    try:
+        rec.on = True
+        if not spin_for(node, 60.0, until=lambda: bool(rec.js)):
+            raise RuntimeError(f'{what}: no /joint_states within 60 s (bench_out logs)')
+        if consumer is not None and not spin_for(
+                node, 60.0, until=lambda: 'first image' in consumer.lines):
+            raise RuntimeError(f'{what}: the image consumer got no image within 60 s')
+        spin_for(node, warmup)
+        rec.clear()
+        log(f'{what}: measuring {seconds:g} s ...')
+        t0 = time.monotonic()
+        rec.diag.clear()
+        spin_for(node, seconds)
+        wall = time.monotonic() - t0
+        rec.on = False
+        if proc.poll() is not None:
+            raise RuntimeError(f'{what}: the publisher exited with {proc.returncode}')
+        camera_hz = 0.0
+        if consumer is not None:
+            consumer.wait(120)
+            consumer.drain()
+            out = [x for x in consumer.lines if x.startswith('{"camera_hz"')]
+            camera_hz = json.loads(out[-1])['camera_hz'] if out else 0.0
+    finally:
+        if consumer is not None:
+            consumer.stop()
     js = np.array(rec.js, dtype=np.int64).reshape(-1, 2)
     lat_ms = (js[:, 0] - js[:, 1]) / 1e6
     return {'t0': t0, 'wall': wall, 'js_hz': len(js) / wall, 'imu_hz': len(rec.imu) / wall,
