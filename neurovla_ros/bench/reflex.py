@@ -262,6 +262,8 @@ class GoalFeed:
         from geometry_msgs.msg import PoseStamped
 
         from ..common.rosutil import COMMAND_QOS
+        from ..robot.transforms import matrix_to_quat_xyzw
+        self.quat = matrix_to_quat_xyzw
         self.model, self.sc, self.noise, self.rng = model, sc, noise_m, rng
         self.node = node
         self.pub = node.create_publisher(PoseStamped, '/cortex/goal_pose', COMMAND_QOS)
@@ -271,10 +273,9 @@ class GoalFeed:
         node.create_timer(1.0 / rate_hz, self.send)
 
     def send(self) -> None:
-        from ..robot.transforms import matrix_to_quat_xyzw
         pose = self.model.fk(self.sc.ref_q)
         p = pose[:3, 3] + self.rng.normal(0.0, self.noise, 3)
-        q = matrix_to_quat_xyzw(pose[:3, :3])
+        q = self.quat(pose[:3, :3])
         m = self.msg
         m.header.stamp = self.node.get_clock().now().to_msg()
         pos, o = m.pose.position, m.pose.orientation
