@@ -270,9 +270,12 @@ class GoalFeed:
         self.msg = PoseStamped()
         self.msg.header.frame_id = 'base_link'
         self.sent = 0
+        self.active = False     # set once the graph is up: goals before then are not the bench's
         node.create_timer(1.0 / rate_hz, self.send)
 
     def send(self) -> None:
+        if not self.active:
+            return
         pose = self.model.fk(self.sc.ref_q)
         p = pose[:3, 3] + self.rng.normal(0.0, self.noise, 3)
         q = self.quat(pose[:3, :3])
@@ -588,6 +591,8 @@ def main(argv=None) -> int:
                 f'{[p.name for p in nodes.dead()]}); logs: {nodes.logs()}')
         log(f'graph {args.graph} up after {time.monotonic() - t_start:.0f} s: '
             f'{", ".join(nodes.names)} and the sim in this process')
+        if feed is not None:
+            feed.active = True
 
         def match_commands():
             """Find the body's arrival of each event's first withdrawal command (exact values)."""
