@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import os
 import signal
+import threading
 
 import numpy as np
 import rclpy
@@ -36,7 +37,16 @@ class CameraProcess:
             target=camera_process, name='sim_camera', daemon=True,
             args=(seed, n_objects, width, height, camera_name, self.share, reader, topics,
                   node_name))
-        self._proc.start()
+        # the child ignores SIGINT from its first instruction (a Ctrl-C reaches the whole
+        # process group: during its imports it would print a KeyboardInterrupt traceback);
+        # SIG_IGN is inherited through the spawn's exec and kept by the new interpreter
+        main = threading.current_thread() is threading.main_thread()  # signal.signal's rule
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self._proc.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         reader.close()
 
     def frame(self, qpos, stamp_ns: int) -> bool:
