@@ -37,8 +37,10 @@ graph starts. Writes bench_out/reflex.png (an in-process replay of one collision
 resolution: force, detection, command, joint motion and the spike raster; plus the live latency
 histogram) and bench_out/reflex_detection.png (detection against excess and force).
 bench_out/reflex_collisions.json lists every push (link, force, excess, joints, the sample that
-detected it: 1 = the first state after the push began, detect and latency). The last stdout
-line is the JSON result.
+detected it: 1 = the first state after the push began, detect and latency);
+bench_out/reflex_false_triggers.json every false trigger (the event, the body's state then: joint
+velocities, actuator, tremor and constraint torques, contacts); its reflex is reset after 0.4 s
+so the run goes on. The last stdout line is the JSON result.
 """
 from __future__ import annotations
 
@@ -144,6 +146,7 @@ class Scenario:
         self.current = None
         self.push_steps = int(round(PUSH_S * 1000))
         self.false_events = []
+        self.false_reset_step = None  # a false trigger's reflex is reset then (the run goes on)
         self.done = False
         self.k = 0
 
@@ -170,6 +173,10 @@ class Scenario:
         k = self.k = self.world.step_count
         w = self.world
         seg_done = self._advance_reference()
+        if self.false_reset_step is not None and k >= self.false_reset_step:
+            from std_srvs.srv import Trigger
+            self.false_reset_step = None
+            self.reset_client.call_async(Trigger.Request())
         c = self.current
         if c is not None and 'link' in c and k < c['onset_step'] + self.push_steps:
             c['excess'] = max(c['excess'], excess(w, c['link'], c['force'], self.thresholds))
@@ -249,8 +256,18 @@ class Scenario:
             c['detect_wall_ns'] = wall_ns
             c['command'] = np.array([float(values[f'command.{n}'])
                                      for n in self.model.arm_joints])
-        else:
-            self.false_events.append({'phase': self.phase, 'values': values})
+        else:           # with the body's state then, for the log
+            w = self.world
+            self.false_events.append({
+                'phase': self.phase, 'step': self.k, 'values': values,
+                'ref_q': self.ref_q.tolist(), 'q': w.data.qpos[:6].tolist(),
+                'qd': w.data.qvel[:6].tolist(), 'actuator_torque': w.data.qfrc_actuator[:6].tolist(),
+                'tremor_torque': w.data.qfrc_applied[:6].tolist(),
+                'constraint_torque': w.data.qfrc_constraint[:6].tolist(),     # limits, contacts
+                'contacts': [[w.model.body(w.model.geom_bodyid[g]).name for g in (c.geom1, c.geom2)]
+                             for c in w.data.contact[:w.data.ncon]]})
+            if self.phase not in ('wait', 'withdrawing'):
+                self.false_reset_step = self.k + RELEASE_STEPS
 
 
 class GoalFeed:
@@ -448,7 +465,8 @@ def detection_figure(cols, out_png, result) -> None:
         ax[0].axvline(hf, color='m', lw=0.8, label=f'half detected: {hf:.1f} N')
     ax[0].set_xlabel('push force [N]')
     ax[0].set_ylabel('peak joint torque / threshold')
-    ax[0].legend(fontsize=8)
+    if len(cols):
+        ax[0].legend(fontsize=8)
     names = [b[0] for b in EXCESS_BINS]
     rates = [result['detection_rate_by_excess'][n] for n in names]
     counts = [result['pushes_by_excess'][n] for n in names]
@@ -686,6 +704,9 @@ def main(argv=None) -> int:
     with open(log_path, 'w') as f:
         json.dump([collision_record(c, sim) for c in cols], f, indent=0)
     res['collision_log'] = log_path
+    res['false_trigger_log'] = os.path.join(out_dir(), 'reflex_false_triggers.json')
+    with open(res['false_trigger_log'], 'w') as f:
+        json.dump(sc.false_events, f, indent=0)
     png = os.path.join(out_dir(), 'reflex.png')
     first = detected[0] if detected else {'link': 'forearm_link', 'force': np.array([0, 0, 50.0])}
     replay(args.seed, first['link'], first['force'], png, latencies, detects, res)
