@@ -14,8 +14,15 @@ from neurovla_ros.cortex import data as D
 from neurovla_ros.cortex import language, scripted
 from neurovla_ros.cortex.backends import CHECKPOINT
 from neurovla_ros.cortex.camera import Camera
-from neurovla_ros.cortex.model import NeuroVLAConfig, NeuroVLAModel, WordTokenizer, decode, \
-    locate, preprocess, targets
+from neurovla_ros.cortex.model import (
+    NeuroVLAConfig,
+    NeuroVLAModel,
+    WordTokenizer,
+    decode,
+    locate,
+    preprocess,
+    targets,
+)
 
 TINY = dict(vision_hidden=32, vision_layers=1, vision_heads=2, text_hidden=32, text_layers=1,
             text_heads=2, head_hidden=32)

@@ -4,14 +4,14 @@ Each node runs in its own process over real DDS, started as launch_ros and the p
 start it (``--ros-args -r __node:=NAME``).
 """
 import os
+import signal
 import subprocess
 import sys
-import signal
 import time
 
 import pytest
-
 from conftest import spin_until
+
 from neurovla_ros import graph
 
 NODES = ('sim', 'spinal', 'cerebellum', 'cortex')

@@ -29,8 +29,7 @@ def test_diagnostic_values_are_formatted_one_way_and_read_back():
 
     import numpy as np
 
-    from neurovla_ros.common.rosutil import (diagnostic_status, diagnostic_values, kv_text,
-                                             kv_value)
+    from neurovla_ros.common.rosutil import diagnostic_status, diagnostic_values, kv_text, kv_value
     cases = [(True, 'true'), (np.bool_(False), 'false'), (7, '7'), (np.int64(-3), '-3'),
              (0.1234567891, '0.123457'), (np.float32(2.5), '2.5'), (1e-9, '1e-09'),
              (float('nan'), 'nan'), (float('inf'), 'inf'), ([1.0, 2, True], '1 2 true'),

@@ -12,7 +12,6 @@ import stat
 import subprocess
 
 import pytest
-
 from conftest import REPO, tool
 
 

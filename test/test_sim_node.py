@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Duration
+from conftest import spin_until
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -15,7 +16,6 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
-from conftest import spin_until
 from neurovla_ros import robot
 
 MODULE = 'neurovla_ros.sim.node'
@@ -36,7 +36,8 @@ class Probe:
         self.node = node
         self.streams = streams
         self.js, self.js_stamps, self.imu = None, [], []
-        self.images, self.info, self.diag, self.dist, self.objects, self.clock = [], None, None, [], None, []
+        self.images, self.info, self.diag, self.dist = [], None, None, []
+        self.objects, self.clock = None, []
         if streams:  # the 1 kHz streams (costly for the probe on a small machine)
             node.create_subscription(JointState, '/joint_states', self._on_js, BEST_EFFORT)
             node.create_subscription(Imu, '/imu/data', self.imu.append, BEST_EFFORT)
@@ -50,10 +51,12 @@ class Probe:
         if clock:
             node.create_subscription(Clock, '/clock', lambda m: self.clock.append(ns(m.clock)),
                                      BEST_EFFORT)
-        self.pub = {k: node.create_publisher(Float64MultiArray, f'/forward_{k}_controller/commands', 10)
-                    for k in ('position', 'velocity', 'effort')}
-        self.pub['gripper'] = node.create_publisher(Float64MultiArray, '/gripper_controller/commands', 10)
-        self.traj = node.create_publisher(JointTrajectory, '/joint_trajectory_controller/joint_trajectory', 10)
+        controllers = {'position': 'forward_position', 'velocity': 'forward_velocity',
+                       'effort': 'forward_effort', 'gripper': 'gripper'}
+        self.pub = {k: node.create_publisher(Float64MultiArray, f'/{c}_controller/commands', 10)
+                    for k, c in controllers.items()}
+        self.traj = node.create_publisher(JointTrajectory,
+                                          '/joint_trajectory_controller/joint_trajectory', 10)
         self.wrench = node.create_publisher(WrenchStamped, '/sim/apply_wrench', 10)
 
     def _on_js(self, m):
@@ -150,8 +153,8 @@ def test_commands_reach_their_goals_and_bad_ones_are_rejected(ros_process, rclpy
     # trajectory, joints in any order, a subset: the others hold
     names = ['wrist_3_joint', 'shoulder_pan_joint']
     traj = JointTrajectory(joint_names=names)
-    traj.points = [JointTrajectoryPoint(positions=[-0.2, -0.1], time_from_start=Duration(nanosec=400_000_000)),
-                   JointTrajectoryPoint(positions=[-0.5, 0.0], time_from_start=Duration(nanosec=800_000_000))]
+    traj.points = [JointTrajectoryPoint(positions=p, time_from_start=Duration(nanosec=t))
+                   for p, t in (([-0.2, -0.1], 400_000_000), ([-0.5, 0.0], 800_000_000))]
     probe.traj.publish(traj)
     want = goal.copy()
     want[5], want[0] = -0.5, 0.0
@@ -177,9 +180,9 @@ def test_wrench_onset_on_disturbance_topic_and_reset(ros_process, rclpy_node):
                                    BEST_EFFORT)
     probe.wait_ready()
     states = []
-    rclpy_node.create_subscription(JointState, '/joint_states',
-                                   lambda m: states.append((ns(m.header.stamp), list(m.position[:6]))),
-                                   BEST_EFFORT)
+    rclpy_node.create_subscription(
+        JointState, '/joint_states',
+        lambda m: states.append((ns(m.header.stamp), list(m.position[:6]))), BEST_EFFORT)
     spin_until(rclpy_node, lambda: len(states) > 50, 5)
     w = WrenchStamped()
     w.header.frame_id = 'gripper_base_link'

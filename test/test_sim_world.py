@@ -1,5 +1,4 @@
 """The MuJoCo body (ROS-free): built from the URDF, drives, sensors, disturbances, camera."""
-import math
 
 import mujoco
 import numpy as np

@@ -4,14 +4,20 @@ import numpy as np
 import pytest
 
 from neurovla_ros import robot
-from neurovla_ros.sim.world import World
-from neurovla_ros.spinal.controller import (COMPLIANT, HOLD, WITHDRAW, SpinalConfig,
-                                            SpinalController)
-from neurovla_ros.robot.dynamics import ArmDynamics
 from neurovla_ros.common.servo import JointGains
+from neurovla_ros.robot.dynamics import ArmDynamics
+from neurovla_ros.sim.world import World
+from neurovla_ros.spinal.controller import COMPLIANT, HOLD, WITHDRAW, SpinalConfig, SpinalController
 from neurovla_ros.spinal.motion import random_motion
-from neurovla_ros.spinal.reflex import (CollisionDetector, DetectorConfig, WithdrawConfig,
-                                        Withdrawal, WrenchDetector, min_jerk)
+from neurovla_ros.spinal.reflex import (
+    CollisionDetector,
+    DetectorConfig,
+    Withdrawal,
+    WithdrawConfig,
+    WrenchDetector,
+    min_jerk,
+)
+
 
 @pytest.fixture(scope='module')
 def model():
@@ -126,7 +132,9 @@ def test_tremor_does_not_trigger(dyn, model, gains):
     for f in (8.0, 12.0):
         world = World(seed=0, n_objects=0)
         det = make_detector(dyn, model)
-        on = (lambda k, w=world, f=f: w.set_tremor(1.5, f) if k == 300 else None)
+        def on(k, w=world, f=f):
+            if k == 300:
+                w.set_tremor(1.5, f)
         hits, rmax = run_detector(det, drive(world, gains, q, qd, on_step=on), 1e-3)
         assert hits == [], f
         assert rmax[3:].max() > 0.8      # the tremor is seen, it just does not trigger

@@ -23,7 +23,8 @@ def xml(request):
 def test_check_urdf_accepts_the_expanded_file(xml, tmp_path):
     path = tmp_path / 'arm.urdf'
     path.write_text(xml)
-    res = subprocess.run([tool('check_urdf'), str(path)], capture_output=True, text=True, timeout=30)
+    res = subprocess.run([tool('check_urdf'), str(path)], capture_output=True, text=True,
+                         timeout=30)
     assert res.returncode == 0, res.stdout + res.stderr
     assert 'root Link: world' in res.stdout
 
@@ -33,7 +34,8 @@ def test_check_urdf_rejects_a_broken_file(tmp_path):
     path = tmp_path / 'broken.urdf'
     path.write_text(robot.urdf_xml().replace('<child link="tcp_link"/>',
                                              '<child link="no_such_link"/>'))
-    res = subprocess.run([tool('check_urdf'), str(path)], capture_output=True, text=True, timeout=30)
+    res = subprocess.run([tool('check_urdf'), str(path)], capture_output=True, text=True,
+                         timeout=30)
     assert res.returncode != 0
 
 

@@ -171,18 +171,17 @@ class Probe:
 
     def __init__(self, context, sim_time: bool = False):
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.parameter import Parameter
         from geometry_msgs.msg import PoseStamped
         from rclpy.experimental import EventsExecutor
         from rclpy.node import Node
+        from rclpy.parameter import Parameter
+        from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String
         from std_srvs.srv import Trigger
         from visualization_msgs.msg import MarkerArray
 
         from .. import robot
-        from rclpy.serialization import deserialize_message
-
         from ..common.rosutil import COMMAND_QOS, SENSOR_QOS, LatestSample
         from ..sim.node import LATCHED_QOS
         self.sim_time = sim_time

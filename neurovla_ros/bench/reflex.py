@@ -55,8 +55,18 @@ import time
 import numpy as np
 
 from ..common.procs import cpu_seconds
-from .common import (MINIMAL_SIM, ReferenceStream, add_speed_option, emit, graph_with_sim,
-                     out_dir, pct, platform_wake_ms, private_graph, stop_sim_with_spinal)
+from .common import (
+    MINIMAL_SIM,
+    ReferenceStream,
+    add_speed_option,
+    emit,
+    graph_with_sim,
+    out_dir,
+    pct,
+    platform_wake_ms,
+    private_graph,
+    stop_sim_with_spinal,
+)
 
 LINKS = ('upper_arm_link', 'forearm_link', 'wrist_1_link', 'wrist_2_link', 'wrist_3_link',
          'gripper_base_link')
@@ -261,7 +271,8 @@ class Scenario:
             self.false_events.append({
                 'phase': self.phase, 'step': self.k, 'values': values,
                 'ref_q': self.ref_q.tolist(), 'q': w.data.qpos[:6].tolist(),
-                'qd': w.data.qvel[:6].tolist(), 'actuator_torque': w.data.qfrc_actuator[:6].tolist(),
+                'qd': w.data.qvel[:6].tolist(),
+                'actuator_torque': w.data.qfrc_actuator[:6].tolist(),
                 'tremor_torque': w.data.qfrc_applied[:6].tolist(),
                 'constraint_torque': w.data.qfrc_constraint[:6].tolist(),     # limits, contacts
                 'contacts': [[w.model.body(w.model.geom_bodyid[g]).name for g in (c.geom1, c.geom2)]

@@ -92,6 +92,7 @@ def image_consumer(warmup: float, seconds: float) -> None:
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
+
     from ..common.cdr import ImageReader
     rclpy.init()
     node = Node('bench_image_consumer')

@@ -1,8 +1,8 @@
 """Pinhole camera geometry: project base_link points to pixels and pixels back onto planes.
 
 ROS-free. Intrinsics come from the camera_info (K, width, height); the pose of the optical frame
-(z forward, x right, y down) in base_link comes from the URDF through ``neurovla_ros.robot`` (the scene
-camera hangs off base_link on fixed joints, so it does not depend on the arm's joints).
+(z forward, x right, y down) in base_link comes from the URDF through ``neurovla_ros.robot`` (the
+scene camera hangs off base_link on fixed joints, so it does not depend on the arm's joints).
 """
 from __future__ import annotations
 

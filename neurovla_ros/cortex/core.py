@@ -18,10 +18,11 @@ across the table. The descent is a smooth (cosine) ramp over ``descent_time`` th
 a goal that jumps 8 cm down makes the goal tracker below overshoot into the object or the table
 (contact -> spinal reflex -> withdrawal). While descending, the target is locked: the gripper
 now hides the object from the camera, so small plan changes are occlusion noise, not a moving
-object (only a confirmed distant target moves it). A new centre far from the current one is only adopted once ``confirm``
-consecutive plans agree (one bad frame, e.g. the gripper hiding the object, cannot move the
-goal). Accepted centres are smoothed (median of the last ``smoothing``) with a small deadband,
-so frame-to-frame jitter of the pointer does not shake the arm at the goal.
+object (only a confirmed distant target moves it). A new centre far from the current one is
+only adopted once ``confirm`` consecutive plans agree (one bad frame, e.g. the gripper hiding
+the object, cannot move the goal). Accepted centres are smoothed (median of the last
+``smoothing``) with a small deadband, so frame-to-frame jitter of the pointer does not shake
+the arm at the goal.
 """
 from __future__ import annotations
 

@@ -17,8 +17,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel, PretrainedConfig, PreTrainedModel, ViTConfig, \
-    ViTModel
+from transformers import (
+    BertConfig,
+    BertModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    ViTConfig,
+    ViTModel,
+)
 from transformers.utils import logging as hf_logging
 
 from . import language

@@ -7,5 +7,17 @@ kinematics) and :mod:`.transforms` (rotation and pose conversions). A layer impo
 does not keep a copy of the robot.
 """
 
-from .model import (ARM_JOINTS, FINGER_JOINTS, GRIPPER_JOINT, STATE_JOINTS, Joint,  # noqa: F401
-                    RobotModel, load, urdf_dir, urdf_xml)
+from .model import (
+    ARM_JOINTS,
+    FINGER_JOINTS,
+    GRIPPER_JOINT,
+    STATE_JOINTS,
+    Joint,
+    RobotModel,
+    load,
+    urdf_dir,
+    urdf_xml,
+)
+
+__all__ = ['ARM_JOINTS', 'FINGER_JOINTS', 'GRIPPER_JOINT', 'STATE_JOINTS', 'Joint', 'RobotModel',
+           'load', 'urdf_dir', 'urdf_xml']

@@ -13,9 +13,8 @@ simulated body does.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import mujoco
+import numpy as np
 
 from . import model as model_mod
 

@@ -62,7 +62,8 @@ def solve(model: RobotModel, target: np.ndarray, seed, lower, upper, *,
         q = np.clip(q + dq, lower, upper)
     return IkResult(q, False, pe, re, it,
                     f'IK did not converge: position error {pe * 1000:.1f} mm, '
-                    f'rotation error {math.degrees(re):.1f} deg (unreachable or beyond joint limits)')
+                    f'rotation error {math.degrees(re):.1f} deg '
+                    '(unreachable or beyond joint limits)')
 
 
 def damped_pinv(jac: np.ndarray, damping: float) -> np.ndarray:

@@ -102,8 +102,8 @@ class SpinalNet:
 
     Counters (since the last ``reset_counters``): ``ticks``, ``spikes`` (hidden spikes),
     ``sops`` (synaptic operations: each hidden spike times its fan-out, plus each input channel
-    above ``INPUT_EVENT`` times its fan-out at every substep). ``tick_spikes`` (H, J) holds each neuron's
-    spikes in the last tick when ``record`` is true (for rasters; off in the control loop).
+    above ``INPUT_EVENT`` times its fan-out at every substep). ``tick_spikes`` (H, J) holds each
+    neuron's spikes in the last tick when ``record`` is true (for rasters; off in the control loop).
     """
 
     def __init__(self, params: NetParams, n_joints: int = 6, record: bool = False):
