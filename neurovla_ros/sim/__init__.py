@@ -4,5 +4,5 @@ ROS-free: :mod:`.scene` (the MuJoCo model of the arm on its table), :mod:`.drive
 (ros2_control-like drives), :mod:`.disturbances` (pushes, tremor, base vibration),
 :mod:`.world` (all of it stepped at 1 ms, with sensors and cameras), :mod:`.camera` (the
 rendering side). ROS: :mod:`.node` (the ``sim`` node), :mod:`.pacing` (its real-time loop),
-:mod:`.camera_process` (the camera node's process).
+:mod:`.camera_node` (the camera's own process and node).
 """
