@@ -51,15 +51,34 @@ def test_unnormalise_formula_and_mask():
 
 
 def test_chunk_ensembling_averages_predictions_for_the_current_step():
-    e = ChunkEnsembler(horizon=3, decay=0.0)
-    assert e.add([[1.0], [2.0], [3.0]]) == pytest.approx([1.0])
+    e = ChunkEnsembler(horizon=3, decay=0.0, step_s=0.1)
+    assert e.add([[1.0], [2.0], [3.0]], 0.0) == pytest.approx([1.0])
     # step 1: row 1 of the first chunk (2) and row 0 of the second (10): mean 6
-    assert e.add([[10.0], [20.0], [30.0]]) == pytest.approx([6.0])
+    assert e.add([[10.0], [20.0], [30.0]], 0.1) == pytest.approx([6.0])
     # step 2: rows 2, 1, 0 of the three chunks: (3 + 20 + 100) / 3
-    assert e.add([[100.0], [0], [0]]) == pytest.approx([41.0])
+    assert e.add([[100.0], [0], [0]], 0.2) == pytest.approx([41.0])
     w = ChunkEnsembler(horizon=2, decay=np.log(2))   # newer weighted: weights 1/2 and 1
-    w.add([[0.0], [3.0]])
-    assert w.add([[6.0], [0.0]]) == pytest.approx([(3 * 0.5 + 6 * 1) / 1.5])
+    w.add([[0.0], [3.0]], 0.0)
+    assert w.add([[6.0], [0.0]], 0.1) == pytest.approx([(3 * 0.5 + 6 * 1) / 1.5])
+
+
+def test_chunks_are_aged_by_time_not_by_plans():
+    e = ChunkEnsembler(horizon=3, decay=0.0, step_s=0.1)
+    e.add([[1.0], [2.0], [3.0], [4.0]], 0.0)
+    # a plan 0.3 s later (two plans missed): the first chunk's row 3, not its row 1
+    assert e.add([[10.0], [0.0]], 0.3) == pytest.approx([(4.0 + 10.0) / 2])
+    # after an outage longer than the chunk: only the new prediction counts
+    assert e.add([[7.0], [0.0]], 5.0) == pytest.approx([7.0])
+    assert len(e.chunks) == 1
+    with pytest.raises(ValueError):
+        ChunkEnsembler(step_s=0.0)
+
+
+def test_openpi_norm_stats_are_refused():
+    doc = {'norm_stats': {'actions': {'mean': [0.0], 'std': [1.0], 'q01': [-1.0],
+                                      'q99': [1.0]}}}
+    with pytest.raises(ValueError, match='already unnormalised'):
+        ActionStats.from_dict(doc)
 
 
 def test_state_history_pads_with_the_oldest():

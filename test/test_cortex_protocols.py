@@ -46,7 +46,7 @@ def openpi():
 
 def test_neurovla_metadata_ping_and_infer(neuro):
     c = NeuroVLAClient(neuro.uri, **FAST)
-    assert c.ping()['type'] == 'pong'
+    assert c.ping()['type'] == 'ping'     # the NeuroVLA server echoes the type
     assert c.metadata['action_chunk'] == 16
     acts = neuro_infer(c, b=2)
     assert acts.shape == (2, 16, 7) and np.all(acts == 0)
@@ -143,6 +143,8 @@ def test_openpi_reply_and_healthz(openpi):
     c = OpenpiClient(openpi.uri, **FAST)
     r = c.infer(openpi_obs())
     assert r['actions'].shape == (10, 7) and 'infer_ms' in r['server_timing']
+    assert 'infer_ms' in r['policy_timing'] and 'prev_total_ms' not in r['server_timing']
+    assert 'prev_total_ms' in c.infer(openpi_obs())['server_timing']   # from the second on
     assert c.metadata['action_horizon'] == 10
     assert set(openpi.requests[-1]) == {'observation/image', 'observation/state', 'prompt'}
     body = urllib.request.urlopen(f'http://127.0.0.1:{openpi.port}/healthz', timeout=2).read()
@@ -179,13 +181,16 @@ def test_neurovla_backend_unnormalises_and_ensembles(tmp_path):
     path = tmp_path / 'dataset_statistics.json'
     path.write_text(json.dumps(stats))
     with NeuroVLATestServer(policy=policy) as s:
+        now = [0.0]
         b = NeuroVLABackend(s.uri, ActionStats.from_file(str(path)), translation_scale=1.0,
-                            ensemble_horizon=2, ensemble_decay=0.0)
+                            ensemble_horizon=2, ensemble_decay=0.0, action_dt=0.1,
+                            clock=lambda: now[0])
         o = obs()
         p1 = b.plan(o)           # a = 0.5 (1 + 1)(0.5 + 0.5) - 0.5 = 0.5 m in x
         assert p1.position[0] == pytest.approx(o.tcp[0, 3] + 0.5)
-        assert p1.gripper == 0.0
+        assert p1.gripper == pytest.approx(0.04)    # NeuroVLA: 1 = open
         value['x'] = -1.0        # unnormalised -0.5; ensembled with the first chunk's row 1
+        now[0] = 0.1
         p2 = b.plan(o)
         assert p2.position[0] == pytest.approx(o.tcp[0, 3] + 0.0)
         states = s.requests[-1]['payload']['states'][0]
@@ -195,7 +200,60 @@ def test_neurovla_backend_unnormalises_and_ensembles(tmp_path):
         with pytest.raises(PlanError, match='server_error'):
             b.plan(o)
         assert b.diagnostics()['last_error_kind'] == 'server_error'
+        assert len(b.ensembler.chunks) == 0        # a failure clears the old predictions
         b.close()
+
+
+@pytest.mark.parametrize('backend,convention,closes_above', [
+    ('neurovla-server', 'backend', False), ('openpi', 'backend', True),
+    ('neurovla-server', 'high_closes', True), ('openpi', 'high_opens', False)])
+def test_gripper_convention_per_backend(backend, convention, closes_above):
+    from neurovla_ros.cortex.backends import make
+    grip = {'v': 1.0}
+
+    def policy(_request):
+        a = np.zeros((16, 7), np.float32)
+        a[:, 6] = grip['v']
+        return a
+    cls = NeuroVLATestServer if backend == 'neurovla-server' else OpenpiTestServer
+    kw = {'chunk': 16} if backend == 'neurovla-server' else {'horizon': 16}
+    with cls(policy=policy, **kw) as s:
+        b = make(backend, server_uri=s.uri, gripper_convention=convention)
+        for v, closed in ((1.0, closes_above), (0.0, not closes_above)):
+            grip['v'] = v
+            b.reset()
+            assert b.plan(obs()).gripper == pytest.approx(0.0 if closed else 0.04), (v, closed)
+        b.close()
+
+
+def test_openpi_backend_refuses_a_statistics_file(tmp_path):
+    from neurovla_ros.cortex.backends import make
+    path = tmp_path / 'norm_stats.json'
+    path.write_text(json.dumps({'norm_stats': {'actions': {'q01': [0] * 7, 'q99': [1] * 7}}}))
+    with pytest.raises(ValueError, match='scale them twice'):
+        make('openpi', server_uri='ws://127.0.0.1:1', statistics_file=str(path))
+    with pytest.raises(ValueError, match='openpi norm_stats'):
+        make('neurovla-server', server_uri='ws://127.0.0.1:1', statistics_file=str(path))
+
+
+def test_backoff_keeps_the_cause_of_the_outage(neuro):
+    b = NeuroVLABackend(neuro.uri, ActionStats.identity(), client_options=FAST)
+    o = obs()
+    b.plan(o)
+    neuro.mode = 'nan'
+    with pytest.raises(PlanError, match='malformed'):
+        b.plan(o)
+    with pytest.raises(PlanError) as e:       # inside the back-off: the cause is named
+        b.plan(o)
+    assert 'backoff' in str(e.value) and 'NaN' in str(e.value)
+    d = b.diagnostics()
+    assert d['last_error_kind'] == 'malformed' and 'NaN' in d['outage_cause']
+    assert d['outage_s'] >= 0.0
+    neuro.mode = 'ok'
+    wait_backoff(b.client)
+    b.plan(o)
+    assert b.diagnostics()['outage_cause'] == '' and b.client.conn.outage is None
+    b.close()
 
 
 def test_openpi_backend_joint_chunks_become_trajectories():
@@ -205,10 +263,26 @@ def test_openpi_backend_joint_chunks_become_trajectories():
     def policy(_obs):
         return np.tile(np.r_[q0 + 0.1, 0.0], (5, 1)).astype(np.float32)
     with OpenpiTestServer(horizon=5, policy=policy) as s:
-        b = OpenpiBackend(s.uri, ActionStats.identity(), action_space='joint_position',
-                          action_dt=0.2)
+        b = OpenpiBackend(s.uri, action_space='joint_position', action_dt=0.2)
         p = b.plan(obs(q0))
         assert [t for t, _ in p.trajectory] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
         assert np.allclose(p.trajectory[0][1], q0 + 0.1, atol=1e-6)
         assert p.gripper == 0.04
         b.close()
+
+
+@pytest.mark.parametrize('cls', [NeuroVLATestServer, OpenpiTestServer])
+def test_a_slow_policy_stalls_other_handshakes_as_on_the_real_servers(cls):
+    # one event loop, the policy called inside it: a second client's handshake waits for it
+    with cls(mode='slow', delay=0.6) as s:
+        slow = (NeuroVLAClient if cls is NeuroVLATestServer else OpenpiClient)(
+            s.uri, connect_timeout=2.0, reply_timeout=2.0)
+        slow.conn.connect()
+        slow.conn._ws.send(b'\x80')          # an empty map: the server starts "computing"
+        time.sleep(0.1)
+        other = NeuroVLAClient(s.uri, connect_timeout=2.0)
+        t0 = time.monotonic()
+        other.conn.connect()
+        assert time.monotonic() - t0 > 0.3
+        slow.close()
+        other.close()

@@ -4,7 +4,9 @@ ROS-free. A NeuroVLA/starVLA server answers with actions normalised to [-1, 1]; 
 mapped back with the checkpoint's dataset statistics, ``a = 0.5 (a + 1)(q99 - q01) + q01``
 (dimensions whose ``mask`` is false, usually the gripper, are passed through). Consecutive replies
 predict overlapping chunks of future steps; :class:`ChunkEnsembler` averages every prediction for
-the current step, newer chunks weighted more, as the reference client does.
+the current step, newer chunks weighted more, as the reference client does. Statistics apply only
+where a server returns normalised actions (NeuroVLA): openpi's servers unnormalise in their own
+output transforms, so its ``norm_stats.json`` is refused here.
 """
 from __future__ import annotations
 
@@ -37,9 +39,8 @@ class ActionStats:
 
     @classmethod
     def from_file(cls, path: str, key: str = '') -> 'ActionStats':
-        """Read a statistics JSON: ``{action: {q01, q99, mask?}}``, ``{dataset: {action: ...}}``
-        (``key`` picks the dataset; default the only one) or openpi's ``{norm_stats: {actions:
-        ...}}``."""
+        """Read a statistics JSON: ``{action: {q01, q99, mask?}}`` or ``{dataset: {action: ...}}``
+        (``key`` picks the dataset; default the only one)."""
         with open(path, encoding='utf-8') as f:
             doc = json.load(f)
         return cls.from_dict(doc, key, source=path)
@@ -47,7 +48,11 @@ class ActionStats:
     @classmethod
     def from_dict(cls, doc: dict, key: str = '', source: str = 'statistics') -> 'ActionStats':
         if 'norm_stats' in doc:
-            doc = doc['norm_stats']
+            raise ValueError(f'{source} is an openpi norm_stats file: an openpi server returns '
+                             f'actions it has already unnormalised (its policy applies the '
+                             f'output transforms), so applying these again would scale them '
+                             f'twice; statistics are for servers that return normalised '
+                             f'actions (neurovla-server)')
         for name in ('action', 'actions'):
             if isinstance(doc.get(name), dict):
                 s = doc[name]
@@ -71,32 +76,35 @@ class ActionStats:
 
 
 class ChunkEnsembler:
-    """Temporal ensembling of overlapping action chunks.
+    """Temporal ensembling of overlapping action chunks, aged by time.
 
-    ``add(chunk)`` registers the chunk predicted at the current step (row 0 = this step) and
-    advances the step; the returned action averages row ``age`` of each of the last ``horizon``
-    chunks still covering this step, with weights ``exp(-decay * age)`` (``decay`` > 0 favours
-    the newest prediction).
+    ``add(chunk, t)`` registers the chunk predicted at time ``t`` [s] (row ``k`` is the action
+    for ``t + k * step_s``); the returned action averages, over the last ``horizon`` chunks,
+    the row each one predicted for ``t`` (its age ``round((t - t_chunk) / step_s)``), weighted
+    ``exp(-decay * age)`` (``decay`` > 0 favours the newest). A chunk whose rows end before ``t``
+    is dropped: after a pause (an outage) old predictions never blend into new ones.
     """
 
-    def __init__(self, horizon: int = 3, decay: float = 0.5):
+    def __init__(self, horizon: int = 3, decay: float = 0.5, step_s: float = 0.1):
+        if step_s <= 0:
+            raise ValueError(f'step_s must be > 0, got {step_s}')
         self.chunks: deque = deque(maxlen=max(1, horizon))
-        self.decay = decay
+        self.decay, self.step_s = decay, step_s
 
     def reset(self) -> None:
         self.chunks.clear()
 
-    def add(self, chunk) -> np.ndarray:
+    def add(self, chunk, t: float) -> np.ndarray:
         chunk = np.asarray(chunk, float)
-        self.chunks.append([chunk, 0])
-        preds, weights = [], []
-        for entry in self.chunks:
-            c, age = entry
-            if age < len(c):
+        self.chunks.append((chunk, t))
+        preds, weights, live = [], [], []
+        for c, t0 in self.chunks:
+            age = int(round((t - t0) / self.step_s))
+            if 0 <= age < len(c):
                 preds.append(c[age])
                 weights.append(np.exp(-self.decay * age))
-        for entry in self.chunks:
-            entry[1] += 1
+                live.append((c, t0))
+        self.chunks = deque(live, maxlen=self.chunks.maxlen)
         w = np.asarray(weights)
         return (np.asarray(preds) * w[:, None]).sum(0) / w.sum()
 

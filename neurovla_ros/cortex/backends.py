@@ -11,14 +11,23 @@ Each has ``name``, ``needs_image``, ``needs_joints``, ``plan(Observation) -> Pla
   end-effector state history, actions unnormalised with the checkpoint's statistics file,
   overlapping chunks ensembled; the ensembled step is a pose delta from the current tcp pose
   (``translation_scale`` metres and ``rotation_scale`` radians per unit, LIBERO's OSC scale).
+  Gripper: above 0.5 OPENS (NeuroVLA's checkpoints use 1 = open; its LIBERO interface
+  binarises that way).
 * ``openpi``: an openpi policy server: observation map with the LIBERO-style keys
   ``observation/image``, ``observation/state`` (the same 8 values) and ``prompt``; its
-  ``actions`` chunk is either end-effector deltas (``ee_delta``, ensembled like the above) or
-  absolute joint positions (``joint_position``: the whole chunk becomes a joint trajectory).
+  ``actions`` chunk (already unnormalised by the server's output transforms: no statistics
+  here) is either end-effector deltas (``ee_delta``, ensembled like the above) or absolute
+  joint positions (``joint_position``: the whole chunk becomes a joint trajectory). Gripper:
+  above 0.5 CLOSES (LIBERO's action convention, -1 open / +1 close, that openpi's LIBERO
+  policies return).
+
+Chunks are aged by time (``action_dt`` per row) and the ensembler is cleared after any failed
+call, so the first plans after an outage never blend predictions made before it.
 """
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -31,6 +40,7 @@ from .core import Observation, Plan, PlanError
 from .params import BACKENDS  # noqa: F401  (re-exported)
 
 CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'checkpoint')
+GRIPPER_CONVENTIONS = ('backend', 'high_closes', 'high_opens')
 
 
 class LocalBackend:
@@ -93,19 +103,25 @@ class ScriptedBackend:
 
 class _RemoteBase:
     needs_image = needs_joints = True
+    HIGH_CLOSES = True     # the backend's gripper convention (module docstring: its source)
 
-    def __init__(self, stats: ActionStats, translation_scale: float = 0.05,
-                 rotation_scale: float = 0.5, ensemble_horizon: int = 3,
-                 ensemble_decay: float = 0.5,
-                 gripper_opening: float | None = None, gripper_high_closes: bool = True):
-        self.stats = stats
+    def __init__(self, translation_scale: float = 0.05, rotation_scale: float = 0.5,
+                 ensemble_horizon: int = 3, ensemble_decay: float = 0.5, action_dt: float = 0.1,
+                 gripper_opening: float | None = None, gripper_convention: str = 'backend',
+                 clock=time.monotonic):
+        if gripper_convention not in GRIPPER_CONVENTIONS:
+            raise ValueError(f'gripper_convention {gripper_convention!r} not in '
+                             f'{GRIPPER_CONVENTIONS}')
         self.translation_scale = translation_scale
         self.rotation_scale = rotation_scale
-        self.ensembler = ChunkEnsembler(ensemble_horizon, ensemble_decay)
+        self.action_dt = action_dt
+        self.ensembler = ChunkEnsembler(ensemble_horizon, ensemble_decay, action_dt)
         self.history = StateHistory()
         self.gripper_opening = (robot.load().gripper_open if gripper_opening is None
                                 else gripper_opening)
-        self.gripper_high_closes = gripper_high_closes
+        self.gripper_high_closes = (self.HIGH_CLOSES if gripper_convention == 'backend'
+                                    else gripper_convention == 'high_closes')
+        self.clock = clock
         self.last_kind = ''
 
     def reset(self) -> None:
@@ -116,8 +132,11 @@ class _RemoteBase:
         a = np.asarray(action, float)
         pos = obs.tcp[:3, 3] + self.translation_scale * a[:3]
         rot = rotation_from_vector(self.rotation_scale * a[3:6]) @ obs.tcp[:3, :3]
-        close = (a[6] > 0.5) == self.gripper_high_closes
-        return Plan(position=pos, rotation=rot, gripper=0.0 if close else self.gripper_opening)
+        return Plan(position=pos, rotation=rot, gripper=self._gripper(a[6]))
+
+    def _gripper(self, value: float) -> float:
+        """The finger opening [m] for a gripper action (threshold 0.5, the backend's sign)."""
+        return 0.0 if (value > 0.5) == self.gripper_high_closes else self.gripper_opening
 
     def _state(self, obs: Observation) -> np.ndarray:
         s = eef_state(obs.tcp, obs.fingers if obs.fingers is not None else (0.0, 0.0))
@@ -128,13 +147,19 @@ class _RemoteBase:
         try:
             return fn(*args)
         except PolicyError as e:
-            self.last_kind = e.kind
+            self.ensembler.reset()        # predictions made before a failure are stale
+            if e.kind != 'backoff':       # the back-off keeps the cause as the last error
+                self.last_kind = e.kind
             raise PlanError(f'policy server {e.kind}: {e.message}') from None
 
     def diagnostics(self) -> dict:
         c = self.client.conn   # self.client: set by the subclass
+        kind, message, since = c.outage or ('', '', None)
         return {'server': c.uri, 'connected': c.connected, 'reconnects': c.reconnects,
-                'consecutive_failures': c.failures, 'last_error_kind': self.last_kind}
+                'consecutive_failures': c.failures, 'last_error_kind': self.last_kind,
+                'outage_cause': f'{kind}: {message}' if kind else '',
+                'outage_s': c._clock() - since if since is not None else 0.0,
+                'gripper_high_closes': self.gripper_high_closes}
 
     def close(self) -> None:
         self.client.close()
@@ -143,19 +168,19 @@ class _RemoteBase:
 class NeuroVLABackend(_RemoteBase):
     """Client of a NeuroVLA / starVLA websocket policy server."""
     name = 'neurovla-server'
+    HIGH_CLOSES = False
 
-    def __init__(self, uri: str, stats: ActionStats, connect_timeout: float = 2.0,
-                 reply_timeout: float = 1.0, **kw):
-        super().__init__(stats, **kw)
-        self.client = NeuroVLAClient(uri, connect_timeout=connect_timeout,
-                                     reply_timeout=reply_timeout)
+    def __init__(self, uri: str, stats: ActionStats, client_options: dict | None = None, **kw):
+        super().__init__(**kw)
+        self.stats = stats
+        self.client = NeuroVLAClient(uri, clock=self.clock, **(client_options or {}))
 
     def plan(self, obs: Observation) -> Plan:
         self._state(obs)
         acts = self._call(self.client.infer, [[obs.image]], [obs.instruction],
                           self.history.array()[None])
         chunk = self.stats.unnormalize(acts[0])
-        return self._delta_plan(self.ensembler.add(chunk), obs)
+        return self._delta_plan(self.ensembler.add(chunk, self.clock()), obs)
 
 
 class OpenpiBackend(_RemoteBase):
@@ -163,16 +188,14 @@ class OpenpiBackend(_RemoteBase):
     name = 'openpi'
     ACTION_SPACES = ('ee_delta', 'joint_position')
 
-    def __init__(self, uri: str, stats: ActionStats, action_space: str = 'ee_delta',
-                 action_dt: float = 0.1, connect_timeout: float = 2.0,
-                 reply_timeout: float = 1.0, **kw):
-        super().__init__(stats, **kw)
+    def __init__(self, uri: str, action_space: str = 'ee_delta',
+                 client_options: dict | None = None, **kw):
+        super().__init__(**kw)
         if action_space not in self.ACTION_SPACES:
             raise ValueError(f'action_space {action_space!r} not in {self.ACTION_SPACES}')
-        self.action_space, self.action_dt = action_space, action_dt
+        self.action_space = action_space
         self.client = OpenpiClient(uri, action_dim=ACTION_DIM if action_space == 'ee_delta'
-                                   else 6, connect_timeout=connect_timeout,
-                                   reply_timeout=reply_timeout)
+                                   else 6, clock=self.clock, **(client_options or {}))
 
     def plan(self, obs: Observation) -> Plan:
         state = self._state(obs)
@@ -182,23 +205,18 @@ class OpenpiBackend(_RemoteBase):
         acts = reply['actions']
         if self.action_space == 'joint_position':
             traj = [((k + 1) * self.action_dt, a[:6]) for k, a in enumerate(acts)]
-            grip = None
-            if acts.shape[1] > 6:
-                close = (acts[0, 6] > 0.5) == self.gripper_high_closes
-                grip = 0.0 if close else self.gripper_opening
+            grip = self._gripper(acts[0, 6]) if acts.shape[1] > 6 else None
             return Plan(trajectory=traj, gripper=grip)
-        if self.stats.q01.shape[0] != ACTION_DIM:
-            raise PlanError('statistics do not have 7 action dimensions')
-        chunk = self.stats.unnormalize(acts[:, :ACTION_DIM])
-        return self._delta_plan(self.ensembler.add(chunk), obs)
+        return self._delta_plan(self.ensembler.add(acts[:, :ACTION_DIM], self.clock()), obs)
 
 
 def make(name: str, *, checkpoint: str = '', server_uri: str = '', statistics_file: str = '',
          statistics_key: str = '', openpi_action_space: str = 'ee_delta',
          action_dt: float = 0.1, connect_timeout: float = 2.0, reply_timeout: float = 1.0,
+         backoff_initial: float = 0.25, backoff_max: float = 1.0,
          translation_scale: float = 0.05, rotation_scale: float = 0.5,
          ensemble_horizon: int = 3,
-         gripper_opening: float | None = None, gripper_high_closes: bool = True,
+         gripper_opening: float | None = None, gripper_convention: str = 'backend',
          threads: int = 1):
     """The backend called ``name`` (one of ``BACKENDS``)."""
     if name == 'local':
@@ -208,14 +226,20 @@ def make(name: str, *, checkpoint: str = '', server_uri: str = '', statistics_fi
     if name in ('neurovla-server', 'openpi'):
         if not server_uri:
             raise ValueError(f'backend {name} needs server_uri (ws://host:port)')
+        kw = dict(client_options=dict(connect_timeout=connect_timeout,
+                                      reply_timeout=reply_timeout,
+                                      backoff_initial=backoff_initial, backoff_max=backoff_max),
+                  translation_scale=translation_scale, rotation_scale=rotation_scale,
+                  ensemble_horizon=ensemble_horizon, action_dt=action_dt,
+                  gripper_opening=gripper_opening, gripper_convention=gripper_convention)
+        if name == 'openpi':
+            if statistics_file:
+                raise ValueError('statistics_file is for servers that return normalised actions '
+                                 '(neurovla-server): an openpi server unnormalises its actions '
+                                 'itself (its policy applies the output transforms), so a '
+                                 'statistics file would scale them twice')
+            return OpenpiBackend(server_uri, action_space=openpi_action_space, **kw)
         stats = (ActionStats.from_file(statistics_file, statistics_key) if statistics_file
                  else ActionStats.identity())
-        kw = dict(connect_timeout=connect_timeout, reply_timeout=reply_timeout,
-                  translation_scale=translation_scale, rotation_scale=rotation_scale,
-                  ensemble_horizon=ensemble_horizon,
-                  gripper_opening=gripper_opening, gripper_high_closes=gripper_high_closes)
-        if name == 'neurovla-server':
-            return NeuroVLABackend(server_uri, stats, **kw)
-        return OpenpiBackend(server_uri, stats, action_space=openpi_action_space,
-                             action_dt=action_dt, **kw)
+        return NeuroVLABackend(server_uri, stats, **kw)
     raise ValueError(f'unknown backend {name!r}; one of {BACKENDS}')

@@ -50,7 +50,9 @@ class WebsocketPolicyClient:
     ``connect_timeout`` [s] bounds the TCP + websocket handshake + metadata frame;
     ``reply_timeout`` [s] bounds each reply. After ``n`` consecutive failures no connection is
     attempted for ``min(backoff_max, backoff_initial * 2**(n-1))`` seconds (calls in that window
-    fail fast with kind ``backoff``).
+    fail fast with kind ``backoff``, their message naming the outage's cause). ``outage`` is
+    ``None`` while healthy, else ``(kind, message, since)`` of the failure that began it (the
+    cause, kept through the back-off; ``since`` on ``clock``).
     """
 
     def __init__(self, uri: str, connect_timeout: float = 2.0, reply_timeout: float = 1.0,
@@ -67,6 +69,7 @@ class WebsocketPolicyClient:
         self.reconnects = 0        # successful connections after the first
         self._connected_once = False
         self._retry_at = 0.0
+        self.outage: tuple[str, str, float] | None = None
 
     # ---- connection ----
     @property
@@ -122,12 +125,17 @@ class WebsocketPolicyClient:
             return
         now = self._clock()
         if now < self._retry_at:
+            kind, message, since = self.outage or ('', '', now)
             raise PolicyError('backoff', f'reconnecting to {self.uri} in '
-                                         f'{self._retry_at - now:.1f} s')
+                                         f'{self._retry_at - now:.1f} s; down for '
+                                         f'{now - since:.1f} s after {kind}: {message}')
         self.connect()
 
-    def _failed(self) -> None:
+    def _failed(self, error: PolicyError) -> None:
+        """Drop the connection after ``error`` and schedule the next attempt."""
         self.close()
+        if self.outage is None:
+            self.outage = (error.kind, error.message, self._clock())
         self.failures += 1
         delay = min(self.backoff_max, self.backoff_initial * 2 ** (self.failures - 1))
         self._retry_at = self._clock() + delay
@@ -144,9 +152,10 @@ class WebsocketPolicyClient:
             reply = self._exchange(message, accept)
         except PolicyError as e:
             if e.kind != 'backoff':
-                self._failed()
+                self._failed(e)
             raise
         self.failures = 0
+        self.outage = None
         return reply
 
     def _exchange(self, message: dict, accept) -> dict:
@@ -253,8 +262,8 @@ class NeuroVLAClient:
                     or acts.shape[1] < 1:
                 raise PolicyError('shape', f'normalized_actions has shape {acts.shape}, '
                                            f'expected ({b}, T, {ACTION_DIM})')
-        except PolicyError:
-            self.conn._failed()
+        except PolicyError as e:
+            self.conn._failed(e)
             raise
         return acts
 
@@ -294,8 +303,8 @@ class OpenpiClient:
             if acts.ndim != 2 or acts.shape[0] < 1 or acts.shape[1] < self.action_dim:
                 raise PolicyError('shape', f'actions has shape {acts.shape}, expected '
                                            f'(H, >={self.action_dim})')
-        except PolicyError:
-            self.conn._failed()
+        except PolicyError as e:
+            self.conn._failed(e)
             raise
         reply['actions'] = acts
         return reply

@@ -240,9 +240,10 @@ class Cortex:
             return self._failed(str(e))
         except Exception as e:  # noqa: BLE001 - a backend bug must not kill the cortex
             return self._failed(f'{type(e).__name__}: {e}')
-        finally:
-            self.latencies.append(time.perf_counter() - t0)
-            self.cpu_times.append(time.thread_time() - c0)
+        # latency of completed plans only: a failure (e.g. inside a reconnect back-off) takes
+        # no time and would pull the figures down; failures are counted in ``errors``
+        self.latencies.append(time.perf_counter() - t0)
+        self.cpu_times.append(time.thread_time() - c0)
         self.plans += 1
         with self._lock:
             if obs.instruction_id != self._instruction_id:

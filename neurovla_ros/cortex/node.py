@@ -60,9 +60,10 @@ class CortexNode(Node):
             statistics_file=p.statistics_file, statistics_key=p.statistics_key,
             openpi_action_space=p.openpi_action_space, action_dt=p.action_dt,
             connect_timeout=p.connect_timeout_s, reply_timeout=p.reply_timeout_s,
+            backoff_initial=p.backoff_initial_s, backoff_max=p.backoff_max_s,
             translation_scale=p.translation_scale, rotation_scale=p.rotation_scale,
             ensemble_horizon=p.ensemble_horizon, gripper_opening=p.gripper_opening,
-            gripper_high_closes=p.gripper_high_closes, threads=p.torch_threads)
+            gripper_convention=p.gripper_convention, threads=p.torch_threads)
         self.core = Cortex(
             backend, rate_hz=p.plan_rate_hz, image_timeout=p.image_timeout_s,
             joints_timeout=p.joints_timeout_s, clearance=p.clearance,

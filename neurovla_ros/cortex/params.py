@@ -64,7 +64,8 @@ PARAMS: list[Param] = [
     Param('openpi_action_space', 'ee_delta', 'openpi actions: end-effector deltas [dpos, drot, '
           'gripper] or absolute joint positions (published on /cortex/joint_goal)',
           read_only=True, choices=('ee_delta', 'joint_position')),
-    Param('action_dt', 0.1, 'openpi joint_position: time between chunk steps [s]', 0.005, 2.0,
+    Param('action_dt', 0.1, 'Remote: time between a chunk\'s steps [s] (chunks are aged by '
+          'time when ensembled; openpi joint_position: the trajectory\'s spacing)', 0.005, 2.0,
           read_only=True),
     Param('translation_scale', 0.05, 'Remote ee deltas: metres per unnormalised action unit '
           '(LIBERO OSC: 0.05)', 0.0, 1.0, read_only=True),
@@ -72,11 +73,18 @@ PARAMS: list[Param] = [
           '(LIBERO OSC: 0.5)', 0.0, 3.2, read_only=True),
     Param('ensemble_horizon', 3, 'Remote: overlapping chunks averaged per step', 1, 16,
           read_only=True),
-    Param('gripper_high_closes', True, 'Remote: gripper action > 0.5 means close', read_only=True),
+    Param('gripper_convention', 'backend', 'Remote: the gripper action\'s meaning above 0.5: '
+          'backend = the backend\'s own (neurovla-server: opens, NeuroVLA checkpoints use 1 = '
+          'open; openpi: closes, LIBERO\'s +1 = close), or high_closes / high_opens',
+          read_only=True, choices=('backend', 'high_closes', 'high_opens')),
     Param('connect_timeout_s', 2.0, 'Remote: connect + metadata timeout [s]', 0.05, 30.0,
           read_only=True),
     Param('reply_timeout_s', 1.0, 'Remote: reply timeout [s]; later = error, reconnect with '
           'backoff', 0.01, 30.0, read_only=True),
+    Param('backoff_initial_s', 0.25, 'Remote: wait before the first reconnect after a failure '
+          '[s]; doubled after each further failure', 0.01, 30.0, read_only=True),
+    Param('backoff_max_s', 1.0, 'Remote: longest wait between reconnects [s] (bounds the time '
+          'from a server\'s return to the next goal)', 0.01, 60.0, read_only=True),
     # below every control loop (they always preempt it), above the camera and everything else
     # on the normal scheduler, which would otherwise take the CPU the loops leave
     realtime_priority(20),

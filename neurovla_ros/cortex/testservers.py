@@ -1,8 +1,9 @@
 """Project-written policy servers that speak the NeuroVLA/starVLA and openpi protocols exactly.
 
 ROS-free. Used by the tests (every failure mode a client must survive) and by the benchmark
-(protocol overhead against a server that does no work). Each server runs in background threads
-on 127.0.0.1 (port 0 = any free port) and can change behaviour at run time through ``mode``:
+(protocol overhead against a server that does no work). Each server runs one asyncio event loop
+in a background thread on 127.0.0.1 (port 0 = any free port), as the real servers do, and can
+change behaviour at run time through ``mode``:
 
 =============  ==========================================================================
 ``ok``         a correct reply (``policy(request) -> actions`` decides the numbers)
@@ -11,17 +12,23 @@ on 127.0.0.1 (port 0 = any free port) and can change behaviour at run time throu
 ``malformed``  bytes that are not msgpack
 ``wrong_shape`` a well-formed map whose action array has the wrong shape
 ``nan``        actions containing NaN
-``error``      NeuroVLA: ``{status: 'error', ok: False, error: {message}}``;
-               openpi: like ``crash`` (it has no error map)
-``crash``      a text frame with a traceback, then close code 1011 (internal error)
+``error``      the policy raises: NeuroVLA answers ``{status: 'error', ok: False, error:
+               {message}}`` (its server turns policy exceptions into an error map);
+               openpi sends the traceback and closes with 1011 (it has no error map)
+``crash``      the reply cannot be sent (packing fails): a text frame with the traceback,
+               then close code 1011 (internal error), on both
 ``close``      closes the connection (code 1000) instead of answering
 =============  ==========================================================================
 
 Requests are checked against the protocol; anything undocumented (extra keys, wrong dtypes or
 shapes) is recorded in ``violations`` and answered as the real server would, with an error.
+NeuroVLA answers ``ping`` with type ``ping``; openpi replies carry ``policy_timing`` (the
+policy's own) and ``server_timing`` (``infer_ms``, and ``prev_total_ms`` from the second
+request on), as openpi's server adds them.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import traceback
@@ -29,8 +36,8 @@ from collections import deque
 from http import HTTPStatus
 
 import numpy as np
+from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import serve
 
 from .clients import ACTION_DIM, NEUROVLA_PAYLOAD_KEYS, STATE_DIM, STATE_HISTORY
 from .codec import CodecError, packb, unpackb
@@ -39,7 +46,10 @@ MODES = ('ok', 'slow', 'hang', 'malformed', 'wrong_shape', 'nan', 'error', 'cras
 
 
 class _Server:
-    """Threaded websocket server: metadata on connect, then one reply per request."""
+    """A websocket server on one asyncio event loop (its own thread), as the real servers run:
+    metadata on connect, then one reply per request. The policy runs synchronously inside the
+    loop, so a slow policy (mode ``slow``) also stalls every other connection's handshake, as
+    it does on the real servers."""
 
     def __init__(self, metadata: dict, host: str = '127.0.0.1', port: int = 0,
                  mode: str = 'ok', delay: float = 0.0):
@@ -50,21 +60,44 @@ class _Server:
         self.violations: list[str] = []
         self.connections = 0
         self.served = 0
-        self._server = serve(self._handle, host, port, compression=None, max_size=None,
-                             ping_interval=None, process_request=self._http)
         self.host = host
-        self.port = self._server.socket.getsockname()[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name=f'{type(self).__name__}:{self.port}')
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(port,), daemon=True,
+                                        name=f'{type(self).__name__}')
         self._thread.start()
+        self._started.wait(10)
+        if self._error is not None:
+            raise self._error
+
+    def _run(self, port: int) -> None:
+        self._loop.run_until_complete(self._serve(port))
+
+    async def _serve(self, port: int) -> None:
+        self._stopped = self._loop.create_future()
+        try:
+            server = await serve(self._handle, self.host, port, compression=None, max_size=None,
+                                 ping_interval=None, process_request=self._http)
+        except OSError as e:
+            self._error = e
+            self._started.set()
+            return
+        self.port = server.sockets[0].getsockname()[1]
+        self._started.set()
+        await self._stopped
+        server.close()
+        await server.wait_closed()
 
     @property
     def uri(self) -> str:
         return f'ws://{self.host}:{self.port}'
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(
+                lambda: self._stopped.done() or self._stopped.set_result(None))
+            self._thread.join(timeout=5)
 
     def __enter__(self):
         return self
@@ -78,14 +111,16 @@ class _Server:
             return connection.respond(HTTPStatus.OK, 'OK\n')
         return None
 
-    def _handle(self, ws) -> None:
+    async def _handle(self, ws) -> None:
         self.connections += 1
-        ws.send(packb(self.metadata))
+        await ws.send(packb(self.metadata))
+        prev_total_ms = None
         while True:
             try:
-                raw = ws.recv()
+                raw = await ws.recv()
             except ConnectionClosed:
                 return
+            t0 = time.perf_counter()
             mode = self.mode
             try:
                 request = unpackb(raw)
@@ -93,44 +128,43 @@ class _Server:
                     raise CodecError('request is not a map')
             except CodecError as e:
                 self.violations.append(f'undecodable request: {e}')
-                self._crash(ws, e)
+                await self._crash(ws, e)
                 return
             self.requests.append(request)
             if mode == 'hang':
                 continue
             if mode == 'close':
-                ws.close(1000, 'going away')
-                return
-            if mode == 'crash':
-                self._crash(ws, RuntimeError('policy crashed (test server mode "crash")'))
+                await ws.close(1000, 'going away')
                 return
             if mode == 'slow':
-                time.sleep(self.delay)
+                time.sleep(self.delay)     # blocking, like a slow policy on the real loop
             if mode == 'malformed':
-                ws.send(b'\xc1\xc1 this is not msgpack')
+                await ws.send(b'\xc1\xc1 this is not msgpack')
                 continue
             try:
-                reply = self.reply(request, mode)
-            except Exception as e:  # noqa: BLE001 - the real servers turn exceptions into 1011
-                self._crash(ws, e)
-                return
-            if reply is None:
+                reply = self.reply(request, mode, prev_total_ms)
+                if mode == 'crash':
+                    raise RuntimeError('policy crashed (test server mode "crash")')
+                data = packb(reply)
+            except Exception as e:  # noqa: BLE001 - the real servers turn these into 1011
+                await self._crash(ws, e)
                 return
             self.served += 1
             try:
-                ws.send(packb(reply))
+                await ws.send(data)
             except ConnectionClosed:
                 return
+            prev_total_ms = 1e3 * (time.perf_counter() - t0)
 
-    def _crash(self, ws, exc: Exception) -> None:
+    async def _crash(self, ws, exc: Exception) -> None:
         text = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         try:
-            ws.send(text)
-            ws.close(1011, 'Internal server error')
+            await ws.send(text)
+            await ws.close(1011, 'Internal server error. Traceback included in previous frame.')
         except ConnectionClosed:
             pass
 
-    def reply(self, request: dict, mode: str) -> dict | None:
+    def reply(self, request: dict, mode: str, prev_total_ms: float | None) -> dict:
         raise NotImplementedError
 
 
@@ -180,7 +214,7 @@ class NeuroVLATestServer(_Server):
             return f'states must be float32 ({b}, {STATE_HISTORY}, {STATE_DIM})'
         return None
 
-    def reply(self, request: dict, mode: str) -> dict | None:
+    def reply(self, request: dict, mode: str, prev_total_ms: float | None) -> dict:
         rid = request.get('request_id')
         problem = self._check(request)
         if problem:
@@ -188,13 +222,16 @@ class NeuroVLATestServer(_Server):
             return {'status': 'error', 'ok': False, 'request_id': rid,
                     'error': {'message': problem}}
         if request.get('type') == 'ping':
-            return {'status': 'ok', 'ok': True, 'type': 'pong', 'request_id': rid}
-        if mode == 'error':
-            return {'status': 'error', 'ok': False, 'request_id': rid,
-                    'error': {'message': 'CUDA out of memory (test server mode "error")'}}
+            return {'status': 'ok', 'ok': True, 'type': 'ping', 'request_id': rid}
         payload = request.get('payload', request)
         b = len(payload['instructions'])
-        acts = np.stack([np.asarray(self.policy(payload), np.float32) for _ in range(b)])
+        try:
+            if mode == 'error':
+                raise RuntimeError('CUDA out of memory (test server mode "error")')
+            acts = np.stack([np.asarray(self.policy(payload), np.float32) for _ in range(b)])
+        except Exception as e:  # noqa: BLE001 - the server answers policy errors with a map
+            return {'status': 'error', 'ok': False, 'request_id': rid,
+                    'error': {'message': f'{type(e).__name__}: {e}'}}
         if mode == 'wrong_shape':
             acts = acts[..., :ACTION_DIM - 2]
         elif mode == 'nan':
@@ -205,8 +242,9 @@ class NeuroVLATestServer(_Server):
 
 
 class OpenpiTestServer(_Server):
-    """An openpi-style policy server: observation map in, ``{actions: H x D, server_timing}``
-    out. ``required_keys`` are the observation keys it insists on (others are violations)."""
+    """An openpi-style policy server: observation map in, ``{actions: H x D, policy_timing,
+    server_timing}`` out. ``required_keys`` are the observation keys it insists on (others are
+    violations)."""
 
     def __init__(self, horizon: int = 10, action_dim: int = ACTION_DIM, policy=None,
                  required_keys=('observation/image', 'observation/state', 'prompt'), **kw):
@@ -216,7 +254,7 @@ class OpenpiTestServer(_Server):
         meta = {'server': 'openpi-test', 'action_horizon': horizon, 'action_dim': action_dim}
         super().__init__(meta, **kw)
 
-    def reply(self, request: dict, mode: str) -> dict | None:
+    def reply(self, request: dict, mode: str, prev_total_ms: float | None) -> dict:
         keys = set(request)
         if keys != set(self.required_keys):
             self.violations.append(f'observation keys {sorted(keys)}, expected '
@@ -232,7 +270,11 @@ class OpenpiTestServer(_Server):
         elif mode == 'nan':
             acts = acts.copy()
             acts[0, 0] = np.nan
-        return {'actions': acts, 'server_timing': {'infer_ms': infer_ms}}
+        server_timing = {'infer_ms': infer_ms}
+        if prev_total_ms is not None:
+            server_timing['prev_total_ms'] = prev_total_ms
+        return {'actions': acts, 'policy_timing': {'infer_ms': infer_ms},
+                'server_timing': server_timing}
 
 
 def main(argv=None) -> int:
