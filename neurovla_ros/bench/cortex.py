@@ -50,6 +50,9 @@ def parse(argv):
     p.add_argument('--protocol-calls', type=int, default=300)
     p.add_argument('--offline-scenes', type=int, default=100)
     p.add_argument('--skip-stack', action='store_true', help='protocol + offline parts only')
+    p.add_argument('--remote-faults', choices=('on', 'off'), default='on',
+                   help='the remote backends\' fault table in the bringup graph '
+                        '(bench/cortex_faults.py)')
     p.add_argument('--seeds', default='', help='comma-separated world seeds (default: the first '
                    'held-out worlds with a held-out colour-shape object)')
     p.add_argument('--speed', type=float, default=1.0,
@@ -194,6 +197,7 @@ class Probe:
         self.objects = None
         self.goals: list = []
         self.diag: dict[str, dict] = {}
+        self.levels: dict[str, int] = {}     # status name -> its latest level (0 OK .. 3)
         self.diag_log: list = []
         n = self.node
         # the arm pose is read at 10 Hz: taken when needed, not delivered 1000 times a second
@@ -234,6 +238,7 @@ class Probe:
         for st in msg.status:
             vals = {kv.key: kv.value for kv in st.values}
             self.diag[st.name] = vals
+            self.levels[st.name] = st.level[0] if isinstance(st.level, bytes) else int(st.level)
             self.diag_log.append((time.monotonic(), st.name, vals))
 
     def spin(self, seconds: float, until=None) -> bool:
@@ -507,6 +512,18 @@ def main(argv=None) -> int:
                                               args.timeout, ctx, args.speed)
         finally:
             rclpy.try_shutdown(context=ctx)
+        if args.remote_faults == 'on':
+            from .cortex_faults import fault_table, summary
+            ctx = rclpy.Context()
+            rclpy.init(context=ctx)
+            try:
+                rows = fault_table(ctx)
+            finally:
+                rclpy.try_shutdown(context=ctx)
+            result.update(summary(rows))
+            result['remote_fault_log'] = os.path.join(out_dir(), 'cortex_remote_faults.json')
+            with open(result['remote_fault_log'], 'w', encoding='utf-8') as f:
+                json.dump(rows, f, indent=1)
         for backend, ph in phases.items():
             res = ph['results']
             key = 'success_rate' if backend == 'local' else f'{backend}_success_rate'

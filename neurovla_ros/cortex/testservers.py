@@ -277,21 +277,50 @@ class OpenpiTestServer(_Server):
                 'server_timing': server_timing}
 
 
+def circle_policy(steps: int, dim: int = ACTION_DIM, amplitude: float = 0.3,
+                  period: int = 40):
+    """A policy that keeps the arm moving: end-effector deltas turning in the horizontal
+    plane (``amplitude`` in action units, one turn per ``period`` requests), gripper 0."""
+    count = [0]
+
+    def policy(_request):
+        k = count[0]
+        count[0] += 1
+        a = np.zeros((steps, dim), np.float32)
+        phase = 2 * np.pi * (k + np.arange(steps)) / period
+        a[:, 0], a[:, 1] = amplitude * np.cos(phase), amplitude * np.sin(phase)
+        return a
+    return policy
+
+
 def main(argv=None) -> int:
     """Run one test server in the foreground (benchmarks use a separate process, so the
-    server does not share the client's interpreter): prints ``PORT <n>`` once listening."""
+    server does not share the client's interpreter): prints ``PORT <n>`` once listening, then
+    reads commands from stdin, one per line: ``mode NAME [DELAY]``; it ends when stdin closes."""
     import argparse
     import sys
     p = argparse.ArgumentParser(description='neurovla protocol test server')
     p.add_argument('--protocol', choices=('neurovla', 'openpi'), default='neurovla')
     p.add_argument('--port', type=int, default=0)
     p.add_argument('--mode', choices=MODES, default='ok')
+    p.add_argument('--policy', choices=('zeros', 'circle'), default='zeros',
+                   help='zeros: no motion; circle: deltas turning in the horizontal plane')
     a = p.parse_args(argv)
-    cls = NeuroVLATestServer if a.protocol == 'neurovla' else OpenpiTestServer
-    server = cls(port=a.port, mode=a.mode)
+    neuro = a.protocol == 'neurovla'
+    steps = 16 if neuro else 10
+    policy = circle_policy(steps) if a.policy == 'circle' else None
+    server = (NeuroVLATestServer(chunk=steps, policy=policy, port=a.port, mode=a.mode) if neuro
+              else OpenpiTestServer(horizon=steps, policy=policy, port=a.port, mode=a.mode))
     print(f'PORT {server.port}', flush=True)
     try:
-        sys.stdin.read()          # until the parent closes our stdin (or Ctrl-C)
+        for line in sys.stdin:
+            words = line.split()
+            if len(words) >= 2 and words[0] == 'mode' and words[1] in MODES:
+                server.mode = words[1]
+                server.delay = float(words[2]) if len(words) > 2 else 0.0
+            elif words:
+                print(f'unknown command {line.strip()!r} (mode NAME [DELAY], NAME in {MODES})',
+                      file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
     server.close()
