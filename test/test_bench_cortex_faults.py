@@ -3,7 +3,7 @@ killed with SIGKILL and restarted on the same port, as `bench cortex` drives it.
 import numpy as np
 import pytest
 
-from neurovla_ros.bench.cortex_faults import FAULTS, PolicyServer, free_port, summary
+from neurovla_ros.bench._cortex_faults import FAULTS, PolicyServer, free_port, summary
 from neurovla_ros.cortex.clients import NeuroVLAClient, OpenpiClient, PolicyError
 
 IMG = np.zeros((240, 320, 3), np.uint8)

@@ -52,7 +52,7 @@ def parse(argv):
     p.add_argument('--skip-stack', action='store_true', help='protocol + offline parts only')
     p.add_argument('--remote-faults', choices=('on', 'off'), default='on',
                    help='the remote backends\' fault table in the bringup graph '
-                        '(bench/cortex_faults.py)')
+                        '(bench/_cortex_faults.py)')
     p.add_argument('--seeds', default='', help='comma-separated world seeds (default: the first '
                    'held-out worlds with a held-out colour-shape object)')
     p.add_argument('--speed', type=float, default=1.0,
@@ -513,7 +513,7 @@ def main(argv=None) -> int:
         finally:
             rclpy.try_shutdown(context=ctx)
         if args.remote_faults == 'on':
-            from .cortex_faults import fault_table, summary
+            from ._cortex_faults import fault_table, summary
             ctx = rclpy.Context()
             rclpy.init(context=ctx)
             try:
