@@ -171,15 +171,21 @@ def nodes(args: dict, pip_only: bool = False) -> list[NodeSpec]:
     return [s for s in NODES if enabled(s, args) and (s.pip or not pip_only)]
 
 
-def forwarded_params(spec: NodeSpec, args: dict) -> dict[str, str]:
-    """Node parameters set from non-empty launch arguments (``arg_params``)."""
-    return {p: args[a] for p, a in spec.arg_params.items() if args[a] != ''}
+def forwarded_params(spec: NodeSpec, args: dict) -> dict:
+    """Node parameters set from non-empty launch arguments (``arg_params``), and those that
+    follow from them: the sim renders the wrist camera when the cortex's backend (openpi, whose
+    layouts send a wrist view) needs it."""
+    out: dict = {p: args[a] for p, a in spec.arg_params.items() if args[a] != ''}
+    if spec.name == 'sim' and args['cortex_backend'] == 'openpi':
+        out['wrist_camera_enabled'] = True
+    return out
 
 
 def node_parameters(spec: NodeSpec, args: dict, str_value: Callable = str) -> list:
     """``parameters=`` of launch_ros' Node: the parameters file, then the overrides."""
     overrides = {'use_sim_time': use_sim_time(args)}
-    overrides.update({k: str_value(v) for k, v in forwarded_params(spec, args).items()})
+    overrides.update({k: str_value(v) if isinstance(v, str) else v
+                      for k, v in forwarded_params(spec, args).items()})
     return [params_file(args), overrides]
 
 

@@ -7,6 +7,7 @@ from neurovla_ros.bench._cortex_faults import FAULTS, PolicyServer, free_port, s
 from neurovla_ros.cortex.clients import NeuroVLAClient, OpenpiClient, PolicyError
 
 IMG = np.zeros((240, 320, 3), np.uint8)
+IMG224 = np.zeros((224, 224, 3), np.uint8)
 
 
 @pytest.mark.parametrize('protocol', ['neurovla', 'openpi'])
@@ -20,8 +21,9 @@ def test_policy_server_modes_kill_and_restart_on_its_port(protocol):
     def call():
         if protocol == 'neurovla':
             return client.infer([[IMG]], ['touch the red cube'], np.zeros((1, 16, 8)))[0]
-        return client.infer({'observation/image': IMG, 'observation/state': np.zeros(8),
-                             'prompt': 'touch the red cube'})['actions']
+        return client.infer({'observation/image': IMG224, 'observation/wrist_image': IMG224,
+                             'observation/state': np.zeros(8), 'prompt': 'touch the red cube'}
+                            )['actions']
     try:
         server.start()
         a, b = call(), call()

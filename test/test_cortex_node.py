@@ -37,6 +37,7 @@ class Scene:
         self.joints = JointState(name=NAMES, position=[float(v) for v in q],
                                  velocity=[0.0] * 8, effort=[0.0] * 8)
         self.pub_img = node.create_publisher(Image, '/camera/image_raw', SENSOR_QOS)
+        self.pub_wrist = node.create_publisher(Image, '/wrist_camera/image_raw', SENSOR_QOS)
         self.pub_info = node.create_publisher(CameraInfo, '/camera/camera_info', SENSOR_QOS)
         self.pub_js = node.create_publisher(JointState, '/joint_states', SENSOR_QOS)
         h, w, _ = self.image.shape
@@ -51,6 +52,7 @@ class Scene:
         now = self.node.get_clock().now().to_msg()
         self.img.header.stamp = self.info.header.stamp = now
         self.pub_img.publish(self.img)
+        self.pub_wrist.publish(self.img)     # a stand-in view: openpi's layouts need one
         self.pub_info.publish(self.info)
 
     def publish_joints(self):

@@ -23,9 +23,12 @@ def neuro_infer(client, b=1):
     return client.infer([[IMG]] * b, ['touch the red cube'] * b, np.zeros((b, 16, 8)))
 
 
+IMG224 = np.zeros((224, 224, 3), np.uint8)
+
+
 def openpi_obs():
-    return {'observation/image': IMG, 'observation/state': np.zeros(8, np.float32),
-            'prompt': 'touch the red cube'}
+    return {'observation/image': IMG224, 'observation/wrist_image': IMG224,
+            'observation/state': np.zeros(8, np.float32), 'prompt': 'touch the red cube'}
 
 
 def wait_backoff(client):
@@ -146,7 +149,9 @@ def test_openpi_reply_and_healthz(openpi):
     assert 'infer_ms' in r['policy_timing'] and 'prev_total_ms' not in r['server_timing']
     assert 'prev_total_ms' in c.infer(openpi_obs())['server_timing']   # from the second on
     assert c.metadata['action_horizon'] == 10
-    assert set(openpi.requests[-1]) == {'observation/image', 'observation/state', 'prompt'}
+    assert set(openpi.requests[-1]) == {'observation/image', 'observation/wrist_image',
+                                        'observation/state', 'prompt'}
+    assert c.metadata['layout'] == 'libero'
     body = urllib.request.urlopen(f'http://127.0.0.1:{openpi.port}/healthz', timeout=2).read()
     assert body.strip() == b'OK'
 
@@ -163,7 +168,7 @@ def obs(q=None):
     m = robot.load()
     q = m.home_pose() if q is None else q
     return Observation('touch the red cube', IMG, 0.0, None, q, np.array([0.04, 0.04]), 0.0,
-                       m.fk(q))
+                       m.fk(q), wrist_image=IMG, wrist_image_age=0.0)
 
 
 def test_neurovla_backend_unnormalises_and_ensembles(tmp_path):
@@ -264,6 +269,7 @@ def test_openpi_backend_joint_chunks_become_trajectories():
         return np.tile(np.r_[q0 + 0.1, 0.0], (5, 1)).astype(np.float32)
     with OpenpiTestServer(horizon=5, policy=policy) as s:
         b = OpenpiBackend(s.uri, action_space='joint_position', action_dt=0.2)
+        assert s.violations == []
         p = b.plan(obs(q0))
         assert [t for t, _ in p.trajectory] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
         assert np.allclose(p.trajectory[0][1], q0 + 0.1, atol=1e-6)
@@ -286,3 +292,53 @@ def test_a_slow_policy_stalls_other_handshakes_as_on_the_real_servers(cls):
         assert time.monotonic() - t0 > 0.3
         slow.close()
         other.close()
+
+
+@pytest.mark.parametrize('layout', ['libero', 'droid'])
+def test_openpi_layouts_send_what_openpis_input_transforms_read(layout):
+    from neurovla_ros import robot
+    q0 = robot.load().home_pose()
+    # libero: ee deltas (+x 1 unit); droid: joint velocities (0.5 rad/s on the pan joint)
+    dim = 7 if layout == 'libero' else 8
+
+    def policy(_obs):
+        a = np.zeros((4, dim), np.float32)
+        a[:, 0] = 1.0 if layout == 'libero' else 0.5
+        a[:, -1] = 1.0                   # the gripper: closes in both
+        return a
+    with OpenpiTestServer(horizon=4, layout=layout, policy=policy) as s:
+        b = OpenpiBackend(s.uri, layout=layout, action_dt=0.1, translation_scale=0.05)
+        o = obs(q0)
+        p = b.plan(o)
+        assert s.violations == [], s.violations
+        req = s.requests[-1]
+        images = [k for k in req if 'image' in k]
+        assert len(images) == 2 and all(req[k].shape == (224, 224, 3) for k in images)
+        assert p.gripper == 0.0
+        if layout == 'libero':
+            assert np.allclose(req['observation/state'][:3], o.tcp[:3, 3], atol=1e-6)
+            assert p.position[0] == pytest.approx(o.tcp[0, 3] + 0.05)
+        else:
+            assert np.allclose(req['observation/joint_position'], np.r_[q0, 0.0])
+            assert req['observation/gripper_position'] == pytest.approx([0.0])   # open
+            assert [t for t, _ in p.trajectory] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+            assert p.trajectory[-1][1][0] == pytest.approx(q0[0] + 0.5 * 0.4)
+        b.close()
+
+
+def test_openpi_server_refuses_another_layout_as_openpi_would():
+    with OpenpiTestServer(layout='droid') as s:
+        b = OpenpiBackend(s.uri, layout='libero', client_options=FAST)
+        with pytest.raises(PlanError, match='server_error'):
+            b.plan(obs())
+        assert s.violations and 'missing' in s.violations[0]
+        b.close()
+
+
+def test_resize_with_pad_keeps_the_aspect_ratio():
+    from neurovla_ros.cortex.backends import resize_with_pad
+    img = np.full((240, 320, 3), 200, np.uint8)
+    out = resize_with_pad(img, 224)
+    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+    rows = np.where(out[:, 112, 0] > 0)[0]
+    assert rows.min() == 28 and rows.max() == 195        # 168 rows of image, black bands

@@ -145,8 +145,10 @@ def fault_table(context, backends=('neurovla-server', 'openpi')) -> list[dict]:
     for backend in backends:
         port = free_port()
         server = PolicyServer('neurovla' if backend == 'neurovla-server' else 'openpi', port)
-        nodes = stack(['sim', 'spinal', 'cerebellum', 'cortex'],
-                      {'cortex': {'backend': backend, 'server_uri': f'ws://127.0.0.1:{port}'}})
+        overrides = {'cortex': {'backend': backend, 'server_uri': f'ws://127.0.0.1:{port}'}}
+        if backend == 'openpi':        # its LIBERO layout sends the wrist view too
+            overrides['sim'] = {'wrist_camera_enabled': True}
+        nodes = stack(['sim', 'spinal', 'cerebellum', 'cortex'], overrides)
         probe = Probe(context)
         try:
             nodes.wait_up(probe.node, 150.0, spin=lambda: probe.spin(0.05))

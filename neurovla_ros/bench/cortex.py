@@ -63,19 +63,32 @@ def parse(argv):
 
 # ---------------------------------------------------------------- protocol overhead
 def protocol_overhead(calls: int) -> dict:
-    """Client round trip with a 320x240 image against a do-nothing server in another process."""
-    from ..cortex.clients import NeuroVLAClient, OpenpiClient
-    img = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    """Client round trip against a do-nothing server in another process, per backend and
+    layout (``<backend>_<layout>``), minus the server's own compute time where it reports one
+    (openpi's ``server_timing``): NeuroVLA with one 320x240 view, openpi's layouts with their
+    two 224x224 images, built by the backend itself (resizing included)."""
+    from .. import robot
+    from ..cortex.backends import OpenpiBackend
+    from ..cortex.clients import NeuroVLAClient
+    from ..cortex.core import Observation
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    model = robot.load()
+    q = model.home_pose()
+    sample = Observation('touch the red cube', img, 0.0, None, q, np.array([0.04, 0.04]), 0.0,
+                         model.fk(q), wrist_image=img, wrist_image_age=0.0)
     out = {}
-    for proto in ('neurovla-server', 'openpi'):
+    for key, proto, layout in (('neurovla-server_neurovla', 'neurovla', ''),
+                               ('openpi_libero', 'openpi', 'libero'),
+                               ('openpi_droid', 'openpi', 'droid')):
         srv = subprocess.Popen([sys.executable, '-m', 'neurovla_ros.cortex.testservers',
-                                '--protocol', proto.split('-')[0]], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+                                '--protocol', proto, '--layout', layout or 'libero'],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             port = int(srv.stdout.readline().split()[1])
             uri = f'ws://127.0.0.1:{port}'
             times, server_ms = [], []
-            if proto == 'neurovla-server':
+            if proto == 'neurovla':
                 c = NeuroVLAClient(uri, reply_timeout=5.0)
                 states = np.zeros((1, 16, 8), np.float32)
 
@@ -83,12 +96,13 @@ def protocol_overhead(calls: int) -> dict:
                     c.infer([[img]], ['touch the red cube'], states)
                     return 0.0
             else:
-                c = OpenpiClient(uri, reply_timeout=5.0)
-                obs = {'observation/image': img, 'observation/state': np.zeros(8, np.float32),
-                       'prompt': 'touch the red cube'}
+                backend = OpenpiBackend(uri, layout=layout,
+                                        client_options={'reply_timeout': 5.0})
+                c = backend.client
 
                 def call():
-                    return float(c.infer(obs)['server_timing']['infer_ms'])
+                    reply = c.infer(backend.observation(sample))
+                    return float(reply['server_timing']['infer_ms'])
             for k in range(calls + 20):
                 t0 = time.perf_counter()
                 s_ms = call()
@@ -97,8 +111,8 @@ def protocol_overhead(calls: int) -> dict:
                     times.append(dt - s_ms)
                     server_ms.append(s_ms)
             c.close()
-            out[proto] = np.asarray(times)
-            log(f'protocol {proto}: overhead p50 {np.median(times):.2f} ms, '
+            out[key] = np.asarray(times)
+            log(f'protocol {key}: overhead p50 {np.median(times):.2f} ms, '
                 f'p99 {np.percentile(times, 99):.2f} ms')
         finally:
             srv.stdin.close()

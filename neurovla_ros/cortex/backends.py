@@ -1,6 +1,7 @@
 """Cortex backends: the policies behind the ``backend`` parameter (ROS-free).
 
-Each has ``name``, ``needs_image``, ``needs_joints``, ``plan(Observation) -> Plan`` (raising
+Each has ``name``, ``needs_image``, ``needs_joints`` (``needs_wrist_image`` where true),
+``plan(Observation) -> Plan`` (raising
 ``PlanError`` with a clear message when it cannot plan), ``reset()`` (new instruction),
 ``diagnostics() -> dict`` and ``close()``.
 
@@ -13,13 +14,13 @@ Each has ``name``, ``needs_image``, ``needs_joints``, ``plan(Observation) -> Pla
   (``translation_scale`` metres and ``rotation_scale`` radians per unit, LIBERO's OSC scale).
   Gripper: above 0.5 OPENS (NeuroVLA's checkpoints use 1 = open; its LIBERO interface
   binarises that way).
-* ``openpi``: an openpi policy server: observation map with the LIBERO-style keys
-  ``observation/image``, ``observation/state`` (the same 8 values) and ``prompt``; its
-  ``actions`` chunk (already unnormalised by the server's output transforms: no statistics
-  here) is either end-effector deltas (``ee_delta``, ensembled like the above) or absolute
-  joint positions (``joint_position``: the whole chunk becomes a joint trajectory). Gripper:
-  above 0.5 CLOSES (LIBERO's action convention, -1 open / +1 close, that openpi's LIBERO
-  policies return).
+* ``openpi``: an openpi policy server, in one of openpi's published layouts
+  (:class:`OpenpiBackend`: ``libero``, ``droid``; both need the wrist camera); its ``actions``
+  chunk (already unnormalised by the server's output transforms: no statistics here) is
+  end-effector deltas (``ee_delta``, ensembled like the above), joint velocities integrated
+  into a joint trajectory (``joint_velocity``) or absolute joint positions
+  (``joint_position``). Gripper: above 0.5 CLOSES (LIBERO's action convention, -1 open / +1
+  close, that openpi's LIBERO policies return; DROID's gripper position, 1 = closed).
 
 Chunks are aged by time (``action_dt`` per row) and the ensembler is cleared after any failed
 call, so the first plans after an outage never blend predictions made before it.
@@ -183,35 +184,93 @@ class NeuroVLABackend(_RemoteBase):
         return self._delta_plan(self.ensembler.add(chunk, self.clock()), obs)
 
 
-class OpenpiBackend(_RemoteBase):
-    """Client of an openpi websocket policy server."""
-    name = 'openpi'
-    ACTION_SPACES = ('ee_delta', 'joint_position')
+def resize_with_pad(image: np.ndarray, size: int) -> np.ndarray:
+    """``size`` x ``size`` uint8: scaled to fit (aspect kept), centred, padded with black (what
+    openpi's clients do before sending an image)."""
+    import cv2
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    out = np.zeros((size, size, 3), np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top:top + nh, left:left + nw] = cv2.resize(image, (nw, nh),
+                                                   interpolation=cv2.INTER_AREA)
+    return out
 
-    def __init__(self, uri: str, action_space: str = 'ee_delta',
+
+class OpenpiBackend(_RemoteBase):
+    """Client of an openpi websocket policy server, in one of openpi's published layouts.
+
+    ``LAYOUTS`` (openpi's ``LiberoInputs`` / ``DroidInputs`` and their example clients):
+
+    * ``libero``: ``observation/image`` (scene camera) and ``observation/wrist_image``, both
+      224x224x3 uint8 (resized with padding), ``observation/state`` (8: tcp position,
+      axis-angle, two finger positions), ``prompt``; actions H x 7 end-effector deltas +
+      gripper (+1 closes).
+    * ``droid``: ``observation/exterior_image_1_left`` and ``observation/wrist_image_left``
+      (224x224x3 uint8), ``observation/joint_position`` (7: DROID's arm has 7 joints; this arm's
+      6, then 0), ``observation/gripper_position`` (1: 0 open .. 1 closed), ``prompt``; actions
+      H x 8 joint velocities [rad/s] (the 7th ignored) + gripper position (> 0.5 closes),
+      integrated over ``action_dt`` per step into a joint trajectory.
+
+    ``action_space`` ``layout`` takes the layout's meaning; ``ee_delta``, ``joint_position``
+    (absolute joints, first 6, gripper at index 6) or ``joint_velocity`` override it.
+    """
+    name = 'openpi'
+    needs_wrist_image = True
+    LAYOUTS = {'libero': {'image': 'observation/image', 'wrist': 'observation/wrist_image',
+                          'size': 224, 'actions': 'ee_delta'},
+               'droid': {'image': 'observation/exterior_image_1_left',
+                         'wrist': 'observation/wrist_image_left', 'size': 224,
+                         'actions': 'joint_velocity'}}
+    ACTION_SPACES = ('layout', 'ee_delta', 'joint_position', 'joint_velocity')
+    ACTION_DIMS = {'ee_delta': ACTION_DIM, 'joint_position': 6, 'joint_velocity': 8}
+
+    def __init__(self, uri: str, layout: str = 'libero', action_space: str = 'layout',
                  client_options: dict | None = None, **kw):
         super().__init__(**kw)
+        if layout not in self.LAYOUTS:
+            raise ValueError(f'layout {layout!r} not in {tuple(self.LAYOUTS)}')
         if action_space not in self.ACTION_SPACES:
             raise ValueError(f'action_space {action_space!r} not in {self.ACTION_SPACES}')
-        self.action_space = action_space
-        self.client = OpenpiClient(uri, action_dim=ACTION_DIM if action_space == 'ee_delta'
-                                   else 6, clock=self.clock, **(client_options or {}))
+        self.layout = layout
+        self.action_space = (self.LAYOUTS[layout]['actions'] if action_space == 'layout'
+                             else action_space)
+        self.client = OpenpiClient(uri, action_dim=self.ACTION_DIMS[self.action_space],
+                                   clock=self.clock, **(client_options or {}))
+
+    def observation(self, obs: Observation) -> dict:
+        """The observation map of this backend's layout."""
+        lay = self.LAYOUTS[self.layout]
+        state = self._state(obs)
+        out = {lay['image']: resize_with_pad(obs.image, lay['size']),
+               lay['wrist']: resize_with_pad(obs.wrist_image, lay['size'])}
+        if self.layout == 'libero':
+            out['observation/state'] = state
+        else:
+            closed = 1.0 - float(np.clip(np.mean(state[6:8]) / self.gripper_opening, 0.0, 1.0))
+            out['observation/joint_position'] = np.r_[obs.q, 0.0]
+            out['observation/gripper_position'] = np.array([closed])
+        out['prompt'] = obs.instruction
+        return out
 
     def plan(self, obs: Observation) -> Plan:
-        state = self._state(obs)
-        reply = self._call(self.client.infer, {'observation/image': obs.image,
-                                               'observation/state': state,
-                                               'prompt': obs.instruction})
+        reply = self._call(self.client.infer, self.observation(obs))
         acts = reply['actions']
         if self.action_space == 'joint_position':
             traj = [((k + 1) * self.action_dt, a[:6]) for k, a in enumerate(acts)]
             grip = self._gripper(acts[0, 6]) if acts.shape[1] > 6 else None
             return Plan(trajectory=traj, gripper=grip)
+        if self.action_space == 'joint_velocity':
+            q = np.asarray(obs.q, float) + np.cumsum(acts[:, :6] * self.action_dt, axis=0)
+            traj = [((k + 1) * self.action_dt, qk) for k, qk in enumerate(q)]
+            return Plan(trajectory=traj, gripper=self._gripper(acts[0, 7]))
         return self._delta_plan(self.ensembler.add(acts[:, :ACTION_DIM], self.clock()), obs)
 
 
 def make(name: str, *, checkpoint: str = '', server_uri: str = '', statistics_file: str = '',
-         statistics_key: str = '', openpi_action_space: str = 'ee_delta',
+         statistics_key: str = '', openpi_layout: str = 'libero',
+         openpi_action_space: str = 'layout',
          action_dt: float = 0.1, connect_timeout: float = 2.0, reply_timeout: float = 1.0,
          backoff_initial: float = 0.25, backoff_max: float = 1.0,
          translation_scale: float = 0.05, rotation_scale: float = 0.5,
@@ -238,7 +297,8 @@ def make(name: str, *, checkpoint: str = '', server_uri: str = '', statistics_fi
                                  '(neurovla-server): an openpi server unnormalises its actions '
                                  'itself (its policy applies the output transforms), so a '
                                  'statistics file would scale them twice')
-            return OpenpiBackend(server_uri, action_space=openpi_action_space, **kw)
+            return OpenpiBackend(server_uri, layout=openpi_layout,
+                                 action_space=openpi_action_space, **kw)
         stats = (ActionStats.from_file(statistics_file, statistics_key) if statistics_file
                  else ActionStats.identity())
         return NeuroVLABackend(server_uri, stats, **kw)

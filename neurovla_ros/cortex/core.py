@@ -85,6 +85,8 @@ class Observation:
     joints_age: float = np.inf          # [s]
     tcp: np.ndarray | None = None       # 4x4 tcp pose in base_link
     instruction_id: int = 0
+    wrist_image: np.ndarray | None = None   # HxWx3 uint8 RGB of the wrist camera
+    wrist_image_age: float = np.inf     # [s]
 
 
 @dataclass
@@ -156,6 +158,7 @@ class Cortex:
         self._instruction, self._instruction_id = '', 0
         self._image = self._camera = None
         self._image_t = -np.inf
+        self._wrist_image, self._wrist_t = None, -np.inf
         self._q = self._fingers = None
         self._joints_t = -np.inf
         # optional callable -> (q, fingers, monotonic stamp) or None: joint states are read
@@ -200,6 +203,10 @@ class Cortex:
             if camera is not None:
                 self._camera = camera
 
+    def set_wrist_image(self, image: np.ndarray) -> None:
+        with self._lock:
+            self._wrist_image, self._wrist_t = image, self.clock()
+
     def set_camera(self, camera) -> None:
         with self._lock:
             self._camera = camera
@@ -222,7 +229,9 @@ class Cortex:
         with self._lock:
             obs = Observation(self._instruction, self._image, now - self._image_t, self._camera,
                               self._q, self._fingers, now - self._joints_t,
-                              instruction_id=self._instruction_id)
+                              instruction_id=self._instruction_id,
+                              wrist_image=self._wrist_image,
+                              wrist_image_age=now - self._wrist_t)
         if obs.q is not None:
             obs.tcp = self.model.fk(obs.q)
         return obs
@@ -263,6 +272,13 @@ class Cortex:
                 return f'camera image stale ({obs.image_age:.1f} s old): holding the last goal'
             if obs.camera is None:
                 return 'waiting for camera_info'
+        if getattr(self.backend, 'needs_wrist_image', False):
+            if obs.wrist_image is None:
+                return ('waiting for a wrist camera image (wrist_camera/image_raw: the sim '
+                        'renders it with wrist_camera_enabled)')
+            if obs.wrist_image_age > self.image_timeout:
+                return (f'wrist camera image stale ({obs.wrist_image_age:.1f} s old): holding '
+                        f'the last goal')
         if getattr(self.backend, 'needs_joints', True):
             if obs.q is None:
                 return 'waiting for /joint_states'

@@ -58,7 +58,8 @@ class CortexNode(Node):
         backend = backends.make(
             p.backend, checkpoint=p.checkpoint, server_uri=p.server_uri,
             statistics_file=p.statistics_file, statistics_key=p.statistics_key,
-            openpi_action_space=p.openpi_action_space, action_dt=p.action_dt,
+            openpi_layout=p.openpi_layout, openpi_action_space=p.openpi_action_space,
+            action_dt=p.action_dt,
             connect_timeout=p.connect_timeout_s, reply_timeout=p.reply_timeout_s,
             backoff_initial=p.backoff_initial_s, backoff_max=p.backoff_max_s,
             translation_scale=p.translation_scale, rotation_scale=p.rotation_scale,
@@ -87,6 +88,9 @@ class CortexNode(Node):
         self.create_subscription(Image, 'camera/image_raw', self._on_image, LATEST_QOS,
                                  raw=True)
         self.create_subscription(CameraInfo, 'camera/camera_info', self._on_info, LATEST_QOS)
+        if getattr(backend, 'needs_wrist_image', False):
+            self.create_subscription(Image, 'wrist_camera/image_raw', self._on_wrist_image,
+                                     LATEST_QOS, raw=True)
         self.create_subscription(String, 'cortex/instruction', self._on_instruction,
                                  COMMAND_QOS)
         # 1 kHz stream read at the planning rate: taken when needed, no callback per message
@@ -142,26 +146,37 @@ class CortexNode(Node):
         self._camera_key = key
         self.core.set_camera(self._camera)
 
-    def _on_image(self, buf: bytes) -> None:
-        """Read in place from the serialized bytes (no 230 KB message object per frame)."""
+    def _decode_image(self, buf: bytes, what: str):
+        """HxWx3 RGB read in place from the serialized bytes (no 230 KB message object per
+        frame), or None with a warning."""
         rd = self._image_reader
         if rd.read(buf) is None:
-            self._warn('image', f'ignoring an image: {rd.error}')
-            return
+            self._warn(what, f'ignoring an image: {rd.error}')
+            return None
         enc, h, w, step, data = rd.encoding.lower(), rd.height, rd.width, rd.step, rd.data
         if enc not in ('rgb8', 'bgr8') or h == 0 or w == 0 or step < 3 * w or \
                 len(data) < step * h:
-            self._warn('image', f'ignoring image: encoding {enc!r} {w}x{h} step {step} '
+            self._warn(what, f'ignoring image: encoding {enc!r} {w}x{h} step {step} '
                        f'({len(data)} bytes); need rgb8/bgr8')
-            return
+            return None
         img = data[:step * h].reshape(h, step)[:, :3 * w].reshape(h, w, 3)
-        if enc == 'bgr8':
-            img = img[:, :, ::-1]
+        return img[:, :, ::-1] if enc == 'bgr8' else img
+
+    def _on_image(self, buf: bytes) -> None:
+        img = self._decode_image(buf, 'image')
+        if img is None:
+            return
         cam = self._camera
+        h, w = img.shape[:2]
         if cam is not None and (cam.width, cam.height) != (w, h):
             self._warn('image', f'image is {w}x{h} but camera_info says {cam.width}x{cam.height}')
             return
         self.core.set_image(img)
+
+    def _on_wrist_image(self, buf: bytes) -> None:
+        img = self._decode_image(buf, 'wrist_image')
+        if img is not None:
+            self.core.set_wrist_image(img)
 
     def _joints(self):
         """(arm q, fingers, monotonic stamp) of the newest valid /joint_states, else None."""

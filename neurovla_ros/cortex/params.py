@@ -61,9 +61,15 @@ PARAMS: list[Param] = [
           '(action q01/q99[/mask]); empty = actions used as they come', read_only=True),
     Param('statistics_key', '', 'Dataset name inside the statistics file; empty = the only one',
           read_only=True),
-    Param('openpi_action_space', 'ee_delta', 'openpi actions: end-effector deltas [dpos, drot, '
-          'gripper] or absolute joint positions (published on /cortex/joint_goal)',
-          read_only=True, choices=('ee_delta', 'joint_position')),
+    Param('openpi_layout', 'libero', 'openpi observation/action layout of the published '
+          'policies: libero (scene + wrist image 224x224, 8-value state; ee deltas + gripper) or '
+          'droid (exterior + wrist image, 7 joint positions, gripper position; joint '
+          'velocities + gripper); both need the sim\'s wrist_camera_enabled', read_only=True,
+          choices=('libero', 'droid')),
+    Param('openpi_action_space', 'layout', 'openpi actions: the layout\'s own, or end-effector '
+          'deltas [dpos, drot, gripper], absolute joint positions or joint velocities '
+          '(both published on /cortex/joint_goal)', read_only=True,
+          choices=('layout', 'ee_delta', 'joint_position', 'joint_velocity')),
     Param('action_dt', 0.1, 'Remote: time between a chunk\'s steps [s] (chunks are aged by '
           'time when ensembled; openpi joint_position: the trajectory\'s spacing)', 0.005, 2.0,
           read_only=True),

@@ -241,25 +241,64 @@ class NeuroVLATestServer(_Server):
                 'data': {'normalized_actions': acts}}
 
 
-class OpenpiTestServer(_Server):
-    """An openpi-style policy server: observation map in, ``{actions: H x D, policy_timing,
-    server_timing}`` out. ``required_keys`` are the observation keys it insists on (others are
-    violations)."""
+# openpi's input transforms (LiberoInputs, DroidInputs): the keys they read, what each must be
+OPENPI_LAYOUTS = {
+    'libero': {'observation/image': 'image', 'observation/wrist_image': 'image',
+               'observation/state': (8,), 'prompt': 'text'},
+    'droid': {'observation/exterior_image_1_left': 'image',
+              'observation/wrist_image_left': 'image', 'observation/joint_position': (7,),
+              'observation/gripper_position': (1,), 'prompt': 'text'},
+}
+OPENPI_ACTION_DIMS = {'libero': 7, 'droid': 8}
+OPENPI_IMAGE = (224, 224, 3)
 
-    def __init__(self, horizon: int = 10, action_dim: int = ACTION_DIM, policy=None,
-                 required_keys=('observation/image', 'observation/state', 'prompt'), **kw):
-        self.horizon, self.action_dim = horizon, action_dim
-        self.required_keys = tuple(required_keys)
-        self.policy = policy or _zeros(horizon, action_dim)
-        meta = {'server': 'openpi-test', 'action_horizon': horizon, 'action_dim': action_dim}
+
+def openpi_layout_problem(layout: str, obs: dict) -> str | None:
+    """What openpi's input transform for ``layout`` would fail on (a KeyError, a wrong shape or
+    dtype), or None; keys it does not read count as undocumented."""
+    want = OPENPI_LAYOUTS[layout]
+    missing = sorted(set(want) - set(obs))
+    if missing:
+        return f'{layout}: missing {missing}'
+    extra = sorted(set(obs) - set(want))
+    if extra:
+        return f'{layout}: undocumented keys {extra}'
+    for key, kind in want.items():
+        v = obs[key]
+        if kind == 'text':
+            if not isinstance(v, str):
+                return f'{key} must be a string'
+        elif kind == 'image':
+            if not (isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.shape == OPENPI_IMAGE):
+                return f'{key} must be a {OPENPI_IMAGE} uint8 image, got ' \
+                       f'{getattr(v, "dtype", type(v).__name__)} {getattr(v, "shape", "")}'
+        elif not (isinstance(v, np.ndarray) and v.dtype.kind == 'f' and v.shape == kind
+                  and np.all(np.isfinite(v))):
+            return f'{key} must be finite floats of shape {kind}'
+    return None
+
+
+class OpenpiTestServer(_Server):
+    """An openpi-style policy server for one of openpi's published ``layout``s: the observation
+    map checked as its input transforms would (:func:`openpi_layout_problem`; a failure is a
+    violation, answered like openpi with a traceback and 1011), ``{actions: H x D,
+    policy_timing, server_timing}`` out (D = 7 for libero, 8 for droid by default)."""
+
+    def __init__(self, horizon: int = 10, layout: str = 'libero', action_dim: int | None = None,
+                 policy=None, **kw):
+        self.layout = layout
+        self.horizon = horizon
+        self.action_dim = action_dim or OPENPI_ACTION_DIMS[layout]
+        self.policy = policy or _zeros(horizon, self.action_dim)
+        meta = {'server': 'openpi-test', 'layout': layout, 'action_horizon': horizon,
+                'action_dim': self.action_dim}
         super().__init__(meta, **kw)
 
     def reply(self, request: dict, mode: str, prev_total_ms: float | None) -> dict:
-        keys = set(request)
-        if keys != set(self.required_keys):
-            self.violations.append(f'observation keys {sorted(keys)}, expected '
-                                   f'{sorted(self.required_keys)}')
-            raise KeyError(f'observation keys {sorted(keys)}')
+        problem = openpi_layout_problem(self.layout, request)
+        if problem:
+            self.violations.append(problem)
+            raise KeyError(problem)
         if mode == 'error':
             raise RuntimeError('policy failed (test server mode "error")')
         t0 = time.perf_counter()
@@ -303,14 +342,18 @@ def main(argv=None) -> int:
     p.add_argument('--protocol', choices=('neurovla', 'openpi'), default='neurovla')
     p.add_argument('--port', type=int, default=0)
     p.add_argument('--mode', choices=MODES, default='ok')
+    p.add_argument('--layout', choices=tuple(OPENPI_LAYOUTS), default='libero',
+                   help='openpi: the observation layout it checks')
     p.add_argument('--policy', choices=('zeros', 'circle'), default='zeros',
                    help='zeros: no motion; circle: deltas turning in the horizontal plane')
     a = p.parse_args(argv)
     neuro = a.protocol == 'neurovla'
     steps = 16 if neuro else 10
-    policy = circle_policy(steps) if a.policy == 'circle' else None
+    dim = ACTION_DIM if neuro else OPENPI_ACTION_DIMS[a.layout]
+    policy = circle_policy(steps, dim) if a.policy == 'circle' else None
     server = (NeuroVLATestServer(chunk=steps, policy=policy, port=a.port, mode=a.mode) if neuro
-              else OpenpiTestServer(horizon=steps, policy=policy, port=a.port, mode=a.mode))
+              else OpenpiTestServer(horizon=steps, layout=a.layout, policy=policy, port=a.port,
+                                    mode=a.mode))
     print(f'PORT {server.port}', flush=True)
     try:
         for line in sys.stdin:

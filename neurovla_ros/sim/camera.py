@@ -60,9 +60,10 @@ class StateShare:
                 return s1, stamp
 
 
-def render_loop(world, share: StateShare, conn, camera: str, publish, alive=lambda: True,
-                poll_s: float = 0.5) -> int:
-    """Worker body: wait for a wake-up, render the newest state, ``publish(image, stamp_ns)``.
+def render_loop(world, share: StateShare, conn, cameras: list[str], publish,
+                alive=lambda: True, poll_s: float = 0.5) -> int:
+    """Worker body: wait for a wake-up, render the newest state from each of ``cameras``,
+    ``publish(camera, image, stamp_ns)``.
 
     Returns the number of frames when the pipe closes (the physics process ended) or
     ``alive()`` turns false.
@@ -86,6 +87,7 @@ def render_loop(world, share: StateShare, conn, camera: str, publish, alive=lamb
         last = seq
         world.data.qpos[:] = q
         mujoco.mj_forward(world.model, world.data)
-        publish(world.render(camera), stamp)
+        for camera in cameras:
+            publish(camera, world.render(camera), stamp)
         frames += 1
     return frames

@@ -4,8 +4,9 @@ The physics process (the ``sim`` node) owns a :class:`CameraProcess`: it starts 
 (``multiprocessing`` spawn, a clean interpreter with no inherited DDS or GL state), shares the
 joint/object positions at the camera rate (:class:`.camera.StateShare`) and wakes it through a
 pipe. The renderer keeps a copy of the same :class:`~.world.World` (same seed, so the same
-objects), renders the newest state and publishes ``sensor_msgs/Image`` (rgb8) and
-``CameraInfo`` under the name ``<sim node>_camera``. It ends when the pipe closes.
+objects), renders the newest state from each of its cameras and publishes each one's
+``sensor_msgs/Image`` (rgb8) and ``CameraInfo`` under the node name ``<sim node>_camera``. It
+ends when the pipe closes.
 """
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ class CameraProcess:
     """The renderer's process, seen from the physics process."""
 
     def __init__(self, nq: int, seed: int, n_objects: int, width: int, height: int,
-                 camera_name: str, topics: tuple[str, str], node_name: str):
+                 cameras: list[tuple[str, tuple[str, str]]], node_name: str):
+        """``cameras``: (MuJoCo camera name, (image topic, camera_info topic)) each."""
         self.share = camera_mod.StateShare(nq)
         reader, self._conn = camera_mod.SPAWN.Pipe(duplex=False)
         self._proc = camera_mod.SPAWN.Process(
             target=camera_process, name='sim_camera', daemon=True,
-            args=(seed, n_objects, width, height, camera_name, self.share, reader, topics,
-                  node_name))
+            args=(seed, n_objects, width, height, list(cameras), self.share, reader, node_name))
         # the child ignores SIGINT from its first instruction (a Ctrl-C reaches the whole
         # process group: during its imports it would print a KeyboardInterrupt traceback);
         # SIG_IGN is inherited through the spawn's exec and kept by the new interpreter
@@ -70,8 +71,36 @@ def _stamp(t, ns: int) -> None:
     t.sec, t.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
 
 
-def camera_process(seed, n_objects, width, height, camera_name, share, conn, topics, node_name):
-    """Body of the rendering process: a World copy, a small rclpy node, Image + CameraInfo."""
+def _publisher(node, world, camera_name: str, topics, width: int, height: int):
+    """``publish(image, stamp_ns)`` of one camera: its Image and CameraInfo, messages made
+    once and written in place."""
+    pub_img = node.create_publisher(Image, topics[0], IMAGE_QOS)
+    pub_info = node.create_publisher(CameraInfo, topics[1], IMAGE_QOS)
+    info_d = world.camera_info(camera_name)
+    info = CameraInfo()
+    info.header.frame_id = info_d['frame_id']
+    info.width, info.height = info_d['width'], info_d['height']
+    info.distortion_model = info_d['distortion_model']
+    info.d = info_d['d']
+    info.k, info.r, info.p = (np.array(info_d[x], float) for x in ('k', 'r', 'p'))
+    img = Image()
+    img.header.frame_id = info.header.frame_id
+    img.height, img.width, img.encoding, img.step = height, width, 'rgb8', 3 * width
+    img.data = array.array('B', bytes(3 * width * height))
+    view = np.frombuffer(img.data, dtype=np.uint8).reshape(height, width, 3)
+
+    def publish(image, stamp_ns):
+        view[:] = image
+        _stamp(img.header.stamp, stamp_ns)
+        info.header.stamp = img.header.stamp
+        pub_img.publish(img)
+        pub_info.publish(info)
+    return publish
+
+
+def camera_process(seed, n_objects, width, height, cameras, share, conn, node_name):
+    """Body of the rendering process: a World copy, a small rclpy node, Image + CameraInfo for
+    each of ``cameras``."""
     os.environ.setdefault('LP_NUM_THREADS', '0')  # llvmpipe renders in this thread: no helper
     # threads waking on both cores at 15 Hz (they delayed the 1 kHz loops' wake-ups)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ends when the physics process closes the pipe
@@ -87,29 +116,13 @@ def camera_process(seed, n_objects, width, height, camera_name, share, conn, top
         # no sleeping: this copy only poses bodies (sleeping ones would keep stale poses)
         world = World(seed=seed, n_objects=n_objects, cameras=True, width=width, height=height,
                       sleep=False)
-        pub_img = node.create_publisher(Image, topics[0], IMAGE_QOS)
-        pub_info = node.create_publisher(CameraInfo, topics[1], IMAGE_QOS)
-        info_d = world.camera_info(camera_name)
-        info = CameraInfo()
-        info.header.frame_id = info_d['frame_id']
-        info.width, info.height = info_d['width'], info_d['height']
-        info.distortion_model = info_d['distortion_model']
-        info.d = info_d['d']
-        info.k, info.r, info.p = (np.array(info_d[x], float) for x in ('k', 'r', 'p'))
-        img = Image()
-        img.header.frame_id = info.header.frame_id
-        img.height, img.width, img.encoding, img.step = height, width, 'rgb8', 3 * width
-        img.data = array.array('B', bytes(3 * width * height))
-        view = np.frombuffer(img.data, dtype=np.uint8).reshape(height, width, 3)
+        publishers = {name: _publisher(node, world, name, topics, width, height)
+                      for name, topics in cameras}
 
-        def publish(image, stamp_ns):
-            view[:] = image
-            _stamp(img.header.stamp, stamp_ns)
-            info.header.stamp = img.header.stamp
-            pub_img.publish(img)
-            pub_info.publish(info)
+        def publish(name, image, stamp_ns):
+            publishers[name](image, stamp_ns)
 
-        camera_mod.render_loop(world, share, conn, camera_name, publish,
+        camera_mod.render_loop(world, share, conn, list(publishers), publish,
                                alive=lambda: ctx.ok())
     finally:
         node.destroy_node()

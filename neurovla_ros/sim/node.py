@@ -469,11 +469,14 @@ class SimNode(Node):
     def _start_camera(self):
         from .camera_node import CameraProcess
         p = self.p
+        cameras = [(p.camera_name, ('camera/image_raw', 'camera/camera_info'))]
+        if p.wrist_camera_enabled:
+            cameras.append(('wrist_camera', ('wrist_camera/image_raw',
+                                             'wrist_camera/camera_info')))
         self._camera = CameraProcess(
             self.world.model.nq, p.seed, p.n_objects, p.camera_width, p.camera_height,
-            p.camera_name, (self.resolve_topic_name('camera/image_raw'),
-                            self.resolve_topic_name('camera/camera_info')),
-            f'{self.get_name()}_camera')
+            [(name, tuple(self.resolve_topic_name(t) for t in topics))
+             for name, topics in cameras], f'{self.get_name()}_camera')
 
     def _stop_camera(self):
         if self._camera is not None:

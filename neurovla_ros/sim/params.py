@@ -36,6 +36,10 @@ PARAMS: list[Param] = [
           'separate process, so rendering never stalls physics)', read_only=True),
     Param('camera_name', 'scene_camera', 'Camera to publish', read_only=True,
           choices=('scene_camera', 'wrist_camera')),
+    Param('wrist_camera_enabled', False, 'Also render the wrist camera on '
+          '/wrist_camera/image_raw + /wrist_camera/camera_info (same size and rate; for policies '
+          'that need a wrist view, e.g. openpi\'s LIBERO and DROID layouts); needs '
+          'camera_enabled', read_only=True),
     Param('camera_rate_hz', 15.0, 'Camera rate [Hz] (sim time)', 0.5, 60.0, read_only=True),
     Param('camera_width', 320, 'Image width [px]', 16, 1280, read_only=True),
     Param('camera_height', 240, 'Image height [px]', 16, 960, read_only=True),
