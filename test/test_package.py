@@ -279,6 +279,18 @@ def test_string_hook_and_launch_arg_forwarding():
     assert isinstance(rsp['robot_description'], Wrapped)
 
 
+def test_an_openpi_cortex_turns_the_sims_wrist_camera_on():
+    sim = next(s for s in graph.NODES if s.name == 'sim')
+    for backend, want in (('openpi', True), ('local', None), ('', None)):
+        args = graph.resolve({'cortex_backend': backend})
+        assert graph.forwarded_params(sim, args).get('wrist_camera_enabled') is want
+    params = graph.node_parameters(sim, graph.resolve({'cortex_backend': 'openpi'}),
+                                   str_value=Wrapped)
+    assert params[1]['wrist_camera_enabled'] is True       # a bool, not a wrapped string
+    assert 'wrist_camera_enabled:=true' in graph.ros_arguments(
+        sim, graph.resolve({'cortex_backend': 'openpi'}))
+
+
 def test_forwarded_string_values_stay_strings_in_rcl():
     """`-p name:=value` is parsed as YAML by rcl: the quoting keeps 'true' and '42' strings."""
     import rclpy

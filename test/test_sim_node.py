@@ -44,8 +44,11 @@ class Probe:
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
         node.create_subscription(WrenchStamped, '/sim/disturbance', self.dist.append, 10)
         node.create_subscription(MarkerArray, '/sim/objects', self._on_objects, LATCHED)
+        self.wrist_images = []
         if camera:
             node.create_subscription(Image, '/camera/image_raw', self.images.append, BEST_EFFORT)
+            node.create_subscription(Image, '/wrist_camera/image_raw', self.wrist_images.append,
+                                     BEST_EFFORT)
             node.create_subscription(CameraInfo, '/camera/camera_info',
                                      lambda m: setattr(self, 'info', m), BEST_EFFORT)
         if clock:
@@ -118,6 +121,20 @@ def test_streams_at_rate_with_imu_camera_and_objects(ros_process, rclpy_node):
     assert spin_until(rclpy_node, lambda: probe.objects is not None, 5)
     assert len(probe.objects.markers) == 3
     assert all(0.25 < m.pose.position.x < 0.75 for m in probe.objects.markers)
+    assert not probe.wrist_images            # off unless asked for
+    alive(proc)
+
+
+def test_wrist_camera_rendered_beside_the_scene_camera_when_enabled(ros_process, rclpy_node):
+    proc = ros_process(MODULE, {'n_objects': 3, 'wrist_camera_enabled': True})
+    probe = Probe(rclpy_node, camera=True, streams=False)
+    assert spin_until(rclpy_node, lambda: len(probe.wrist_images) >= 3
+                      and len(probe.images) >= 3, 30)
+    wrist, scene = probe.wrist_images[-1], probe.images[-1]
+    assert wrist.header.frame_id == 'wrist_camera_optical_frame'
+    assert scene.header.frame_id == 'scene_camera_optical_frame'
+    a, b = (np.frombuffer(bytes(m.data), np.uint8).reshape(240, 320, 3) for m in (wrist, scene))
+    assert a.std() > 10 and np.abs(a.astype(int) - b).mean() > 10   # another view, not a copy
     alive(proc)
 
 

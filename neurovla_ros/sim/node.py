@@ -8,6 +8,9 @@ Publishes
                                               wrist (raw: the gripper weight is in it)
   /camera/image_raw [sensor_msgs/Image] rgb8 + /camera/camera_info [sensor_msgs/CameraInfo]
                                               rendered in a separate process (``camera.py``)
+  /wrist_camera/image_raw + /wrist_camera/camera_info
+                                              the same, from the wrist camera, with
+                                              wrist_camera_enabled
   /clock [rosgraph_msgs/Clock]                only with use_sim_time
   ~/objects [visualization_msgs/MarkerArray]  transient local, base_link
   ~/disturbance [geometry_msgs/WrenchStamped] every disturbance, header.stamp = start of the
