@@ -71,6 +71,9 @@ class PolicyServer:
     def mode(self, name: str, delay: float = 0.0) -> None:
         self.proc.stdin.write(f'mode {name} {delay}\n')
         self.proc.stdin.flush()
+        ack = self.proc.stdout.readline()          # the mode is in effect once answered
+        if ack.split() != ['MODE', name]:
+            raise RuntimeError(f'test server answered {ack!r} to mode {name}')
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -335,7 +335,8 @@ def circle_policy(steps: int, dim: int = ACTION_DIM, amplitude: float = 0.3,
 def main(argv=None) -> int:
     """Run one test server in the foreground (benchmarks use a separate process, so the
     server does not share the client's interpreter): prints ``PORT <n>`` once listening, then
-    reads commands from stdin, one per line: ``mode NAME [DELAY]``; it ends when stdin closes."""
+    reads commands from stdin, one per line: ``mode NAME [DELAY]``, answered ``MODE NAME`` once
+    in effect; it ends when stdin closes."""
     import argparse
     import sys
     p = argparse.ArgumentParser(description='neurovla protocol test server')
@@ -361,6 +362,7 @@ def main(argv=None) -> int:
             if len(words) >= 2 and words[0] == 'mode' and words[1] in MODES:
                 server.mode = words[1]
                 server.delay = float(words[2]) if len(words) > 2 else 0.0
+                print(f'MODE {server.mode}', flush=True)     # in effect from now on
             elif words:
                 print(f'unknown command {line.strip()!r} (mode NAME [DELAY], NAME in {MODES})',
                       file=sys.stderr, flush=True)
