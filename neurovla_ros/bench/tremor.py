@@ -8,8 +8,8 @@ oscillating torque on the wrist joints (``--tremor-nm`` at ``--tremor-hz``). It 
 /joint_states and /imu/data at 1 kHz.
 
 Runs, same seed and goals:
-1. ``off``: the cerebellum bypassed (``bypass``: plain linear interpolation of the goals, no
-   filtering, no cancellation) - the baseline;
+1. ``off``: the cerebellum bypassed (``smoothing: linear``: plain linear interpolation of the
+   goals, no filtering, no cancellation) - the baseline;
 2. ``on``: the cerebellum (goal shaping + adaptive tremor cancellation);
 3. ``switch``: the cerebellum, the tremor frequency changing to ``--tremor-hz-2`` mid-way.
 
@@ -52,7 +52,8 @@ def graph(domain, speed, tremor_nm, tremor_hz, bypass, reflex, seed):
                                  'seed': seed, 'tremor_amplitude': float(tremor_nm),
                                  'tremor_frequency_hz': float(tremor_hz)},
                          'spinal': {'reflex_enabled': bool(reflex)},
-                         'cerebellum': {'bypass': bool(bypass)}}).start()
+                         'cerebellum': {'smoothing': 'linear' if bypass
+                                        else 'cerebellum'}}).start()
 
 
 class Recorder:

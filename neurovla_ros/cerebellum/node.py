@@ -49,9 +49,9 @@ from ..common.cdr import ImuReader, JointStateReader, read_stamp
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
                               LatestSample, Throttled, declare_params, decoder,
                               diagnostic_status, joint_state_template, run)
-from .core import Cerebellum, config_from
 from ..robot.transforms import matrix_to_quat_xyzw
-from .params import NODE_NAME, PARAMS
+from .core import Cerebellum
+from .params import NODE_NAME, PARAMS, CerebellumConfig
 
 WATCHDOG_PERIOD = 0.05  # [s]
 
@@ -70,7 +70,7 @@ class CerebellumNode(Node):
         else:
             self._now = time.monotonic
         self.model = robot.load()
-        self.core = Cerebellum(self.model, config_from(p))
+        self.core = Cerebellum(self.model, CerebellumConfig.from_values(p))
         self.arm = list(self.model.arm_joints)
         self.add_post_set_parameters_callback(self._on_params)
         # outputs (messages reused)
@@ -121,9 +121,11 @@ class CerebellumNode(Node):
         self._ticks_total = 0
         self._rejected = {'joint_states': 0, 'imu': 0, 'goal': 0}
         self._diag_t = time.monotonic()
+        self._after_us = np.zeros(2048)    # after_tick, the work between ticks
         self.get_logger().info(
-            f'cerebellum: reference on {p.reference_topic} at {p.rate_hz:g} Hz, '
-            f'{"BYPASS (plain interpolation)" if p.bypass else "shaping + tremor canceller"}')
+            f'cerebellum: reference on {p.reference_topic} at {p.rate_hz:g} Hz, smoothing '
+            f'{p.smoothing}{", tremor canceller" if p.tremor_enabled else ""}'
+            f'{" (C tick)" if self.core.compiled else " (numpy tick: the C extension is not built)"}')
 
     # ---------------------------------------------------------------- parameters
     def _on_params(self, params) -> None:
@@ -131,10 +133,7 @@ class CerebellumNode(Node):
         for prm in params:
             if hasattr(cfg, prm.name):
                 setattr(cfg, prm.name, prm.value)
-                if prm.name in ('adapt_time', 'leak_time', 'min_amplitude'):
-                    setattr(self.core.canceller, prm.name, prm.value)
-                elif prm.name == 'max_correction':
-                    self.core.canceller.max_correction[:] = prm.value
+        self.core.configure()
 
     # ---------------------------------------------------------------- inputs
     def _warn(self, what: str, msg: str) -> None:
@@ -206,8 +205,12 @@ class CerebellumNode(Node):
         st = self._stamp_msg
         st.sec, st.nanosec = sec, nanosec
         self._tick(now, dt, st)
-        self._tick_us[self._n_ticks % len(self._tick_us)] = (time.perf_counter() - t0) * 1e6
+        t1 = time.perf_counter()
+        i = self._n_ticks % len(self._tick_us)
+        self._tick_us[i] = (t1 - t0) * 1e6
         self._n_ticks += 1
+        core.after_tick()          # the work due now and then, once the reference is out
+        self._after_us[i] = (time.perf_counter() - t1) * 1e6
 
     def _read_imu(self, buf: bytes, now: float) -> None:
         r = self._imu
@@ -304,6 +307,7 @@ class CerebellumNode(Node):
         if self.core.initialized and now - self._last_tick_wall > WATCHDOG_PERIOD:
             stamp = self.get_clock().now().to_msg()
             self._tick(now, WATCHDOG_PERIOD, stamp)
+            self.core.after_tick()
 
     def _publish_state(self) -> None:
         core = self.core
@@ -344,11 +348,14 @@ class CerebellumNode(Node):
         values.update(tick_rate_hz_wall=rate,
                       tick_us_p50=float(np.percentile(us, 50)) if n else 0.0,
                       tick_us_p99=float(np.percentile(us, 99)) if n else 0.0,
-                      ticks_total=self._ticks_total,
-                      mode='bypass' if core.cfg.bypass else 'cerebellum')
+                      tick_us_max=float(us.max()) if n else 0.0,
+                      after_tick_us_p99=float(np.percentile(self._after_us[:n], 99)) if n
+                      else 0.0,
+                      after_tick_us_max=float(self._after_us[:n].max()) if n else 0.0,
+                      compiled_tick=core.compiled, ticks_total=self._ticks_total)
         values.update({f'rejected_{k}': v for k, v in self._rejected.items()})
-        if core.last_rejection:
-            values['last_rejection'] = core.last_rejection
+        if core.intake.last_rejection:
+            values['last_rejection'] = core.intake.last_rejection
         st = diagnostic_status('cerebellum', values, core.status_level if core.initialized else 1,
                                core.status_message, 'neurovla_arm')
         arr = DiagnosticArray()

@@ -1,11 +1,11 @@
 """Parameters of the ``cerebellum`` node (ROS-free schema; see common/params.py).
 
 Every parameter except the node-only ones (topics, rates of the side outputs) is a field of
-:class:`neurovla_ros.cerebellum.core.CerebellumConfig` with the same name.
+:class:`CerebellumConfig`, made from this schema (one source of names and defaults).
 """
 from __future__ import annotations
 
-from ..common.params import Param, realtime_priority
+from ..common.params import Param, config_class, realtime_priority
 
 NODE_NAME = 'cerebellum'
 
@@ -26,9 +26,11 @@ PARAMS: list[Param] = [
           'Rate of the state estimate ~/ee_pose, ~/ee_twist, ~/ee_accel [Hz]; 0 = off',
           0.0, 500.0, read_only=True),
     Param('diagnostics_rate_hz', 2.0, '/diagnostics rate [Hz]', 0.1, 10.0, read_only=True),
-    Param('bypass', False,
-          'Bypass: plain linear interpolation of goals, no filtering, no tremor cancellation '
-          '(the baseline of the tremor benchmark)'),
+    Param('smoothing', 'cerebellum',
+          'Goal smoothing: cerebellum (goal filter, jerk-limited tracker, tremor canceller) or '
+          'linear (plain linear interpolation of the goals, no filtering, no cancellation; the '
+          'baseline of the tremor benchmark)',
+          choices=('cerebellum', 'linear')),
     # ---- sensors ----
     Param('joint_timeout', 0.05,
           '/joint_states older than this is stale: hold the reference, stop adapting [s]',
@@ -124,3 +126,8 @@ PARAMS: list[Param] = [
 # parameters that are node-only (not CerebellumConfig fields)
 NODE_ONLY = ('reference_topic', 'prediction_rate_hz', 'state_rate_hz', 'diagnostics_rate_hz',
              'reflex_topic', 'realtime_priority')
+
+CerebellumConfig = config_class(
+    'CerebellumConfig', PARAMS, NODE_ONLY,
+    'Configuration of :class:`neurovla_ros.cerebellum.core.Cerebellum`: the node\'s '
+    'parameters without the node-only ones, with their defaults.')
