@@ -338,3 +338,44 @@ def test_linear_baseline_holds_the_measured_pose_until_a_goal_then_interpolates(
         feed(cb, t, r, f, q=cb.ref_pos.copy())
     np.testing.assert_allclose(cb.ref_pos, goal, atol=1e-9)
     assert cb.canceller.weight_norm == 0.0
+
+
+def test_ruckig_baseline_follows_the_low_passed_goal_within_the_limits():
+    """smoothing ruckig (Butterworth low-pass + Ruckig, re-targeted every tick): it reaches a
+    goal step with velocity, acceleration and jerk inside the tracker's limits (finite
+    differences of the reference itself), holds when the sensors go stale, never cancels."""
+    cb, r, f = started(CerebellumConfig(smoothing='ruckig', ruckig_lowpass_hz=2.0))
+    tr = cb.tracker
+    t, dt = 0.0, 0.002
+    goal = HOME + np.array([0.3, -0.2, 0.2, 0.3, -0.3, 0.25])
+    assert cb.accept_joint_goal(t, goal)[0]
+    xs = []
+    for _ in range(2500):
+        t += dt
+        feed(cb, t, r, f, q=cb.ref_pos.copy())
+        xs.append(cb.ref_pos.copy())
+    np.testing.assert_allclose(cb.ref_pos, goal, atol=1e-4)
+    x = np.array(xs)
+    v = np.diff(x, axis=0) / dt
+    a = np.diff(v, axis=0) / dt
+    j = np.diff(a, axis=0) / dt
+    assert np.all(np.abs(v).max(axis=0) <= tr.vmax * 1.001)
+    assert np.all(np.abs(a).max(axis=0) <= tr.amax * 1.01)
+    assert np.all(np.abs(j).max(axis=0) <= tr.jmax * 1.01)
+    assert np.abs(v).max() > 0.5 * tr.vmax.min()     # it moved at speed, not crawled
+    assert cb.follower.errors == 0 and cb.canceller.weight_norm == 0.0
+    # a new goal, then the IMU goes stale: Ruckig brakes to a stop at the same limits
+    assert cb.accept_joint_goal(t, HOME)[0]
+    for _ in range(200):
+        t += dt
+        feed(cb, t, r, f, q=cb.ref_pos.copy())
+    assert np.abs(cb.ref_vel).max() > 0.1
+    stopped = []
+    for _ in range(1000):
+        t += dt
+        feed(cb, t, r, f, q=cb.ref_pos.copy(), imu=False)
+        stopped.append(cb.ref_pos.copy())
+    assert cb.holding and np.abs(cb.ref_vel).max() < 1e-9
+    s = np.array(stopped)
+    assert np.abs(np.diff(s, 2, axis=0) / dt ** 2).max() <= tr.amax.max() * 1.01
+    np.testing.assert_allclose(s[-1], s[-100], atol=1e-12)

@@ -2,8 +2,8 @@
 
 Closed loop on the real MuJoCo body with a 7 Hz tremor torque under the real spinal
 controller, driven by the compiled cerebellum: 10 Hz noisy joint goals, a pose goal, a teleop
-twist, a joint trajectory, stale IMU and joint samples, the linear baseline switched in and
-out, the canceller switched off and on, and a reflex followed by a resync. After
+twist, a joint trajectory, stale IMU and joint samples, the two baselines switched in and out
+(linear, ruckig), the canceller switched off and on, and a reflex followed by a resync. After
 every tick all the state the C code works on (every bound array and every scalar slot) is the
 same, to the last bit, in the numpy twin fed the same inputs.
 """
@@ -80,6 +80,7 @@ def test_compiled_tick_equals_the_numpy_reference_bit_for_bit():
             assert fast.accept_trajectory(t, times, pts) == ref.accept_trajectory(t, times, pts)
         # mode and parameter changes at run time
         changes = {5.8: ('smoothing', 'linear'), 6.2: ('smoothing', 'cerebellum'),
+                   6.6: ('smoothing', 'ruckig'), 7.0: ('smoothing', 'cerebellum'),
                    7.2: ('tremor_enabled', False), 7.4: ('tremor_enabled', True)}
         for when, (name, value) in changes.items():
             if abs(t - when) < 1e-9:
@@ -111,7 +112,7 @@ def test_compiled_tick_equals_the_numpy_reference_bit_for_bit():
             world.step()
     assert seen['states'] >= {'idle', 'adapting', 'holding'}, seen
     assert seen['sources'] == {'goals', 'trajectory', 'servo'}, seen
-    assert seen['smoothings'] == {'cerebellum', 'linear'}, seen
+    assert seen['smoothings'] == {'cerebellum', 'linear', 'ruckig'}, seen
     assert seen['resync'] >= 1, seen
     assert fast.canceller.locked and abs(fast.canceller.f_hat - 7.0) < 0.5
     assert fast.status() == ref.status()

@@ -4,8 +4,8 @@ Per tick (``rate_hz``, driven by the joint-state stream):
 
 1. goal shaping: the active goal source (:mod:`.goals`: sparse goals through an alpha-beta
    filter, a goal trajectory, or a teleop twist) feeds the jerk-limited tracker
-   (:mod:`.shaping`) - or, as the baseline (``smoothing: linear``), plain linear
-   interpolation of the goals;
+   (:mod:`.shaping`) - or, as baselines (``smoothing``), plain linear interpolation of the
+   goals or a Butterworth low-pass + Ruckig (:mod:`.baselines`);
 2. at ``adapt_rate_hz``: state estimate (encoders + wrist IMU through the URDF kinematics,
    :mod:`.estimator`), forward model of the spinal layer + arm (:mod:`.forward_model`) and
    the adaptive tremor canceller learning from the fused joint velocity (:mod:`.adaptive`);
@@ -45,8 +45,8 @@ from .params import CerebellumConfig
 from .shaping import JerkLimitedTracker
 from .state import Shared
 
-SMOOTHINGS = ('cerebellum', 'linear')
-CEREBELLUM, LINEAR = range(2)
+SMOOTHINGS = ('cerebellum', 'linear', 'ruckig')
+CEREBELLUM, LINEAR, RUCKIG = range(3)
 # work flagged by the tick for after_tick (bits of ``due``)
 DUE_RESYNC, DUE_MODEL, DUE_SLOW = 1, 2, 4
 SLOW_PERIOD = 0.05   # [s] disturbance torque phasor and status
@@ -98,6 +98,7 @@ class Cerebellum(Shared):
             band=(cfg.band_low_hz, cfg.band_high_hz), adapt_time=cfg.adapt_time,
             leak_time=cfg.leak_time, max_correction=cfg.max_correction, window=cfg.window,
             min_amplitude=cfg.min_amplitude, jump_hz=cfg.jump_hz, highpass_hz=cfg.highpass_hz)
+        self.follower = None          # the Ruckig baseline (smoothing ruckig), made on demand
         # latest inputs
         self.q = np.zeros(n)
         self.qd = np.zeros(n)
@@ -137,11 +138,18 @@ class Cerebellum(Shared):
         canc.adapt_time, canc.leak_time = cfg.adapt_time, cfg.leak_time
         canc.min_amplitude = cfg.min_amplitude
         canc.max_correction[:] = cfg.max_correction
-        self.smoothing_code = SMOOTHINGS.index(cfg.smoothing)
+        mode = SMOOTHINGS.index(cfg.smoothing)
+        if mode == RUCKIG and self.follower is None:
+            from .baselines import RuckigFollower
+            self.follower = RuckigFollower(self.tracker, self.dt_nominal, cfg.ruckig_lowpass_hz)
+            self.intake.on_joint_goal = self.follower.goal
+        if mode == RUCKIG and self.smoothing_code != RUCKIG:
+            self.follower.reset()        # from the reference's current motion
+        self.smoothing_code = mode
 
     @property
     def smoothing(self) -> str:
-        """cerebellum | linear"""
+        """cerebellum | linear | ruckig"""
         return SMOOTHINGS[self.smoothing_code]
 
     def _compiled(self):
@@ -230,6 +238,8 @@ class Cerebellum(Shared):
         self.intake.reset(self.tracker.x)    # the baseline holds here until the first goal
         self.fm.reset(self.tracker.x, self.dt_adapt)
         self.ref_pos[:] = self.tracker.x
+        if self.follower is not None:
+            self.follower.reset()
         self.initialized = True
         self.t = now
 
@@ -254,7 +264,10 @@ class Cerebellum(Shared):
             return False
         if dt is None:
             dt = now - self.t
-        if self.smoothing_code == CEREBELLUM and self.intake.source_code == 1:   # TRAJECTORY
+        mode = self.smoothing_code
+        if mode == RUCKIG:    # the baseline shapes in Python (Ruckig's bindings)
+            self.follower.step(min(max(dt, 0.0), 5.0 * self.dt_nominal), self.holding)
+        elif mode == CEREBELLUM and self.intake.source_code == 1:   # TRAJECTORY
             self.intake.trajectory.sample(now, self._goal_p, self._goal_v)
         if self._c is not None:
             self._c.tick(now, dt)        # the same as _tick_numpy, in C
@@ -406,6 +419,8 @@ class Cerebellum(Shared):
         self.canceller.reset_weights()
         self.fm.reset(self.q, self.dt_adapt)
         self.ref_pos[:] = self.q
+        if self.follower is not None:
+            self.follower.reset()
         self.bad_track = 0.0
         self.resyncs += 1
 

@@ -27,10 +27,16 @@ PARAMS: list[Param] = [
           0.0, 500.0, read_only=True),
     Param('diagnostics_rate_hz', 2.0, '/diagnostics rate [Hz]', 0.1, 10.0, read_only=True),
     Param('smoothing', 'cerebellum',
-          'Goal smoothing: cerebellum (goal filter, jerk-limited tracker, tremor canceller) or '
-          'linear (plain linear interpolation of the goals, no filtering, no cancellation; the '
-          'baseline of the tremor benchmark)',
-          choices=('cerebellum', 'linear')),
+          'Goal smoothing: cerebellum (goal filter, jerk-limited tracker, tremor canceller), '
+          'linear (plain linear interpolation of the goals, no filtering, no cancellation) or '
+          'ruckig (goals through a Butterworth low-pass, followed by the Ruckig online '
+          'trajectory generator with the same limits, no cancellation; what MoveIt Servo '
+          'users run); the baselines of the tremor benchmark',
+          choices=('cerebellum', 'linear', 'ruckig')),
+    Param('ruckig_lowpass_hz', 1.5,
+          'smoothing ruckig: cut-off of the second-order Butterworth low-pass on the goals '
+          '[Hz] (tuned by `neurovla bench tremor --tune` on tuning seeds)', 0.05, 100.0,
+          read_only=True),
     # ---- sensors ----
     Param('joint_timeout', 0.05,
           '/joint_states older than this is stale: hold the reference, stop adapting [s]',
