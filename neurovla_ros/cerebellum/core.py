@@ -386,6 +386,11 @@ class Cerebellum(Shared):
         tr.a[:] = 0.0
 
     # ------------------------------------------------------------------ after the tick
+    @property
+    def work_due(self) -> bool:
+        """Whether :meth:`after_tick` has anything to do."""
+        return bool(self.due) or self.estimator.kin_due or self.canceller.track_due
+
     def after_tick(self) -> None:
         """The work the last tick found due (see the module docstring); cheap when none."""
         est, canc = self.estimator, self.canceller

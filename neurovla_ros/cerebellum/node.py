@@ -28,9 +28,17 @@ serialized in place and published raw. Freshness, goal times and the watchdog us
 (``use_sim_time``: the simulation's /clock), else the monotonic clock. A 20 Hz watchdog keeps
 publishing the held reference when /joint_states stops. The work is done by the ROS-free
 :class:`neurovla_ros.cerebellum.core.Cerebellum`.
+
+Priorities (SCHED_FIFO, when the process may have them): the tick - joint state in, reference
+out - runs at ``realtime_priority``, above the sim and spinal loops, so that a 30-50 us tick
+every 2 ms is never preempted by them; everything else the node does (goal IK, the work
+``Cerebellum.after_tick`` finds due, diagnostics, state output, the watchdog) drops to
+``background_priority`` for its duration (:func:`background`), below those loops. A new
+callback of this node that is not the tick takes ``@background``.
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -45,6 +53,7 @@ from sensor_msgs.msg import Imu, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from .. import robot
+from ..common import realtime
 from ..common.cdr import ImuReader, JointStateReader, read_stamp
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
                               LatestSample, Throttled, declare_params, decoder,
@@ -54,6 +63,26 @@ from .core import Cerebellum
 from .params import NODE_NAME, PARAMS, CerebellumConfig
 
 WATCHDOG_PERIOD = 0.05  # [s]
+STATS_S = 16.0          # [s] the tick statistics in /diagnostics cover the last this long
+
+
+def background(method):
+    """Run a callback of the node at its ``background_priority`` when the calling thread runs
+    above it (the executor's thread at ``realtime_priority``), then back to where it was; a
+    thread at or below it (rclpy's timer thread runs under the normal scheduler) is left
+    alone."""
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        lo = self._bg
+        prev = realtime.current_priority() if lo else 0
+        if prev <= lo:
+            return method(self, *args)
+        realtime.set_thread_priority(lo)
+        try:
+            return method(self, *args)
+        finally:
+            realtime.set_thread_priority(prev)
+    return wrapper
 
 
 class CerebellumNode(Node):
@@ -114,20 +143,24 @@ class CerebellumNode(Node):
         self._t_pred = -math.inf
         self._last_tick_wall = -math.inf
         self._stamp_msg = Time()
-        # statistics (since the last diagnostics)
-        self._tick_us = np.zeros(2048)
+        # statistics (the last STATS_S seconds of ticks)
+        self._tick_us = np.zeros(int(p.rate_hz * STATS_S))
         self._n_ticks = 0
         self._n_ticks_diag = 0
         self._ticks_total = 0
         self._rejected = {'joint_states': 0, 'imu': 0, 'goal': 0}
         self._diag_t = time.monotonic()
-        self._after_us = np.zeros(2048)    # after_tick, the work between ticks
+        # FIFO priority of everything but the tick (0: no split)
+        self._bg = p.background_priority if 0 < p.background_priority < p.realtime_priority \
+            else 0
+        self._after_us = np.zeros_like(self._tick_us)    # after_tick, the work between ticks
         self.get_logger().info(
             f'cerebellum: reference on {p.reference_topic} at {p.rate_hz:g} Hz, smoothing '
             f'{p.smoothing}{", tremor canceller" if p.tremor_enabled else ""}'
             f'{" (C tick)" if self.core.compiled else " (numpy tick: the C extension is not built)"}')
 
     # ---------------------------------------------------------------- parameters
+    @background
     def _on_params(self, params) -> None:
         cfg = self.core.cfg
         for prm in params:
@@ -209,8 +242,13 @@ class CerebellumNode(Node):
         i = self._n_ticks % len(self._tick_us)
         self._tick_us[i] = (t1 - t0) * 1e6
         self._n_ticks += 1
-        core.after_tick()          # the work due now and then, once the reference is out
+        if core.work_due:          # the work due now and then, once the reference is out
+            self._after_tick()
         self._after_us[i] = (time.perf_counter() - t1) * 1e6
+
+    @background
+    def _after_tick(self) -> None:
+        self.core.after_tick()
 
     def _read_imu(self, buf: bytes, now: float) -> None:
         r = self._imu
@@ -233,11 +271,13 @@ class CerebellumNode(Node):
         if not ok:
             self._warn('goal', why)
 
+    @background
     def _on_goal_pose(self, msg: PoseStamped) -> None:
         p, o = msg.pose.position, msg.pose.orientation
         self._goal_result(*self.core.accept_pose_goal(
             self._now(), [p.x, p.y, p.z], [o.x, o.y, o.z, o.w], msg.header.frame_id))
 
+    @background
     def _on_joint_goal(self, msg: JointTrajectory) -> None:
         names = list(msg.joint_names)
         missing = [n for n in self.arm if n not in names]
@@ -260,6 +300,7 @@ class CerebellumNode(Node):
                  for pt in msg.points]
         self._goal_result(*self.core.accept_trajectory(self._now(), times, pos, vel))
 
+    @background
     def _on_reflex(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
             if any(kv.key == 'event' and kv.value == 'collision' for kv in st.values):
@@ -267,6 +308,7 @@ class CerebellumNode(Node):
                 self._log('reflex', 'spinal reflex: the reference will follow the withdrawal',
                           'info')
 
+    @background
     def _on_twist(self, msg: TwistStamped) -> None:
         v, w = msg.twist.linear, msg.twist.angular
         self._goal_result(*self.core.accept_twist(
@@ -301,6 +343,7 @@ class CerebellumNode(Node):
             if self.context.ok():
                 raise
 
+    @background
     def _watchdog(self) -> None:
         """No /joint_states: keep publishing the held reference (and stop adapting)."""
         now = self._now()
@@ -309,6 +352,7 @@ class CerebellumNode(Node):
             self._tick(now, WATCHDOG_PERIOD, stamp)
             self.core.after_tick()
 
+    @background
     def _publish_state(self) -> None:
         core = self.core
         if not core.initialized:
@@ -337,11 +381,12 @@ class CerebellumNode(Node):
         except RCLError:
             pass
 
+    @background
     def _publish_diagnostics(self) -> None:
         core = self.core
         now = time.monotonic()
         n = min(self._n_ticks, len(self._tick_us))
-        us = self._tick_us[:n]          # the last (up to) 2048 ticks
+        us = self._tick_us[:n]          # the last (up to) STATS_S seconds of ticks
         rate = (self._n_ticks - self._n_ticks_diag) / max(1e-6, now - self._diag_t)
         self._diag_t, self._n_ticks_diag = now, self._n_ticks
         values = dict(core.status()) if core.initialized else {}

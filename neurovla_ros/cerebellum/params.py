@@ -126,12 +126,17 @@ PARAMS: list[Param] = [
     Param('reflex_topic', 'spinal/reflex',
           'Reflex events of the spinal layer (diagnostic_msgs/DiagnosticArray, value '
           'event=collision) [topic]', read_only=True),
-    realtime_priority(70),
+    realtime_priority(90),
+    Param('background_priority', 60,
+          'SCHED_FIFO priority of the node\'s work outside the tick (goal IK, the learning\'s '
+          'housekeeping, diagnostics, state output), below the sim and spinal loops; the tick '
+          '(joint state in, reference out) runs at realtime_priority. 0 = everything at '
+          'realtime_priority', 0, 98, read_only=True),
 ]
 
 # parameters that are node-only (not CerebellumConfig fields)
 NODE_ONLY = ('reference_topic', 'prediction_rate_hz', 'state_rate_hz', 'diagnostics_rate_hz',
-             'reflex_topic', 'realtime_priority')
+             'reflex_topic', 'realtime_priority', 'background_priority')
 
 CerebellumConfig = config_class(
     'CerebellumConfig', PARAMS, NODE_ONLY,
