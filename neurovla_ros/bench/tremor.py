@@ -70,6 +70,8 @@ TARGETS = {'jerk_vs_ruckig': (0.5, 'max'), 'rmse_vs_ruckig': (1.1, 'max'),
 WORST = ('jerk_vs_ruckig', 'rmse_vs_ruckig', 'jerk_reduction', 'tremor_band_db_vs_shaping')
 SETTLE = 3.0            # [s] the canceller has adapted: the band power is measured after it
 HOMING = 2.5            # [s] after a run: goals at the home tcp, not recorded
+RECORDER_PRIORITY = 30  # FIFO: above the cortex (20) and the camera, below the control loops
+TRIES = 2               # a run that recorded too little (the machine was starved) is re-run
 DOCS_BEGIN = '<!-- bench tremor: begin (neurovla bench tremor --write-docs) -->'
 DOCS_END = '<!-- bench tremor: end -->'
 
@@ -244,6 +246,7 @@ class Bench:
         from rclpy.experimental import EventsExecutor
 
         from .. import robot
+        from ..common import realtime
         from ..robot.transforms import matrix_to_quat_xyzw
         os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
         self.args = args
@@ -252,6 +255,12 @@ class Bench:
         self.ex = EventsExecutor(context=self.ctx)
         self.ex.add_node(self.node)
         self.rec = Recorder(self.node, int(capacity_s * 1000 * 1.2))
+        # the recorder must not lose samples to the cortex's inference; it cannot take time
+        # from the sim, spinal or cerebellum loops (all above it)
+        problem = realtime.make_realtime(RECORDER_PRIORITY)
+        if problem:
+            log(problem)
+        self.retries: list[str] = []
         model = robot.load()
         self.quat = matrix_to_quat_xyzw(model.fk(model.home_pose())[:3, :3])
         try:
@@ -302,6 +311,19 @@ class Bench:
         bad = [r.reason for r in res.results if not r.successful]
         if bad:
             raise RuntimeError(f'sim parameters refused: {bad}')
+
+    def measure(self, name: str, scn: sc.Scenario, params: dict, model) -> tuple[dict, dict]:
+        """:meth:`run`, then :func:`metrics`; a run that recorded too little is run again
+        (up to ``TRIES`` in all; each retry is listed in ``retries``). (data, metrics)."""
+        for attempt in range(TRIES):
+            data = self.run(name, scn, params)
+            try:
+                return data, metrics(scn, data, model)
+            except ShortRecording as e:
+                self.retries.append(f'seed {scn.seed} {name}: {e}')
+                log(f'{name}: {e}' + ('; again' if attempt + 1 < TRIES else ''))
+                if attempt + 1 == TRIES:
+                    raise
 
     def run(self, name: str, scn: sc.Scenario, params: dict) -> dict:
         """``scn`` with the cerebellum ``params``: sim reset, tremor on, a fresh cerebellum,
@@ -388,6 +410,10 @@ class Bench:
 
 
 # ---------------------------------------------------------------- metrics
+class ShortRecording(RuntimeError):
+    """A run recorded far fewer samples than it lasted (the bench's process was starved)."""
+
+
 def uniform(t, x, fs=1000.0):
     """Resample (t, x) onto a uniform grid (sim time, dropped samples interpolated)."""
     grid = np.arange(t[0], t[-1], 1.0 / fs)
@@ -397,9 +423,10 @@ def uniform(t, x, fs=1000.0):
 def metrics(scn: sc.Scenario, data: dict, model) -> dict:
     """One run's figures (see the module docstring) and its resampled signals."""
     from .cortex import spinal_on_time
-    if len(data['t']) < 1000 or len(data['t_imu']) < 1000:
-        raise RuntimeError(f'too few samples recorded: {len(data["t"])} joint states, '
-                           f'{len(data["t_imu"])} IMU')
+    need = 0.9 * scn.duration * 1000.0
+    if len(data['t']) < need or len(data['t_imu']) < need:
+        raise ShortRecording(f'{len(data["t"])} joint states and {len(data["t_imu"])} IMU '
+                             f'samples recorded in {scn.duration:g} s')
     t, q = uniform(data['t'], data['q'])
     ti, g = uniform(data['t_imu'], data['gyro'])
     p = sc.tcp_positions(model, q)
@@ -619,11 +646,11 @@ def tune(bench: Bench, args, model) -> dict:
         scn = sc.Scenario.draw(seed, goal_noise=args.noise_mm * 1e-3)
         log(f'tuning seed {seed}: cerebellum')
         rows.setdefault('cerebellum', []).append(
-            metrics(scn, bench.run('cerebellum', scn, RUNS['cerebellum']), model))
+            bench.measure('cerebellum', scn, RUNS['cerebellum'], model)[1])
         for fc in args.cutoffs:
             log(f'tuning seed {seed}: ruckig at {fc:g} Hz')
-            rows.setdefault(fc, []).append(metrics(scn, bench.run(
-                f'ruckig {fc:g} Hz', scn, {**RUNS['ruckig'], 'ruckig_lowpass_hz': fc}), model))
+            rows.setdefault(fc, []).append(bench.measure(
+                f'ruckig {fc:g} Hz', scn, {**RUNS['ruckig'], 'ruckig_lowpass_hz': fc}, model)[1])
     med = {k: {'jerk': float(np.median([r['jerk'] for r in v])),
                'rmse': float(np.median([r['rmse'] for r in v])),
                'ttg': float(np.median([r['ttg'] for r in v]))} for k, v in rows.items()}
@@ -635,7 +662,8 @@ def tune(bench: Bench, args, model) -> dict:
     return {'tune': True, 'graph': args.graph, 'speed': args.speed, 'seeds': list(args.seeds),
             'cerebellum': med['cerebellum'],
             'ruckig': {f'{fc:g}': med[fc] for fc in args.cutoffs},
-            'ruckig_lowpass_hz': best, 'rmse_no_worse_than_cerebellum': bool(ok)}
+            'ruckig_lowpass_hz': best, 'rmse_no_worse_than_cerebellum': bool(ok),
+            'retries': list(bench.retries)}
 
 
 def main(argv=None) -> int:
@@ -665,17 +693,15 @@ def main(argv=None) -> int:
             m = {}
             for name, params in RUNS.items():
                 log(f'seed {seed}: {name}')
-                data = bench.run(name, scn, params)
+                data, m[name] = bench.measure(name, scn, params, model)
                 raw.update({f's{seed}_{name}_{k}': data[k] for k in ('t', 'q', 't_imu', 'gyro')})
-                m[name] = metrics(scn, data, model)
             sw = None
             if not args.no_switch:
                 scn_sw = sc.Scenario.draw(seed, switch=True, goal_noise=args.noise_mm * 1e-3)
                 log(f'seed {seed}: switch {scn_sw.tremor_hz:g} -> {scn_sw.tremor_hz_2:g} Hz at '
                     f'{scn_sw.switch_time:g} s')
-                data = bench.run('switch', scn_sw, RUNS['cerebellum'])
+                data, sw = bench.measure('switch', scn_sw, RUNS['cerebellum'], model)
                 raw.update({f's{seed}_switch_{k}': data[k] for k in ('t', 'q', 't_imu', 'gyro')})
-                sw = metrics(scn_sw, data, model)
                 sw['switch_t'] = data['status']['switch_t'] or scn_sw.switch_time
             fig = seed_figures(m, scn_sw if sw is not None else scn, sw)
             fig['runs'] = {name: {k: r[k] for k in ('jerk', 'rmse', 'band', 'ttg', 'tick_us_p50',
@@ -702,6 +728,7 @@ def main(argv=None) -> int:
     cpu = [r['runs']['cerebellum']['cpu_share'] for r in per_seed]
     res['cpu_share_cerebellum_run'] = {k: float(np.median([c[k] for c in cpu])) for k in cpu[0]}
     res['compiled_tick'] = all(r['runs']['cerebellum']['compiled_tick'] for r in per_seed)
+    res['retries'] = bench.retries       # runs re-run after recording too little
     res['per_seed'] = per_seed
     res['targets'] = {k: t for k, (t, _) in TARGETS.items()}
     res['targets_met'] = targets_met(res)
