@@ -91,7 +91,8 @@ def test_median_and_worst_follow_the_per_seed_figures():
 def test_the_docs_show_the_committed_results():
     """docs/cerebellum.md's "Last measured" is the rendering of docs/measured/tremor_*.json
     (``neurovla bench tremor --write-docs``): the figures cannot drift from the runs."""
-    paths = [os.path.join(ROOT, 'docs', 'measured', f'tremor_{g}.json') for g in ('full', 'minimal')]
+    paths = [os.path.join(ROOT, 'docs', 'measured', f'tremor_{g}.json')
+             for g in ('full', 'minimal')]
     results = [json.load(open(p)) for p in paths]
     assert [r['graph'] for r in results] == ['full', 'minimal']
     for r in results:

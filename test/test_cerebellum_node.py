@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import spin_until
 
+from neurovla_ros import robot
 from neurovla_ros.cerebellum.estimator import GRAVITY
 from neurovla_ros.robot.transforms import matrix_to_quat_xyzw
-from neurovla_ros import robot
 
 MODEL = robot.load()
 HOME = MODEL.home_pose()

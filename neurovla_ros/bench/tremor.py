@@ -7,8 +7,8 @@ the table), spinal, cerebellum and the cortex planning on the camera images in `
 (plans and diagnostics, no goals: it loads the machine as in a bringup while this process
 plays the VLA) - at ``--speed 1`` (real time on the wall clock, as a bringup; below 1 every
 node follows /clock). ``--graph minimal``: sim (no camera, no objects) + spinal + cerebellum,
-the setting of the earlier benchmark. The spinal reflex is off unless ``--spinal-reflex`` (a withdrawal would
-end a run's motion; reflexes are ``bench reflex``'s subject).
+the setting of the earlier benchmark. The spinal reflex is off unless ``--spinal-reflex`` (a
+withdrawal would end a run's motion; reflexes are ``bench reflex``'s subject).
 
 Per seed (``--seeds``; none of them a tuning seed): a scenario drawn from the seed
 (:meth:`neurovla_ros.cerebellum.scenario.Scenario.draw`: the tcp path, the tremor's frequency,
@@ -156,13 +156,13 @@ class Recorder:
         self.switch_t = None
         self.recording = False
         self.sim_t = 0.0
-        node.create_subscription(JointState, '/joint_states', self._on_js, SENSOR_QOS, raw=True)
-        node.create_subscription(Imu, '/imu/data', self._on_imu, SENSOR_QOS, raw=True)
+        node.create_subscription(JointState, 'joint_states', self._on_js, SENSOR_QOS, raw=True)
+        node.create_subscription(Imu, 'imu/data', self._on_imu, SENSOR_QOS, raw=True)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, COMMAND_QOS)
-        node.create_subscription(WrenchStamped, '/sim/disturbance', self._on_dist, COMMAND_QOS)
-        self.goal_pub = node.create_publisher(PoseStamped, '/cortex/goal_pose', COMMAND_QOS)
+        node.create_subscription(WrenchStamped, 'sim/disturbance', self._on_dist, COMMAND_QOS)
+        self.goal_pub = node.create_publisher(PoseStamped, 'cortex/goal_pose', COMMAND_QOS)
         self.PoseStamped = PoseStamped
-        self.reset_client = node.create_client(Trigger, '/sim/reset')
+        self.reset_client = node.create_client(Trigger, 'sim/reset')
         self.Trigger = Trigger
         self.sim_params = AsyncParameterClient(node, 'sim')
 
@@ -293,8 +293,8 @@ class Bench:
         if not ok:
             raise RuntimeError(f'the graph did not come up: {sorted(rec.diag)}; logs in '
                                f'{out_dir()}/tremor_*.log')
-        if self.node.count_publishers('/joint_states') != 1:
-            raise RuntimeError(f'{self.node.count_publishers("/joint_states")} publishers of '
+        if self.node.count_publishers('joint_states') != 1:
+            raise RuntimeError(f'{self.node.count_publishers("joint_states")} publishers of '
                                f'/joint_states in domain {self.domain}: not alone')
         log(f'graph {self.args.graph} up after {time.monotonic() - t0:.0f} s (domain '
             f'{self.domain}): {", ".join(self.graph.names())}')
@@ -557,22 +557,27 @@ def plot(path: str, scn: sc.Scenario, m: dict, switch: dict | None, per_seed: li
 
 # ---------------------------------------------------------------- docs
 def docs_section(results: list[dict]) -> str:
-    """docs/cerebellum.md's "Last measured" section from bench JSON results."""
+    """docs/cerebellum.md's "Last measured" section from bench JSON results: one table, the
+    graphs side by side (median over seeds, worst seed, target met)."""
+    def num(v):
+        return '' if v is None else f'{v:.4g}'
     lines = [DOCS_BEGIN, '']
     for r in results:
-        met = r.get('targets_met', {})
-        lines.append(f'`neurovla bench tremor --graph {r["graph"]} --speed {r["speed"]:g}` '
-                     f'({r.get("date", "")}, seeds {", ".join(map(str, r["seeds"]))}; '
-                     f'ruckig cut-off {r.get("ruckig_lowpass_hz", float("nan")):g} Hz):')
-        lines += ['', '| figure | median | worst seed | target | met |', '|---|---|---|---|---|']
-        for k, (target, kind) in TARGETS.items():
-            worst = r.get(f'{k}_worst')
-            lines.append(f'| `{k}` | {r.get(k, float("nan")):.4g} | '
-                         f'{"" if worst is None else f"{worst:.4g}"} | '
-                         f'{"<=" if kind == "max" else ">="} {target:g} | '
-                         f'{"yes" if met.get(k) else "**no**"} |')
-        lines.append('')
-    lines.append(DOCS_END)
+        lines.append(f'- `neurovla bench tremor --graph {r["graph"]} --speed {r["speed"]:g}`: '
+                     f'{r.get("date", "")}, seeds {", ".join(map(str, r["seeds"]))}, ruckig '
+                     f'cut-off {r.get("ruckig_lowpass_hz", float("nan")):g} Hz'
+                     + (f', {r["wall_s"] / 60:.1f} min' if 'wall_s' in r else ''))
+    head = ['figure', 'target']
+    for r in results:
+        head += [f'{r["graph"]}: median', f'{r["graph"]}: worst seed', f'{r["graph"]}: met']
+    lines += ['', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for k, (target, kind) in TARGETS.items():
+        row = [f'`{k}`', f'{"<=" if kind == "max" else ">="} {target:g}']
+        for r in results:
+            row += [num(r.get(k, float('nan'))), num(r.get(f'{k}_worst')),
+                    'yes' if r.get('targets_met', {}).get(k) else '**no**']
+        lines.append('| ' + ' | '.join(row) + ' |')
+    lines += ['', DOCS_END]
     return '\n'.join(lines)
 
 
@@ -679,6 +684,7 @@ def main(argv=None) -> int:
     longest = max(s.duration for s in scns.values()) + 5.0
     log(f'graph {args.graph}, speed {args.speed:g}, seeds {list(args.seeds)}, '
         f'{"tuning" if args.tune else "runs " + ", ".join([*RUNS, "switch"][:5 - args.no_switch])}')
+    wall0 = time.monotonic()
     bench = Bench(args, longest)
     try:
         if args.tune:
@@ -725,6 +731,7 @@ def main(argv=None) -> int:
            'date': time.strftime('%Y-%m-%d'), 'ruckig_lowpass_hz': default_cutoff(),
            'goal_noise_mm': args.noise_mm, 'spinal_reflex': args.spinal_reflex}
     res.update(summary(per_seed, TARGETS))
+    res['wall_s'] = time.monotonic() - wall0      # the whole benchmark, graph start included
     cpu = [r['runs']['cerebellum']['cpu_share'] for r in per_seed]
     res['cpu_share_cerebellum_run'] = {k: float(np.median([c[k] for c in cpu])) for k in cpu[0]}
     res['compiled_tick'] = all(r['runs']['cerebellum']['compiled_tick'] for r in per_seed)
@@ -737,10 +744,11 @@ def main(argv=None) -> int:
     plot(path, *first, per_seed)
     res['plot'] = path
     np.savez_compressed(os.path.join(out_dir(), f'tremor_{args.graph}.npz'), **raw)
-    with open(os.path.join(out_dir(), f'tremor_{args.graph}.json'), 'w') as f:
+    res['json'] = os.path.join(out_dir(), f'tremor_{args.graph}.json')
+    with open(res['json'], 'w') as f:
         json.dump(res, f, indent=1, default=float)
     log(', '.join(f'{k} {res.get(k, math.nan):.4g}' for k in TARGETS))
-    emit(res)
+    emit({k: v for k, v in res.items() if k != 'per_seed'})   # per seed: in the JSON file
     return 0
 
 

@@ -42,7 +42,6 @@ import numpy as np
 from .ops import cabs, cmatvec, cnorm
 from .state import Shared
 
-
 # status codes (diagnostics)
 IDLE, ADAPTING, HOLDING, BACKOFF = 'idle', 'adapting', 'holding', 'backoff'
 STATES = (IDLE, ADAPTING, HOLDING, BACKOFF)

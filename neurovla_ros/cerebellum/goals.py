@@ -117,7 +117,8 @@ class GoalIntake(Shared):
         self.accepted += 1
         return True, ''
 
-    def accept_pose_goal(self, now: float, position, quat_xyzw, frame: str = '') -> tuple[bool, str]:
+    def accept_pose_goal(self, now: float, position, quat_xyzw,
+                         frame: str = '') -> tuple[bool, str]:
         """A tcp pose goal in base_link: position [m], orientation quaternion (x, y, z, w)."""
         if frame not in BASE_FRAMES:
             return self._refuse(f'pose goal rejected: frame {frame!r} is not base_link')

@@ -44,20 +44,30 @@ import sys
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import AccelStamped, PoseStamped, TwistStamped
-from rclpy.node import Node
 from rclpy._rclpy_pybind11 import RCLError
-from builtin_interfaces.msg import Time
+from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from .. import robot
 from ..common import realtime
 from ..common.cdr import ImuReader, JointStateReader, read_stamp
-from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              LatestSample, Throttled, declare_params, decoder,
-                              diagnostic_status, joint_state_template, run)
+from ..common.rosutil import (
+    COMMAND_QOS,
+    LATEST_QOS,
+    SENSOR_QOS,
+    LatestSample,
+    Throttled,
+    cap_torch_threads,
+    declare_params,
+    decoder,
+    diagnostic_status,
+    joint_state_template,
+    run,
+)
 from ..robot.transforms import matrix_to_quat_xyzw
 from .core import Cerebellum
 from .params import NODE_NAME, PARAMS, CerebellumConfig
@@ -157,7 +167,8 @@ class CerebellumNode(Node):
         self.get_logger().info(
             f'cerebellum: reference on {p.reference_topic} at {p.rate_hz:g} Hz, smoothing '
             f'{p.smoothing}{", tremor canceller" if p.tremor_enabled else ""}'
-            f'{" (C tick)" if self.core.compiled else " (numpy tick: the C extension is not built)"}')
+            + (' (C tick)' if self.core.compiled
+               else ' (numpy tick: the C extension is not built)'))
 
     # ---------------------------------------------------------------- parameters
     @background
