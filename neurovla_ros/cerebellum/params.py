@@ -33,10 +33,10 @@ PARAMS: list[Param] = [
           'trajectory generator with the same limits, no cancellation; what MoveIt Servo '
           'users run); the baselines of the tremor benchmark',
           choices=('cerebellum', 'linear', 'ruckig')),
-    Param('ruckig_lowpass_hz', 1.5,
+    Param('ruckig_lowpass_hz', 2.0,
           'smoothing ruckig: cut-off of the second-order Butterworth low-pass on the goals '
-          '[Hz] (tuned by `neurovla bench tremor --tune` on tuning seeds)', 0.05, 100.0,
-          read_only=True),
+          '[Hz] (2.0: `neurovla bench tremor --tune` on its tuning seeds 101-103, full graph; '
+          'docs/measured/tremor_tune.json)', 0.05, 100.0, read_only=True),
     # ---- sensors ----
     Param('joint_timeout', 0.05,
           '/joint_states older than this is stale: hold the reference, stop adapting [s]',
