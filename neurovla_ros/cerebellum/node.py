@@ -408,7 +408,8 @@ class CerebellumNode(Node):
                       after_tick_us_p99=float(np.percentile(self._after_us[:n], 99)) if n
                       else 0.0,
                       after_tick_us_max=float(self._after_us[:n].max()) if n else 0.0,
-                      compiled_tick=core.compiled, ticks_total=self._ticks_total)
+                      compiled_tick=core.compiled, ticks_total=self._ticks_total,
+                      mode=core.cfg.smoothing)   # cerebellum | linear | ruckig
         values.update({f'rejected_{k}': v for k, v in self._rejected.items()})
         if core.intake.last_rejection:
             values['last_rejection'] = core.intake.last_rejection
