@@ -17,8 +17,11 @@ setup(
         ('share/' + PACKAGE + '/urdf', glob('urdf/*')),
         ('share/' + PACKAGE + '/config', glob('config/*')),
     ],
-    # the spinal controller's 1 kHz tick in C (a numpy reference of the same code is the fallback)
+    # the spinal controller's 1 kHz tick and the cerebellum's tick in C (numpy references of the
+    # same code are the fallback)
     ext_modules=[Extension('neurovla_ros.spinal._core', ['neurovla_ros/spinal/_core.c'],
+                           extra_compile_args=['-O2', '-ffp-contract=off']),
+                 Extension('neurovla_ros.cerebellum._tick', ['neurovla_ros/cerebellum/_tick.c'],
                            extra_compile_args=['-O2', '-ffp-contract=off'])],
     install_requires=['setuptools'],
     zip_safe=False,

@@ -141,13 +141,13 @@ def test_no_tremor_no_correction():
 def test_forward_model_predicts_the_simulated_arm_under_the_spinal_layer():
     """The real MuJoCo body under the real spinal controller: a 7 Hz reference wiggle on each
     wrist joint shows up in the joint velocity as the forward model predicts (coupling incl.)."""
-    from neurovla_ros.cerebellum.core import CerebellumConfig, servo_model
     from neurovla_ros import robot
+    from neurovla_ros.cerebellum.forward_model import spinal_servo_model
     from neurovla_ros.sim.world import World
     from neurovla_ros.spinal.controller import SpinalController
     rm = robot.load()
     q0 = rm.home_pose()
-    fm = servo_model(rm, CerebellumConfig(loop_delay=0.002))
+    fm = spinal_servo_model(rm, delay=0.002)
     fm.set_configuration(q0)
     f, amp = 7.0, 0.004
     world = World(seed=0, n_objects=0)

@@ -1,7 +1,7 @@
 """The whole chain over real DDS, each node in its own process: the MuJoCo body with a 7 Hz
 tremor torque on the wrist, the spinal layer, the cerebellum. The reference reaches the spinal
 layer (it follows it), and the tremor the IMU measures drops once the cerebellum's canceller is
-switched on (same run, bypass -> on, through the node's parameter service)."""
+switched on (same run, smoothing linear -> cerebellum, through the node's parameter service)."""
 import time
 
 import numpy as np
@@ -28,7 +28,7 @@ def test_reference_reaches_the_spinal_layer_and_the_tremor_drops(ros_process, rc
                                               'n_objects': 0, 'tremor_amplitude': 1.0,
                                               'tremor_frequency_hz': TREMOR_HZ}),
         ros_process('neurovla_ros.spinal.node', {**sim_time, 'reflex_enabled': False}),
-        ros_process('neurovla_ros.cerebellum.node', {**sim_time, 'bypass': True}),
+        ros_process('neurovla_ros.cerebellum.node', {**sim_time, 'smoothing': 'linear'}),
     ]
     node = rclpy_node
     gyro, diag, refs = [], {}, [0]
@@ -64,20 +64,20 @@ def test_reference_reaches_the_spinal_layer_and_the_tremor_drops(ros_process, rc
     off = measure(2.0)
     client = AsyncParameterClient(node, 'cerebellum')
     assert client.wait_for_services(10.0)
-    fut = client.set_parameters([Parameter('bypass', value=False)])
+    fut = client.set_parameters([Parameter('smoothing', value='cerebellum')])
     assert spin_until(node, fut.done, 10.0) and fut.result().results[0].successful
 
     def adapting():
         c = diag.get('cerebellum', {})
-        return c.get('mode') == 'cerebellum' and c.get('canceller_state') == 'adapting'
+        return c.get('smoothing') == 'cerebellum' and c.get('canceller_state') == 'adapting'
 
     assert spin_until(node, adapting, 20.0), diag.get('cerebellum')
     measure(1.5)
     on = measure(2.0)
     c = diag['cerebellum']
-    print(f'4-12 Hz gyro power: bypass {off:.4g}, cerebellum {on:.4g} '
+    print(f'4-12 Hz gyro power: linear {off:.4g}, cerebellum {on:.4g} '
           f'({10 * np.log10(off / on):.1f} dB)')
     assert abs(float(c["tremor_frequency_hz"]) - TREMOR_HZ) < 0.5, c
-    assert on < 0.3 * off, f'4-12 Hz gyro power: bypass {off:.3g}, cerebellum {on:.3g}; {c}'
+    assert on < 0.3 * off, f'4-12 Hz gyro power: linear {off:.3g}, cerebellum {on:.3g}; {c}'
     assert spinal_mode() == 'follow'
     assert all(p.poll() is None for p in procs)

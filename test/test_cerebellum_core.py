@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from neurovla_ros import robot
-from neurovla_ros.cerebellum.core import Cerebellum, CerebellumConfig, config_from
+from neurovla_ros.cerebellum.core import Cerebellum
 from neurovla_ros.cerebellum.estimator import GRAVITY, StateEstimator
-from neurovla_ros.cerebellum.params import NODE_ONLY, PARAMS
+from neurovla_ros.cerebellum.params import NODE_ONLY, PARAMS, CerebellumConfig
 from neurovla_ros.cerebellum.shaping import GoalFilter, JerkLimitedTracker
 from neurovla_ros.robot.transforms import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
@@ -189,7 +189,7 @@ def test_goal_filter_restarts_on_a_new_motion():
     gf.add(0.0, [0.0, 0.0])
     gf.add(0.1, [1.0, 0.0])  # far from the prediction: a new goal, not jitter
     p, v = gf.sample(0.1)
-    assert p == [1.0, 0.0] and v == [0.0, 0.0]
+    assert p.tolist() == [1.0, 0.0] and v.tolist() == [0.0, 0.0]
 
 
 # ---------------------------------------------------------------- the core: goals and safety
@@ -199,6 +199,7 @@ def started(cfg=None, t=0.0):
     cb.set_joints(t, HOME, np.zeros(6))
     cb.set_imu(t, np.zeros(3), f, matrix_to_quat_xyzw(r))
     cb.tick(t, 0.002)
+    cb.after_tick()
     return cb, r, f
 
 
@@ -207,6 +208,7 @@ def feed(cb, t, r, f, q=None, imu=True, qd=None):
     if imu:
         cb.set_imu(t, np.zeros(3), f, matrix_to_quat_xyzw(r))
     cb.tick(t, 0.002)
+    cb.after_tick()
 
 
 def test_bad_goals_are_refused_with_a_reason():
@@ -227,7 +229,7 @@ def test_bad_goals_are_refused_with_a_reason():
     ]
     for ok, why in bad:
         assert not ok and why
-    assert cb.rejected == len(bad)
+    assert cb.intake.rejected == len(bad)
     # nothing moved
     feed(cb, 0.002, r, f)
     np.testing.assert_allclose(cb.ref_pos, HOME, atol=1e-9)
@@ -309,19 +311,21 @@ def test_trajectory_goal_is_followed():
     np.testing.assert_allclose(cb.ref_pos, pts[-1], atol=2e-3)
 
 
-def test_parameters_mirror_the_config():
+def test_the_config_is_made_from_the_parameter_schema():
+    """One source of names and defaults: every parameter but the node-only ones is a field,
+    with the parameter's default."""
     cfg = CerebellumConfig()
+    fields = set(vars(cfg))
+    assert fields == {p.name for p in PARAMS} - set(NODE_ONLY)
     for p in PARAMS:
-        if p.name in NODE_ONLY:
-            continue
-        assert hasattr(cfg, p.name), p.name
-        assert getattr(cfg, p.name) == p.default, p.name
-    c = config_from({'rate_hz': 250.0, 'unrelated': 1})
-    assert c.rate_hz == 250.0
+        if p.name not in NODE_ONLY:
+            assert getattr(cfg, p.name) == p.default, p.name
+    c = CerebellumConfig.from_values({'rate_hz': 250.0, 'unrelated': 1})
+    assert c.rate_hz == 250.0 and c.max_jerk == cfg.max_jerk
 
 
-def test_bypass_holds_the_measured_pose_until_a_goal_then_interpolates():
-    cb, r, f = started(CerebellumConfig(bypass=True))
+def test_linear_baseline_holds_the_measured_pose_until_a_goal_then_interpolates():
+    cb, r, f = started(CerebellumConfig(smoothing='linear'))
     t = 0.0
     for _ in range(100):
         t += 0.002
@@ -334,3 +338,44 @@ def test_bypass_holds_the_measured_pose_until_a_goal_then_interpolates():
         feed(cb, t, r, f, q=cb.ref_pos.copy())
     np.testing.assert_allclose(cb.ref_pos, goal, atol=1e-9)
     assert cb.canceller.weight_norm == 0.0
+
+
+def test_ruckig_baseline_follows_the_low_passed_goal_within_the_limits():
+    """smoothing ruckig (Butterworth low-pass + Ruckig, re-targeted every tick): it reaches a
+    goal step with velocity, acceleration and jerk inside the tracker's limits (finite
+    differences of the reference itself), holds when the sensors go stale, never cancels."""
+    cb, r, f = started(CerebellumConfig(smoothing='ruckig', ruckig_lowpass_hz=2.0))
+    tr = cb.tracker
+    t, dt = 0.0, 0.002
+    goal = HOME + np.array([0.3, -0.2, 0.2, 0.3, -0.3, 0.25])
+    assert cb.accept_joint_goal(t, goal)[0]
+    xs = []
+    for _ in range(2500):
+        t += dt
+        feed(cb, t, r, f, q=cb.ref_pos.copy())
+        xs.append(cb.ref_pos.copy())
+    np.testing.assert_allclose(cb.ref_pos, goal, atol=1e-4)
+    x = np.array(xs)
+    v = np.diff(x, axis=0) / dt
+    a = np.diff(v, axis=0) / dt
+    j = np.diff(a, axis=0) / dt
+    assert np.all(np.abs(v).max(axis=0) <= tr.vmax * 1.001)
+    assert np.all(np.abs(a).max(axis=0) <= tr.amax * 1.01)
+    assert np.all(np.abs(j).max(axis=0) <= tr.jmax * 1.01)
+    assert np.abs(v).max() > 0.5 * tr.vmax.min()     # it moved at speed, not crawled
+    assert cb.follower.errors == 0 and cb.canceller.weight_norm == 0.0
+    # a new goal, then the IMU goes stale: Ruckig brakes to a stop at the same limits
+    assert cb.accept_joint_goal(t, HOME)[0]
+    for _ in range(200):
+        t += dt
+        feed(cb, t, r, f, q=cb.ref_pos.copy())
+    assert np.abs(cb.ref_vel).max() > 0.1
+    stopped = []
+    for _ in range(1000):
+        t += dt
+        feed(cb, t, r, f, q=cb.ref_pos.copy(), imu=False)
+        stopped.append(cb.ref_pos.copy())
+    assert cb.holding and np.abs(cb.ref_vel).max() < 1e-9
+    s = np.array(stopped)
+    assert np.abs(np.diff(s, 2, axis=0) / dt ** 2).max() <= tr.amax.max() * 1.01
+    np.testing.assert_allclose(s[-1], s[-100], atol=1e-12)

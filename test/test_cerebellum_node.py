@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import spin_until
 
+from neurovla_ros import robot
 from neurovla_ros.cerebellum.estimator import GRAVITY
 from neurovla_ros.robot.transforms import matrix_to_quat_xyzw
-from neurovla_ros import robot
 
 MODEL = robot.load()
 HOME = MODEL.home_pose()
@@ -115,3 +115,34 @@ def test_reference_goals_rejections_and_stale_imu(arm):
     np.testing.assert_allclose(st['refs'][-1][2], goal, atol=2e-3)
     assert np.max(np.abs(st['refs'][-1][3])) < 1e-6
     assert proc.poll() is None, 'the node must not crash on bad input'
+
+
+def test_work_outside_the_tick_drops_to_the_background_priority():
+    """``@background``: a callback of the tick's thread (FIFO realtime_priority) runs at
+    background_priority and returns to the tick's; a thread under the normal scheduler (rclpy's
+    timer thread) is left alone. In a child process: the policy must not leak into pytest."""
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent('''
+        import threading
+        from neurovla_ros.common import realtime
+        from neurovla_ros.cerebellum.node import background
+        class Node:
+            _bg = 60
+            @background
+            def work(self, seen):
+                seen.append(realtime.current_priority())
+        problem = realtime.make_realtime(90)
+        seen = []
+        Node().work(seen)
+        seen.append(realtime.current_priority())
+        t = threading.Thread(target=lambda: (Node().work(seen),
+                                             seen.append(realtime.current_priority())))
+        t.start(); t.join()
+        print(problem or 'ok', *seen)
+    ''')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=60).stdout.split()
+    assert out[0] == 'ok', out           # the tests run as root (CI too)
+    assert out[1:] == ['60', '90', '0', '0']

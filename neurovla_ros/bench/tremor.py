@@ -1,29 +1,49 @@
-"""``neurovla bench tremor``: the cerebellum on the real DDS graph (sim + spinal + cerebellum).
+"""``neurovla bench tremor``: the cerebellum in the graph a user runs, against the smoothing a
+user would run instead.
 
-Each run starts the three nodes as separate processes (simulated time, ``--speed`` sim seconds
-per wall second; every node follows /clock). This process plays a VLA cortex: pose goals on
-/cortex/goal_pose at 10 Hz along a multi-waypoint path over the table, with Gaussian position
-noise and arrival jitter ("intention tremor"), timed on the simulation clock; the body adds an
-oscillating torque on the wrist joints (``--tremor-nm`` at ``--tremor-hz``). It records
-/joint_states and /imu/data at 1 kHz.
+Graph (``--graph full``, the default): what ``neurovla bringup`` starts (``runner.NodeGraph``:
+each node in its own process on the packaged parameters file) - the sim (camera on, objects on
+the table), spinal, cerebellum and the cortex planning on the camera images in ``dry_run``
+(plans and diagnostics, no goals: it loads the machine as in a bringup while this process
+plays the VLA) - at ``--speed 1`` (real time on the wall clock, as a bringup; below 1 every
+node follows /clock). ``--graph minimal``: sim (no camera, no objects) + spinal + cerebellum,
+the setting of the earlier benchmark. The spinal reflex is off unless ``--spinal-reflex`` (a
+withdrawal would end a run's motion; reflexes are ``bench reflex``'s subject).
 
-Runs, same seed and goals:
-1. ``off``: the cerebellum bypassed (``bypass``: plain linear interpolation of the goals, no
-   filtering, no cancellation) - the baseline;
-2. ``on``: the cerebellum (goal shaping + adaptive tremor cancellation);
-3. ``switch``: the cerebellum, the tremor frequency changing to ``--tremor-hz-2`` mid-way.
+Per seed (``--seeds``; none of them a tuning seed): a scenario drawn from the seed
+(:meth:`neurovla_ros.cerebellum.scenario.Scenario.draw`: the tcp path, the tremor's frequency,
+amplitude and joint pattern, the goal noise), played as pose goals on /cortex/goal_pose at
+10 Hz with Gaussian noise and arrival jitter, timed on the clock of /joint_states. Runs, each
+from the same start (sim reset, then a fresh cerebellum process), same goals, same limits:
 
-Metrics (``neurovla_ros.cerebellum.scenario``): ``jerk_reduction`` = 1 - RMS tcp jerk on/off
-(tcp from the encoders through the URDF kinematics, low-passed at 30 Hz);
-``tremor_band_db`` = 4-12 Hz IMU gyro power off/on [dB] once adapted; ``rmse_ratio`` = tcp
-error against the intended (noise-free) path on/off; ``time_to_goal_ratio`` (last waypoint,
-within 1.5 cm for 0.25 s); ``readapt_s`` = time after the switch until the IMU band RMS is back
-below twice its pre-switch level. Writes bench_out/tremor.png (spectra, trajectories, the
-re-adaptation) and bench_out/tremor.npz. The last stdout line is the JSON result.
+1. ``linear``: ``smoothing: linear`` - plain linear interpolation of the goals;
+2. ``ruckig``: ``smoothing: ruckig`` - the goals through a Butterworth low-pass, then Ruckig
+   re-targeted every tick with the cerebellum's velocity, acceleration and jerk limits (what
+   MoveIt Servo's smoothing does); its cut-off ``ruckig_lowpass_hz`` tuned by ``--tune`` on
+   ``TUNING_SEEDS`` for the lowest jerk at a tracking error no worse than the cerebellum's;
+3. ``shaping``: the cerebellum with its tremor canceller off (``tremor_enabled: false``);
+4. ``cerebellum``: everything on;
+5. ``switch``: the cerebellum, the tremor frequency changing half-way (re-adaptation).
+
+Metrics per seed (:mod:`neurovla_ros.cerebellum.scenario`): RMS tcp jerk (tcp from the
+encoders through the URDF kinematics, low-passed at 30 Hz), tracking RMSE against the intended
+(noise-free) path, time to the last waypoint (within 1.5 cm for 0.25 s), 4-12 Hz IMU gyro
+power once adapted (after 3 s), re-adaptation time after the switch (IMU band RMS back below
+twice its pre-switch level); the cerebellum's tick p99 over the run (its /diagnostics) and the
+share of 1 ms physics steps that received a spinal command. Ratios: ``jerk_vs_ruckig``,
+``rmse_vs_ruckig``, ``time_to_goal_vs_ruckig`` (cerebellum / ruckig), ``jerk_reduction``
+(1 - cerebellum / linear), ``tremor_band_db_vs_shaping`` (shaping / cerebellum in dB). The
+JSON (last stdout line, also bench_out/tremor_<graph>.json) holds the median over seeds and,
+for the first four ratios, the worst seed (``*_worst``), the per-seed figures, the targets and
+whether they are met. bench_out/tremor_<graph>.png: the four runs' spectra, tcp trajectories
+and tremor level for the first seed, the re-adaptation, every seed's ratios.
+``--write-docs JSON...`` copies such JSON files to docs/measured/ and renders them into
+docs/cerebellum.md's "Last measured" (a test checks that the two agree).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -34,60 +54,124 @@ import numpy as np
 from ..cerebellum import scenario as sc
 from .common import emit, out_dir
 
-TARGETS = {'jerk_reduction': 0.90, 'tremor_band_db': 20.0, 'rmse_ratio': 1.1,
-           'time_to_goal_ratio': 1.2, 'readapt_s': 2.0}
+DEFAULT_SEEDS = (1, 2, 3, 4, 5)
+TUNING_SEEDS = (101, 102, 103)      # --tune only: never reported
+RUNS = {   # run -> cerebellum parameters
+    'linear': {'smoothing': 'linear'},
+    'ruckig': {'smoothing': 'ruckig'},
+    'shaping': {'smoothing': 'cerebellum', 'tremor_enabled': False},
+    'cerebellum': {'smoothing': 'cerebellum', 'tremor_enabled': True},
+}
+# key -> (target, 'max' | 'min'): the median over seeds must be at most / at least the target
+TARGETS = {'jerk_vs_ruckig': (0.5, 'max'), 'rmse_vs_ruckig': (1.1, 'max'),
+           'tremor_band_db_vs_shaping': (20.0, 'min'), 'jerk_reduction': (0.90, 'min'),
+           'time_to_goal_vs_ruckig': (1.2, 'max'), 'readapt_s': (2.0, 'max'),
+           'cerebellum_tick_us_p99': (300.0, 'max'), 'spinal_on_time_fraction': (0.99, 'min')}
+WORST = ('jerk_vs_ruckig', 'rmse_vs_ruckig', 'jerk_reduction', 'tremor_band_db_vs_shaping')
+SETTLE = 3.0            # [s] the canceller has adapted: the band power is measured after it
+HOMING = 2.5            # [s] after a run: goals at the home tcp, not recorded
+RECORDER_PRIORITY = 30  # FIFO: above the cortex (20) and the camera, below the control loops
+TRIES = 2               # a run that recorded too little (the machine was starved) is re-run
+DOCS_BEGIN = '<!-- bench tremor: begin (neurovla bench tremor --write-docs) -->'
+DOCS_END = '<!-- bench tremor: end -->'
 
 
 def log(msg: str) -> None:
     print(f'[bench tremor] {msg}', file=sys.stderr, flush=True)
 
 
-def graph(domain, speed, tremor_nm, tremor_hz, bypass, reflex, seed):
-    """sim + spinal + cerebellum as bringup starts them (``runner.NodeGraph``, no cortex),
-    on sim time, in DDS ``domain``; logs in bench_out/tremor_<node>.log."""
-    from ..runner import NodeGraph
-    return NodeGraph({'use_sim_time': True}, skip=('cortex',), domain=domain,
-                     log=os.path.join(out_dir(), 'tremor_{name}.log'), overrides={
-                         'sim': {'speed': float(speed), 'camera_enabled': False, 'n_objects': 0,
-                                 'seed': seed, 'tremor_amplitude': float(tremor_nm),
-                                 'tremor_frequency_hz': float(tremor_hz)},
-                         'spinal': {'reflex_enabled': bool(reflex)},
-                         'cerebellum': {'bypass': bool(bypass)}}).start()
+class Graph:
+    """The nodes as bringup starts them (``runner.NodeGraph``: the packaged parameters file,
+    plus the bench's overrides), each in its own process group: the body and the brain but the
+    cerebellum once, the cerebellum afresh for each run (:meth:`start_cerebellum`)."""
+
+    def __init__(self, domain: int, kind: str, speed: float, seed: int, reflex: bool):
+        from ..runner import NodeGraph
+        values = {'headless': True, 'use_sim_time': speed != 1.0}
+        log = os.path.join(out_dir(), 'tremor_{name}.log')
+        self._graph = lambda only, overrides: NodeGraph(
+            values, overrides=overrides, only=only, domain=domain, log=log, log_mode='a')
+        sim = {'seed': seed, 'tremor_amplitude': 0.0}
+        if speed != 1.0:
+            sim['speed'] = float(speed)
+        if kind == 'minimal':
+            sim.update(camera_enabled=False, n_objects=0)
+        overrides = {'sim': sim, 'spinal': {'reflex_enabled': reflex}}
+        if kind == 'full':
+            overrides['cortex'] = {'dry_run': True}
+        self.body = self._graph(tuple(overrides), overrides).start()
+        self.cerebellum = None
+
+    def start_cerebellum(self, params: dict) -> None:
+        self.cerebellum = self._graph(('cerebellum',), {'cerebellum': params}).start()
+
+    def stop_cerebellum(self) -> None:
+        if self.cerebellum is not None:
+            self.cerebellum.stop()
+            self.cerebellum = None
+
+    def _graphs(self):
+        return [g for g in (self.body, self.cerebellum) if g is not None]
+
+    def dead(self) -> list[str]:
+        return [p.name for g in self._graphs() for p in g.dead()]
+
+    def alive(self) -> bool:
+        return not self.dead()
+
+    def names(self) -> list[str]:
+        return [n for g in self._graphs() for n in g.names]
+
+    def cpu_seconds(self) -> dict[str, float]:
+        return {k: v for g in self._graphs() for k, v in g.cpu_seconds().items()}
+
+    def stop(self) -> None:
+        self.stop_cerebellum()
+        self.body.stop()
 
 
 class Recorder:
-    """The bench's ROS side: raw 1 kHz subscriptions, goal publisher, diagnostics."""
+    """The bench's ROS side: raw 1 kHz subscriptions, goal publisher, diagnostics, the sim's
+    reset service and parameters."""
 
     def __init__(self, node, capacity: int):
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped, WrenchStamped
+        from rclpy.parameter_client import AsyncParameterClient
         from sensor_msgs.msg import Imu, JointState
+        from std_srvs.srv import Trigger
 
         from ..common.cdr import ImuReader, JointStateReader
-        from ..common.rosutil import COMMAND_QOS, LATEST_QOS, SENSOR_QOS
+        from ..common.rosutil import COMMAND_QOS, SENSOR_QOS
         self.node = node
         self.js = JointStateReader()
         self.imu = ImuReader()
         self.t_js = np.zeros(capacity)
         self.q = np.zeros((capacity, 6))
-        self.n_js = 0
         self.t_imu = np.zeros(capacity)
         self.gyro = np.zeros((capacity, 3))
-        self.n_imu = 0
-        self.refs = 0
-        self.diag = {}
-        self.diag_log = []
+        self.n_js = self.n_imu = 0
+        self.diag: dict[str, dict] = {}
+        self.sim_diag: list[tuple] = []       # (steps, accepted commands, watchdog trips)
         self.switch_t = None
         self.recording = False
         self.sim_t = 0.0
-        node.create_subscription(JointState, '/joint_states', self._on_js, SENSOR_QOS, raw=True)
-        node.create_subscription(Imu, '/imu/data', self._on_imu, SENSOR_QOS, raw=True)
-        node.create_subscription(JointState, '/cerebellum/reference', self._on_ref, LATEST_QOS,
-                                 raw=True)
+        node.create_subscription(JointState, 'joint_states', self._on_js, SENSOR_QOS, raw=True)
+        node.create_subscription(Imu, 'imu/data', self._on_imu, SENSOR_QOS, raw=True)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, COMMAND_QOS)
-        node.create_subscription(WrenchStamped, '/sim/disturbance', self._on_dist, COMMAND_QOS)
-        self.goal_pub = node.create_publisher(PoseStamped, '/cortex/goal_pose', COMMAND_QOS)
+        node.create_subscription(WrenchStamped, 'sim/disturbance', self._on_dist, COMMAND_QOS)
+        self.goal_pub = node.create_publisher(PoseStamped, 'cortex/goal_pose', COMMAND_QOS)
         self.PoseStamped = PoseStamped
+        self.reset_client = node.create_client(Trigger, 'sim/reset')
+        self.Trigger = Trigger
+        self.sim_params = AsyncParameterClient(node, 'sim')
+
+    def start(self) -> None:
+        """A new run: empty buffers, no cerebellum seen yet."""
+        self.n_js = self.n_imu = 0
+        self.diag.pop('cerebellum', None)
+        self.sim_diag.clear()
+        self.switch_t = None
 
     def _on_js(self, buf):
         t = self.js.read(buf)
@@ -106,16 +190,12 @@ class Recorder:
             self.gyro[self.n_imu] = self.imu.gyro
             self.n_imu += 1
 
-    def _on_ref(self, _buf):
-        self.refs += 1
-
     def _on_diag(self, msg):
         for s in msg.status:
-            self.diag[s.name] = {kv.key: kv.value for kv in s.values} | {'_msg': s.message}
-            if self.recording and s.name in ('cerebellum', 'spinal: controller'):
-                self.diag_log.append((self.sim_t, s.name, s.message,
-                                      self.diag[s.name].get('mode', ''),
-                                      self.diag[s.name].get('canceller_resets', '')))
+            d = self.diag[s.name] = {kv.key: kv.value for kv in s.values} | {'_msg': s.message}
+            if self.recording and s.name == 'sim: physics':
+                self.sim_diag.append((int(d['steps']), int(d['accepted_commands']),
+                                      int(d['effort_watchdog_trips'])))
 
     def _on_dist(self, msg):
         if msg.header.frame_id.startswith('tremor'):
@@ -159,87 +239,179 @@ def empty_domain(tries: int = 20):
     raise RuntimeError('no free DDS domain found')
 
 
-def run_once(name, scn, args, switch_hz=0.0):
-    """One run of the scenario on a fresh graph; returns the recorded arrays and status."""
-    import rclpy
-    from rclpy.experimental import EventsExecutor
-    from rclpy.parameter import Parameter
-    from rclpy.parameter_client import AsyncParameterClient
+class Bench:
+    """One graph for the whole benchmark; :meth:`run` plays one scenario with one setting."""
 
-    from ..robot.transforms import matrix_to_quat_xyzw
-    from .. import robot
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    ctx, node, domain = empty_domain()
-    nodes = graph(domain, args.speed, args.tremor_nm, args.tremor_hz, bypass=(name == 'off'),
-                  reflex=args.spinal_reflex, seed=args.seed)
-    ex = EventsExecutor(context=ctx)
-    ex.add_node(node)
-    rec = Recorder(node, int((scn.duration + 5) * 1000 * 1.2))
-    quat = matrix_to_quat_xyzw(robot.load().fk(robot.load().home_pose())[:3, :3])
-    wall0 = time.monotonic()
-    try:
-        def spin_until(pred, timeout):
-            end = time.monotonic() + timeout
-            while time.monotonic() < end:
-                if pred():
-                    return True
-                ex.spin_once(timeout_sec=0.01)
-            return pred()
+    def __init__(self, args, capacity_s: float):
+        from rclpy.experimental import EventsExecutor
 
-        nodes.wait_up(node, 90.0, spin=lambda: ex.spin_once(timeout_sec=0.05))
-        ok = spin_until(lambda: rec.refs > 50 and rec.diag.get('spinal: controller', {})
-                        .get('mode') == 'follow' and 'cerebellum' in rec.diag, 90.0)
-        if node.count_publishers('/joint_states') != 1:
-            raise RuntimeError(f'{name}: {node.count_publishers("/joint_states")} publishers '
-                               f'of /joint_states in domain {domain}: not alone')
-        if not ok or not nodes.alive():
-            raise RuntimeError(f'{name}: the graph did not come up (spinal '
-                               f'{rec.diag.get("spinal: controller", {}).get("mode")}, '
-                               f'{rec.refs} references); logs in {out_dir()}/tremor_*.log')
-        t_up = rec.sim_t
-        spin_until(lambda: rec.sim_t >= t_up + 1.0, 30.0)
-        t0 = rec.sim_t
-        rec.recording = True
-        cpu0 = list(nodes.cpu_seconds().values())     # sim, spinal, cerebellum
-        goals = scn.goals()
-        gi = 0
-        switched = False
-        client = AsyncParameterClient(node, 'sim') if switch_hz else None
-        last_log = 0.0
-        while rec.sim_t < t0 + scn.duration:
-            s = rec.sim_t - t0
-            while gi < len(goals) and goals[gi][0] <= s:
-                rec.goal(goals[gi][1], quat)
-                gi += 1
-            if switch_hz and not switched and s >= scn.switch_time:
-                client.set_parameters([Parameter('tremor_frequency_hz', value=switch_hz)])
-                switched = True
-            if s - last_log >= 2.0:
-                last_log = s
-                c = rec.diag.get('cerebellum', {})
-                log(f'{name}: t {s:4.1f}/{scn.duration:.0f} s, {c.get("_msg", "")}')
-            if not nodes.alive():
-                raise RuntimeError(f'{name}: a node died; logs in {out_dir()}/tremor_*.log')
-            ex.spin_once(timeout_sec=0.005)
-        spin_until(lambda: False, 0.2)
-        rec.recording = False
-        cpu1 = list(nodes.cpu_seconds().values())
-        sim_s = rec.sim_t - t0
-        status = {
-            'cerebellum': dict(rec.diag.get('cerebellum', {})),
-            'spinal': dict(rec.diag.get('spinal: controller', {})),
-            'cpu_share': [(b - a) / max(sim_s / args.speed, 1e-9) for a, b in zip(cpu0, cpu1)],
-            'wall_s': time.monotonic() - wall0,
-            'switch_t': (rec.switch_t - t0) if (switch_hz and rec.switch_t) else None,
-            'diag_log': [(t - t0, *rest) for t, *rest in rec.diag_log],
-        }
+        from .. import robot
+        from ..common import realtime
+        from ..robot.transforms import matrix_to_quat_xyzw
+        os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+        self.args = args
+        self.ctx, self.node, self.domain = empty_domain()
+        self.graph = Graph(self.domain, args.graph, args.speed, args.seeds[0], args.spinal_reflex)
+        self.ex = EventsExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.rec = Recorder(self.node, int(capacity_s * 1000 * 1.2))
+        # the recorder must not lose samples to the cortex's inference; it cannot take time
+        # from the sim, spinal or cerebellum loops (all above it)
+        problem = realtime.make_realtime(RECORDER_PRIORITY)
+        if problem:
+            log(problem)
+        self.retries: list[str] = []
+        model = robot.load()
+        self.quat = matrix_to_quat_xyzw(model.fk(model.home_pose())[:3, :3])
+        try:
+            self._wait_for_graph()
+        except BaseException:
+            self.close()
+            raise
+
+    def spin_until(self, pred, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if pred():
+                return True
+            self.ex.spin_once(timeout_sec=0.01)
+        return pred()
+
+    def _check_alive(self, what: str) -> None:
+        dead = self.graph.dead()
+        if dead:
+            raise RuntimeError(f'{what}: {dead} died; logs in {out_dir()}/tremor_*.log')
+
+    def _wait_for_graph(self) -> None:
+        rec, t0 = self.rec, time.monotonic()
+        need = ['sim: physics', 'spinal: controller']
+        if self.args.graph == 'full':
+            need.append('cortex: planner')
+        ok = self.spin_until(lambda: all(n in rec.diag for n in need) or not self.graph.alive(),
+                             180.0)
+        self._check_alive('start-up')
+        if not ok:
+            raise RuntimeError(f'the graph did not come up: {sorted(rec.diag)}; logs in '
+                               f'{out_dir()}/tremor_*.log')
+        if self.node.count_publishers('joint_states') != 1:
+            raise RuntimeError(f'{self.node.count_publishers("joint_states")} publishers of '
+                               f'/joint_states in domain {self.domain}: not alone')
+        log(f'graph {self.args.graph} up after {time.monotonic() - t0:.0f} s (domain '
+            f'{self.domain}): {", ".join(self.graph.names())}')
+
+    def _call(self, future, what: str):
+        if not self.spin_until(future.done, 15.0):
+            raise RuntimeError(f'{what}: no answer')
+        return future.result()
+
+    def _set_sim(self, **params) -> None:
+        from rclpy.parameter import Parameter
+        res = self._call(self.rec.sim_params.set_parameters(
+            [Parameter(k, value=v) for k, v in params.items()]), 'sim parameters')
+        bad = [r.reason for r in res.results if not r.successful]
+        if bad:
+            raise RuntimeError(f'sim parameters refused: {bad}')
+
+    def measure(self, name: str, scn: sc.Scenario, params: dict, model) -> tuple[dict, dict]:
+        """:meth:`run`, then :func:`metrics`; a run that recorded too little is run again
+        (up to ``TRIES`` in all; each retry is listed in ``retries``). (data, metrics)."""
+        for attempt in range(TRIES):
+            data = self.run(name, scn, params)
+            try:
+                return data, metrics(scn, data, model)
+            except ShortRecording as e:
+                self.retries.append(f'seed {scn.seed} {name}: {e}')
+                log(f'{name}: {e}' + ('; again' if attempt + 1 < TRIES else ''))
+                if attempt + 1 == TRIES:
+                    raise
+
+    def run(self, name: str, scn: sc.Scenario, params: dict) -> dict:
+        """``scn`` with the cerebellum ``params``: sim reset, tremor on, a fresh cerebellum,
+        the goals (and the frequency switch, if any); the recorded arrays and statuses."""
+        rec, g = self.rec, self.graph
+        rec.start()
+        if not self.rec.reset_client.wait_for_service(timeout_sec=10.0):
+            raise RuntimeError('/sim/reset not available')
+        self._call(rec.reset_client.call_async(rec.Trigger.Request()), 'sim reset')
+        self._set_sim(tremor_amplitude=float(scn.tremor_amplitude),
+                      tremor_frequency_hz=float(scn.tremor_hz), tremor_joint=scn.tremor_joint)
+        wall0 = time.monotonic()
+        g.start_cerebellum(params)
+        try:
+            # up: it ticks (its diagnostics; the bench adds no reader of the reference, which
+            # would make each publish dearer than in a bringup) and the spinal layer follows
+            ok = self.spin_until(lambda: float(rec.diag.get('cerebellum', {}).get(
+                'ticks_total', 0)) > 50 and rec.diag.get('spinal: controller', {}).get(
+                'mode') == 'follow' or not g.alive(), 90.0)
+            self._check_alive(name)
+            if not ok:
+                raise RuntimeError(f'{name}: the cerebellum did not come up '
+                                   f'({rec.diag.get("cerebellum")}); logs in '
+                                   f'{out_dir()}/tremor_*.log')
+            t_up = rec.sim_t
+            self.spin_until(lambda: rec.sim_t >= t_up + 1.0, 30.0)
+            t0 = rec.sim_t
+            cpu0 = g.cpu_seconds()
+            rec.recording = True
+            goals, gi, switched, last_log = scn.goals(), 0, False, 0.0
+            while rec.sim_t < t0 + scn.duration:
+                s = rec.sim_t - t0
+                while gi < len(goals) and goals[gi][0] <= s:
+                    rec.goal(goals[gi][1], self.quat)
+                    gi += 1
+                if scn.tremor_hz_2 and not switched and s >= scn.switch_time:
+                    rec.sim_params.set_parameters(
+                        [self._param('tremor_frequency_hz', float(scn.tremor_hz_2))])
+                    switched = True
+                if s - last_log >= 4.0:
+                    last_log = s
+                    log(f'  {name}: t {s:4.1f}/{scn.duration:.0f} s, '
+                        f'{rec.diag.get("cerebellum", {}).get("_msg", "")}')
+                self._check_alive(name)
+                self.ex.spin_once(timeout_sec=0.005)
+            self.spin_until(lambda: False, 0.6)    # the last diagnostics of the window
+            rec.recording = False
+            cpu1 = g.cpu_seconds()
+            status = {'cerebellum': dict(rec.diag.get('cerebellum', {})),
+                      'spinal': dict(rec.diag.get('spinal: controller', {})),
+                      'sim_diag': list(rec.sim_diag),
+                      'cpu_share': {k: (cpu1[k] - cpu0[k]) / max(scn.duration / self.args.speed,
+                                                                1e-9) for k in cpu0},
+                      'switch_t': (rec.switch_t - t0) if (scn.tremor_hz_2 and rec.switch_t)
+                      else None}
+            # back home (not recorded), so that the next run starts where this one did
+            home, t_end = sc.HOME_TCP, rec.sim_t
+            next_goal = t_end
+            while rec.sim_t < t_end + HOMING and g.alive():
+                if rec.sim_t >= next_goal:
+                    rec.goal(home, self.quat)
+                    next_goal += 0.1
+                self.ex.spin_once(timeout_sec=0.005)
+        finally:
+            rec.recording = False
+            g.stop_cerebellum()
+        status['wall_s'] = time.monotonic() - wall0
         n, m = rec.n_js, rec.n_imu
         return {'t': rec.t_js[:n] - t0, 'q': rec.q[:n].copy(), 't_imu': rec.t_imu[:m] - t0,
                 'gyro': rec.gyro[:m].copy(), 'status': status}
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
-        nodes.stop()
+
+    @staticmethod
+    def _param(name, value):
+        from rclpy.parameter import Parameter
+        return Parameter(name, value=value)
+
+    def close(self) -> None:
+        import rclpy
+        try:
+            self.node.destroy_node()
+            rclpy.try_shutdown(context=self.ctx)
+        finally:
+            self.graph.stop()
+
+
+# ---------------------------------------------------------------- metrics
+class ShortRecording(RuntimeError):
+    """A run recorded far fewer samples than it lasted (the bench's process was starved)."""
 
 
 def uniform(t, x, fs=1000.0):
@@ -248,148 +420,335 @@ def uniform(t, x, fs=1000.0):
     return grid, np.column_stack([np.interp(grid, t, x[:, i]) for i in range(x.shape[1])])
 
 
-def metrics(scn, data, model, settle):
+def metrics(scn: sc.Scenario, data: dict, model) -> dict:
+    """One run's figures (see the module docstring) and its resampled signals."""
+    from .cortex import spinal_on_time
+    need = 0.9 * scn.duration * 1000.0
+    if len(data['t']) < need or len(data['t_imu']) < need:
+        raise ShortRecording(f'{len(data["t"])} joint states and {len(data["t_imu"])} IMU '
+                             f'samples recorded in {scn.duration:g} s')
     t, q = uniform(data['t'], data['q'])
     ti, g = uniform(data['t_imu'], data['gyro'])
-    p = np.array([model.fk(qq)[:3, 3] for qq in q])
-    sel = t >= 1.0
-    acc = np.diff(np.column_stack([sc.zero_phase_lowpass(p[sel][:, i], 1000.0, 30.0)
-                                   for i in range(3)]), n=2, axis=0) * 1e6
+    p = sc.tcp_positions(model, q)
     moving = (t >= scn.start) & (t <= scn.duration)
     want = scn.intended(t)
+    adapted = (ti >= SETTLE) & (ti < (scn.switch_time if scn.tremor_hz_2 else math.inf))
+    st = data['status']
+    c = st['cerebellum']
+    on_time = spinal_on_time([(0, *s) for s in st['sim_diag']])
     return {
         't': t, 'p': p, 'ti': ti, 'g': g,
-        'jerk': sc.rms_jerk(p[sel], 1000.0),
-        'acc': float(np.sqrt(np.mean(np.sum(acc[100:-100] ** 2, axis=1)))),
-        'band': sc.band_power(g[ti >= settle], 1000.0),
+        'jerk': sc.rms_jerk(p[t >= 1.0], 1000.0),
         'rmse': float(np.sqrt(np.mean(np.sum((p[moving] - want[moving]) ** 2, axis=1)))),
+        'band': sc.band_power(g[adapted], 1000.0),
         'ttg': sc.time_to_goal_stay(t, p, scn.waypoints[-1], scn.last_segment_start, 0.015,
                                     0.25),
+        'tick_us_p99': float(c.get('tick_us_p99', 'nan')),
+        'tick_us_p50': float(c.get('tick_us_p50', 'nan')),
+        'after_tick_us_p99': float(c.get('after_tick_us_p99', 'nan')),
+        'compiled_tick': c.get('compiled_tick') == 'true',
+        'tremor_frequency_hz': float(c.get('tremor_frequency_hz', 'nan')),
+        'canceller_resets': int(float(c.get('canceller_resets', -1))),
+        'goals_rejected': int(float(c.get('goals_rejected', -1))),
+        'on_time': on_time['fraction'] if on_time['fraction'] is not None else float('nan'),
+        'watchdog_trips': on_time['watchdog_trips'],
+        'reflex_events': int(float(st['spinal'].get('reflex_events', 0))),
+        'cpu_share': {k: round(v, 3) for k, v in st['cpu_share'].items()},
     }
 
 
-def plot(path, scn, off, on, sw, switch_t):
+def seed_figures(m: dict, scn: sc.Scenario, switch: dict | None) -> dict:
+    """The ratios of one seed from the runs' metrics ``m`` (name -> metrics)."""
+    cb, rk, lin, sh = m['cerebellum'], m['ruckig'], m['linear'], m['shaping']
+    out = {'seed': scn.seed, 'tremor_hz': scn.tremor_hz, 'tremor_nm': scn.tremor_amplitude,
+           'tremor_joint': scn.tremor_joint or 'wrist',
+           'jerk_vs_ruckig': cb['jerk'] / rk['jerk'], 'rmse_vs_ruckig': cb['rmse'] / rk['rmse'],
+           'jerk_reduction': 1.0 - cb['jerk'] / lin['jerk'],
+           'tremor_band_db_vs_shaping': 10.0 * math.log10(sh['band'] / cb['band']),
+           'time_to_goal_vs_ruckig': cb['ttg'] / rk['ttg'],
+           'cerebellum_tick_us_p99': cb['tick_us_p99'], 'spinal_on_time_fraction': cb['on_time']}
+    for name, r in m.items():
+        for k in ('jerk', 'rmse', 'band', 'ttg'):
+            out[f'{name}_{k}'] = r[k]
+    if switch is not None:
+        readapt, info = sc.readapt_time(switch['ti'], switch['g'], 1000.0, switch['switch_t'])
+        out.update(readapt_s=readapt, tremor_hz_2=scn.tremor_hz_2,
+                   switch_tremor_frequency_hz=switch['tremor_frequency_hz'],
+                   readapt_pre_rms=info['pre_rms'], readapt_peak_rms=info['peak_rms'])
+    return out
+
+
+def summary(per_seed: list[dict], keys) -> dict:
+    """Median over seeds of ``keys``; ``*_worst`` for :data:`WORST`; NaN counts as worst."""
+    out = {}
+    for k in keys:
+        v = np.array([s[k] for s in per_seed if k in s], float)
+        if not v.size:
+            continue
+        out[k] = float(np.median(v)) if np.all(np.isfinite(v)) else float('nan')
+        if k in WORST:
+            bad = TARGETS[k][1] == 'max'
+            out[f'{k}_worst'] = (float('nan') if not np.all(np.isfinite(v))
+                                 else float(v.max() if bad else v.min()))
+    return out
+
+
+def targets_met(res: dict) -> dict:
+    met = {}
+    for k, (target, kind) in TARGETS.items():
+        v = res.get(k, float('nan'))
+        met[k] = bool(math.isfinite(v) and (v <= target if kind == 'max' else v >= target))
+    return met
+
+
+# ---------------------------------------------------------------- plot
+def plot(path: str, scn: sc.Scenario, m: dict, switch: dict | None, per_seed: list[dict]):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(2, 2, figsize=(13, 8))
-    for m, label in ((off, 'cerebellum off (plain interpolation)'), (on, 'cerebellum on')):
-        f, psd = sc.welch(m['g'][m['ti'] >= 3.0], 1000.0, 2048)
-        ax[0, 0].semilogy(f, psd, label=label)
-    ax[0, 0].axvspan(4, 12, color='0.9')
+    colours = {'linear': 'tab:gray', 'ruckig': 'tab:orange', 'shaping': 'tab:blue',
+               'cerebellum': 'tab:green'}
+    fig, ax = plt.subplots(2, 3, figsize=(17, 9))
+    for name, r in m.items():
+        f, psd = sc.welch(r['g'][r['ti'] >= SETTLE], 1000.0, 2048)
+        ax[0, 0].semilogy(f, psd, colours[name], label=name)
+    ax[0, 0].axvspan(4, 12, color='0.92')
     ax[0, 0].set(xlim=(0, 40), xlabel='frequency [Hz]', ylabel='gyro PSD [(rad/s)^2/Hz]',
-                 title='IMU spectrum (4-12 Hz band shaded)')
+                 title=f'seed {scn.seed}: IMU spectrum after {SETTLE:g} s (4-12 Hz shaded)')
     ax[0, 0].legend()
-    t = on['t']
+    t = m['cerebellum']['t']
     want = scn.intended(t)
-    for i, (c, axis) in enumerate(zip('rgb', 'xyz')):
-        ax[0, 1].plot(t, want[:, i], c + ':', lw=1)
-        ax[0, 1].plot(off['t'], off['p'][:, i], c, alpha=0.4, lw=0.8)
-        ax[0, 1].plot(t, on['p'][:, i], c, lw=1.2, label=f'{axis}')
-    ax[0, 1].set(xlabel='time [s]', ylabel='tcp [m]',
-                 title='tcp: intended (dotted), off (faint), on (solid)')
+    for i, axis in enumerate('xyz'):
+        a = ax[0, 1] if i < 2 else ax[1, 0]
+        a.plot(t, want[:, i], 'k:', lw=1)
+        for name, r in m.items():
+            a.plot(r['t'], r['p'][:, i], colours[name], lw=0.9,
+                   label=name if i != 1 else None)
+    ax[0, 1].set(xlabel='time [s]', ylabel='tcp x, y [m]', title='tcp: intended (dotted)')
     ax[0, 1].legend()
-    for m, label in ((off, 'off'), (on, 'on')):
-        r = sc.sliding_band_rms(m['g'], 1000.0)
-        ax[1, 0].semilogy(m['ti'], r, label=label)
-    ax[1, 0].set(xlabel='time [s]', ylabel='gyro 4-12 Hz RMS [rad/s] (0.3 s)',
+    ax[1, 0].set(xlabel='time [s]', ylabel='tcp z [m]', title='tcp z')
+    for name, r in m.items():
+        ax[0, 2].semilogy(r['ti'], sc.sliding_band_rms(r['g'], 1000.0), colours[name],
+                          lw=0.9, label=name)
+    ax[0, 2].set(xlabel='time [s]', ylabel='gyro 4-12 Hz RMS [rad/s] (0.3 s)',
                  title='tremor measured by the IMU')
-    ax[1, 0].legend()
-    if sw is not None:
-        r = sc.sliding_band_rms(sw['g'], 1000.0)
-        ax[1, 1].semilogy(sw['ti'], r)
-        if switch_t is not None:
-            ax[1, 1].axvline(switch_t, color='k', ls='--', label='frequency change')
-            ax[1, 1].legend()
+    ax[0, 2].legend()
+    if switch is not None:
+        ax[1, 1].semilogy(switch['ti'], sc.sliding_band_rms(switch['g'], 1000.0), 'tab:green')
+        ax[1, 1].axvline(switch['switch_t'], color='k', ls='--',
+                         label=f'{scn.tremor_hz:g} -> {scn.tremor_hz_2:g} Hz')
+        ax[1, 1].legend()
         ax[1, 1].set(xlabel='time [s]', ylabel='gyro 4-12 Hz RMS [rad/s] (0.3 s)',
-                     title='re-adaptation after a tremor frequency change')
+                     title='cerebellum: re-adaptation after a frequency change')
+    seeds = [s['seed'] for s in per_seed]
+    x = np.arange(len(seeds))
+    for i, (k, lab) in enumerate((('jerk_vs_ruckig', 'jerk / ruckig'),
+                                  ('rmse_vs_ruckig', 'rmse / ruckig'),
+                                  ('time_to_goal_vs_ruckig', 'time to goal / ruckig'))):
+        ax[1, 2].bar(x + 0.25 * (i - 1), [s[k] for s in per_seed], 0.25, label=lab)
+    ax[1, 2].axhline(1.0, color='k', lw=0.6)
+    ax[1, 2].set_xticks(x, [str(s) for s in seeds])
+    ax[1, 2].set(xlabel='seed', ylabel='cerebellum / ruckig', title='every seed')
+    ax[1, 2].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+# ---------------------------------------------------------------- docs
+def docs_section(results: list[dict]) -> str:
+    """docs/cerebellum.md's "Last measured" section from bench JSON results: one table, the
+    graphs side by side (median over seeds, worst seed, target met)."""
+    def num(v):
+        return '' if v is None else f'{v:.4g}'
+    lines = [DOCS_BEGIN, '']
+    for r in results:
+        lines.append(f'- `neurovla bench tremor --graph {r["graph"]} --speed {r["speed"]:g}`: '
+                     f'{r.get("date", "")}, seeds {", ".join(map(str, r["seeds"]))}, ruckig '
+                     f'cut-off {r.get("ruckig_lowpass_hz", float("nan")):g} Hz'
+                     + (f', {r["wall_s"] / 60:.1f} min' if 'wall_s' in r else ''))
+    head = ['figure', 'target']
+    for r in results:
+        head += [f'{r["graph"]}: median', f'{r["graph"]}: worst seed', f'{r["graph"]}: met']
+    lines += ['', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for k, (target, kind) in TARGETS.items():
+        row = [f'`{k}`', f'{"<=" if kind == "max" else ">="} {target:g}']
+        for r in results:
+            row += [num(r.get(k, float('nan'))), num(r.get(f'{k}_worst')),
+                    'yes' if r.get('targets_met', {}).get(k) else '**no**']
+        lines.append('| ' + ' | '.join(row) + ' |')
+    lines += ['', DOCS_END]
+    return '\n'.join(lines)
+
+
+def write_docs(paths: list[str], root: str) -> None:
+    """Copy bench JSON results to docs/measured/tremor_<graph>.json and render them (full graph
+    first) into docs/cerebellum.md between the markers."""
+    results = sorted((json.load(open(p)) for p in paths), key=lambda r: r['graph'] != 'full')
+    os.makedirs(os.path.join(root, 'docs', 'measured'), exist_ok=True)
+    for r in results:
+        with open(os.path.join(root, 'docs', 'measured', f'tremor_{r["graph"]}.json'), 'w') as f:
+            json.dump(r, f, indent=1, default=float)
+            f.write('\n')
+    doc = os.path.join(root, 'docs', 'cerebellum.md')
+    text = open(doc, encoding='utf-8').read()
+    if DOCS_BEGIN not in text or DOCS_END not in text:
+        raise SystemExit(f'{doc}: no "{DOCS_BEGIN}" ... "{DOCS_END}" markers')
+    head, rest = text.split(DOCS_BEGIN, 1)
+    tail = rest.split(DOCS_END, 1)[1]
+    with open(doc, 'w', encoding='utf-8') as f:
+        f.write(head + docs_section(results) + tail)
+    print(f'wrote {doc} and docs/measured/ from {", ".join(paths)}')
+
+
+# ---------------------------------------------------------------- main
+def parse(argv=None):
     ap = argparse.ArgumentParser(prog='neurovla bench tremor', description=__doc__.split('\n')[0])
-    ap.add_argument('--speed', type=float, default=0.25,
-                    help='sim seconds per wall second: the 1 kHz loops of sim + spinal + '
-                         'cerebellum share two cores with everything else (0.25 keeps them on '
-                         'time on a busy 2-core machine; a quiet one can take 0.5-1)')
-    ap.add_argument('--tremor-nm', type=float, default=1.0, help='tremor torque [N m]')
-    ap.add_argument('--tremor-hz', type=float, default=7.0, help='tremor frequency [Hz]')
-    ap.add_argument('--tremor-hz-2', type=float, default=9.5,
-                    help='tremor frequency after the switch (run 3) [Hz]')
+    ap.add_argument('--graph', choices=('full', 'minimal'), default='full',
+                    help='full: the bringup graph (sim with camera and objects, spinal, '
+                         'cerebellum, cortex in dry run); minimal: sim (no camera, no objects), '
+                         'spinal, cerebellum')
+    ap.add_argument('--speed', type=float, default=1.0,
+                    help='sim seconds per wall second; 1 = real time on the wall clock (as a '
+                         'bringup), < 1 = every node on /clock')
+    ap.add_argument('--seeds', type=lambda s: tuple(int(x) for x in s.split(',')),
+                    default=DEFAULT_SEEDS, help='scenario seeds, comma-separated (not '
+                    f'{",".join(map(str, TUNING_SEEDS))}: those are for --tune)')
     ap.add_argument('--noise-mm', type=float, default=4.0, help='goal position noise std [mm]')
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--no-switch', action='store_true', help='skip the frequency-switch runs')
     ap.add_argument('--spinal-reflex', action='store_true',
-                    help='keep the spinal collision reflex on (off: it would add events that '
-                         'have nothing to do with the cerebellum)')
-    ap.add_argument('--quick', action='store_true', help='one move instead of three')
+                    help='keep the spinal collision reflex on (off: a withdrawal would end a '
+                         "run's motion)")
+    ap.add_argument('--tune', action='store_true',
+                    help=f'tune ruckig_lowpass_hz on the tuning seeds {TUNING_SEEDS}: the '
+                         'cut-off with the lowest jerk at a tracking error no worse than the '
+                         "cerebellum's (none: the one that tracks best)")
+    ap.add_argument('--cutoffs', type=lambda s: [float(x) for x in s.split(',')],
+                    default=[0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0], help='--tune: cut-offs [Hz]')
+    ap.add_argument('--write-docs', nargs='+', metavar='JSON',
+                    help='render these bench JSON files into docs/cerebellum.md and exit')
     args = ap.parse_args(argv)
+    if args.tune:
+        args.seeds = TUNING_SEEDS
+    elif set(args.seeds) & set(TUNING_SEEDS):
+        ap.error(f'--seeds {args.seeds}: {sorted(set(args.seeds) & set(TUNING_SEEDS))} '
+                 f'are tuning seeds (--tune); report on other seeds')
+    if args.speed <= 0:
+        ap.error('--speed must be > 0')
+    return args
+
+
+def default_cutoff() -> float:
+    from ..cerebellum.params import CerebellumConfig
+    return CerebellumConfig().ruckig_lowpass_hz
+
+
+def tune(bench: Bench, args, model) -> dict:
+    """The ruckig cut-off: lowest median jerk over the tuning seeds at a median RMSE no worse
+    than the cerebellum's; where no cut-off tracks that well, the one with the lowest RMSE."""
+    rows = {}
+    for seed in args.seeds:
+        scn = sc.Scenario.draw(seed, goal_noise=args.noise_mm * 1e-3)
+        log(f'tuning seed {seed}: cerebellum')
+        rows.setdefault('cerebellum', []).append(
+            bench.measure('cerebellum', scn, RUNS['cerebellum'], model)[1])
+        for fc in args.cutoffs:
+            log(f'tuning seed {seed}: ruckig at {fc:g} Hz')
+            rows.setdefault(fc, []).append(bench.measure(
+                f'ruckig {fc:g} Hz', scn, {**RUNS['ruckig'], 'ruckig_lowpass_hz': fc}, model)[1])
+    med = {k: {'jerk': float(np.median([r['jerk'] for r in v])),
+               'rmse': float(np.median([r['rmse'] for r in v])),
+               'ttg': float(np.median([r['ttg'] for r in v]))} for k, v in rows.items()}
+    ok = [fc for fc in args.cutoffs if med[fc]['rmse'] <= med['cerebellum']['rmse']]
+    # none tracks as well as the cerebellum: the one that tracks best (a user would not give
+    # up more tracking for smoothness than the filter must)
+    best = (min(ok, key=lambda fc: med[fc]['jerk']) if ok
+            else min(args.cutoffs, key=lambda fc: med[fc]['rmse']))
+    return {'tune': True, 'graph': args.graph, 'speed': args.speed, 'seeds': list(args.seeds),
+            'cerebellum': med['cerebellum'],
+            'ruckig': {f'{fc:g}': med[fc] for fc in args.cutoffs},
+            'ruckig_lowpass_hz': best, 'rmse_no_worse_than_cerebellum': bool(ok),
+            'retries': list(bench.retries)}
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.write_docs:
+        write_docs(args.write_docs, os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))))
+        return 0
     from .. import robot
     model = robot.load()
-    wp = sc.Scenario().waypoints[:2] if args.quick else sc.Scenario().waypoints
-    scn = sc.Scenario(seed=args.seed, waypoints=wp, goal_noise=args.noise_mm * 1e-3,
-                      tremor_amplitude=args.tremor_nm, tremor_hz=args.tremor_hz)
-    scn_sw = sc.Scenario(seed=args.seed, waypoints=wp, goal_noise=args.noise_mm * 1e-3,
-                         tremor_amplitude=args.tremor_nm, tremor_hz=args.tremor_hz,
-                         tremor_hz_2=args.tremor_hz_2,
-                         switch_time=round(0.5 * (scn.duration + 3.0), 1))
-    log(f'scenario: {len(wp) - 1} moves, {scn.duration:.1f} s sim per run, speed {args.speed}, '
-        f'tremor {args.tremor_nm} N m at {args.tremor_hz} Hz, goal noise {args.noise_mm} mm')
-    runs = {}
-    for name, s, hz2 in (('off', scn, 0.0), ('on', scn, 0.0),
-                         ('switch', scn_sw, args.tremor_hz_2)):
-        log(f'run {name} ...')
-        runs[name] = run_once(name, s, args, hz2)
-    settle = 3.0
-    off = metrics(scn, runs['off'], model, settle)
-    on = metrics(scn, runs['on'], model, settle)
-    sw = metrics(scn_sw, runs['switch'], model, settle)
-    switch_t = runs['switch']['status']['switch_t'] or scn_sw.switch_time
-    readapt, info = sc.readapt_time(sw['ti'], sw['g'], 1000.0, switch_t)
-    res = {
-        'jerk_reduction': 1.0 - on['jerk'] / off['jerk'],
-        'tremor_band_db': 10.0 * math.log10(off['band'] / on['band']),
-        'rmse_ratio': on['rmse'] / off['rmse'],
-        'time_to_goal_ratio': on['ttg'] / off['ttg'],
-        'readapt_s': readapt,
-        'acc_reduction': 1.0 - on['acc'] / off['acc'],
-        'jerk_off': off['jerk'], 'jerk_on': on['jerk'],
-        'band_power_off': off['band'], 'band_power_on': on['band'],
-        'rmse_off_m': off['rmse'], 'rmse_on_m': on['rmse'],
-        'time_to_goal_off_s': off['ttg'], 'time_to_goal_on_s': on['ttg'],
-        'readapt_pre_rms': info['pre_rms'], 'readapt_peak_rms': info['peak_rms'],
-        'tremor_hz': args.tremor_hz, 'tremor_hz_2': args.tremor_hz_2,
-        'tremor_nm': args.tremor_nm, 'goal_noise_mm': args.noise_mm, 'speed': args.speed,
-        'seed': args.seed,
-    }
-    for name in ('on', 'switch'):
-        c = runs[name]['status']['cerebellum']
-        res[f'{name}_tremor_frequency_hz'] = float(c.get('tremor_frequency_hz', 'nan'))
-        res[f'{name}_canceller_resets'] = int(float(c.get('canceller_resets', -1)))
-    c = runs['on']['status']['cerebellum']
-    res['cerebellum_tick_us_p50'] = float(c.get('tick_us_p50', 'nan'))
-    res['cerebellum_tick_us_p99'] = float(c.get('tick_us_p99', 'nan'))
-    res['cpu_share_sim_spinal_cerebellum'] = [round(x, 3) for x in runs['on']['status']
-                                              ['cpu_share']]
-    res['spinal_reflex_events'] = sum(int(float(r['status']['spinal'].get('reflex_events', 0)))
-                                      for r in runs.values())
-    res['targets_met'] = bool(
-        res['jerk_reduction'] >= TARGETS['jerk_reduction']
-        and res['tremor_band_db'] >= TARGETS['tremor_band_db']
-        and res['rmse_ratio'] <= TARGETS['rmse_ratio']
-        and res['time_to_goal_ratio'] <= TARGETS['time_to_goal_ratio']
-        and res['readapt_s'] <= TARGETS['readapt_s'])
-    path = os.path.join(out_dir(), 'tremor.png')
-    plot(path, scn, off, on, sw, switch_t)
-    np.savez_compressed(os.path.join(out_dir(), 'tremor.npz'),
-                        **{f'{k}_{f}': runs[k][f] for k in runs
-                           for f in ('t', 'q', 't_imu', 'gyro')})
+    scns = {s: sc.Scenario.draw(s, switch=False, goal_noise=args.noise_mm * 1e-3)
+            for s in args.seeds}
+    longest = max(s.duration for s in scns.values()) + 5.0
+    log(f'graph {args.graph}, speed {args.speed:g}, seeds {list(args.seeds)}, '
+        f'{"tuning" if args.tune else "runs " + ", ".join([*RUNS, "switch"][:5 - args.no_switch])}')
+    wall0 = time.monotonic()
+    bench = Bench(args, longest)
+    try:
+        if args.tune:
+            res = tune(bench, args, model)
+            log(f'ruckig_lowpass_hz {res["ruckig_lowpass_hz"]:g} Hz')
+            emit(res)
+            return 0
+        per_seed, first, raw = [], None, {}
+        for seed, scn in scns.items():
+            log(f'seed {seed}: tremor {scn.tremor_amplitude:g} N m at {scn.tremor_hz:g} Hz on '
+                f'{scn.tremor_joint or "the wrist pattern"}, {len(scn.waypoints) - 1} moves')
+            m = {}
+            for name, params in RUNS.items():
+                log(f'seed {seed}: {name}')
+                data, m[name] = bench.measure(name, scn, params, model)
+                raw.update({f's{seed}_{name}_{k}': data[k] for k in ('t', 'q', 't_imu', 'gyro')})
+            sw = None
+            if not args.no_switch:
+                scn_sw = sc.Scenario.draw(seed, switch=True, goal_noise=args.noise_mm * 1e-3)
+                log(f'seed {seed}: switch {scn_sw.tremor_hz:g} -> {scn_sw.tremor_hz_2:g} Hz at '
+                    f'{scn_sw.switch_time:g} s')
+                data, sw = bench.measure('switch', scn_sw, RUNS['cerebellum'], model)
+                raw.update({f's{seed}_switch_{k}': data[k] for k in ('t', 'q', 't_imu', 'gyro')})
+                sw['switch_t'] = data['status']['switch_t'] or scn_sw.switch_time
+            fig = seed_figures(m, scn_sw if sw is not None else scn, sw)
+            fig['runs'] = {name: {k: r[k] for k in ('jerk', 'rmse', 'band', 'ttg', 'tick_us_p50',
+                                                    'tick_us_p99', 'after_tick_us_p99', 'on_time',
+                                                    'watchdog_trips', 'tremor_frequency_hz',
+                                                    'canceller_resets', 'goals_rejected',
+                                                    'reflex_events', 'cpu_share',
+                                                    'compiled_tick')}
+                           for name, r in m.items()}
+            per_seed.append(fig)
+            log(f'seed {seed}: jerk/ruckig {fig["jerk_vs_ruckig"]:.3f}, rmse/ruckig '
+                f'{fig["rmse_vs_ruckig"]:.3f}, band {fig["tremor_band_db_vs_shaping"]:.1f} dB, '
+                f'jerk -{100 * fig["jerk_reduction"]:.1f} %, ttg/ruckig '
+                f'{fig["time_to_goal_vs_ruckig"]:.2f}, readapt {fig.get("readapt_s", math.nan):.2f}'
+                f' s, tick p99 {fig["cerebellum_tick_us_p99"]:.0f} us')
+            if first is None:
+                first = (scn_sw if sw is not None else scn, m, sw)
+    finally:
+        bench.close()
+    res = {'speed': args.speed, 'graph': args.graph, 'seeds': list(args.seeds),
+           'date': time.strftime('%Y-%m-%d'), 'ruckig_lowpass_hz': default_cutoff(),
+           'goal_noise_mm': args.noise_mm, 'spinal_reflex': args.spinal_reflex}
+    res.update(summary(per_seed, TARGETS))
+    res['wall_s'] = time.monotonic() - wall0      # the whole benchmark, graph start included
+    cpu = [r['runs']['cerebellum']['cpu_share'] for r in per_seed]
+    res['cpu_share_cerebellum_run'] = {k: float(np.median([c[k] for c in cpu])) for k in cpu[0]}
+    res['compiled_tick'] = all(r['runs']['cerebellum']['compiled_tick'] for r in per_seed)
+    res['retries'] = bench.retries       # runs re-run after recording too little
+    res['per_seed'] = per_seed
+    res['targets'] = {k: t for k, (t, _) in TARGETS.items()}
+    res['targets_met'] = targets_met(res)
+    res['all_targets_met'] = all(res['targets_met'].values())
+    path = os.path.join(out_dir(), f'tremor_{args.graph}.png')
+    plot(path, *first, per_seed)
     res['plot'] = path
-    log(f'jerk -{100 * res["jerk_reduction"]:.1f} %, tremor band {res["tremor_band_db"]:.1f} '
-        f'dB, rmse x{res["rmse_ratio"]:.2f}, time to goal x{res["time_to_goal_ratio"]:.2f}, '
-        f're-adaptation {res["readapt_s"]:.2f} s')
-    emit(res)
+    np.savez_compressed(os.path.join(out_dir(), f'tremor_{args.graph}.npz'), **raw)
+    res['json'] = os.path.join(out_dir(), f'tremor_{args.graph}.json')
+    with open(res['json'], 'w') as f:
+        json.dump(res, f, indent=1, default=float)
+    log(', '.join(f'{k} {res.get(k, math.nan):.4g}' for k in TARGETS))
+    emit({k: v for k, v in res.items() if k != 'per_seed'})   # per seed: in the JSON file
     return 0
 
 

@@ -39,16 +39,22 @@ from typing import Callable
 
 import numpy as np
 
+from .ops import cabs, cmatvec, cnorm
+from .state import Shared
 
 # status codes (diagnostics)
 IDLE, ADAPTING, HOLDING, BACKOFF = 'idle', 'adapting', 'holding', 'backoff'
+STATES = (IDLE, ADAPTING, HOLDING, BACKOFF)
 
 
-class HighPass:
+class HighPass(Shared):
     """Two first-order high-pass sections at ``fc`` [Hz] over ``n`` channels, for irregular
     steps ``dt``: ``H(s) = (tau s / (1 + tau s))^2``, tau = 1 / (2 pi fc)."""
 
+    SLOTS = ('tau', 'primed:bool')
+
     def __init__(self, fc: float, n: int):
+        super().__init__()
         if fc <= 0:
             raise ValueError(f'high-pass corner must be > 0 Hz, got {fc}')
         self.tau = 1.0 / (2.0 * math.pi * fc)
@@ -56,13 +62,14 @@ class HighPass:
         self.y1 = np.zeros(n)
         self.x2 = np.zeros(n)
         self.y = np.zeros(n)
-        self._primed = False
+        self.primed = False
 
     def step(self, x: np.ndarray, dt: float) -> np.ndarray:
-        if not self._primed:
+        if not self.primed:
             self.x1[:] = x
-            self._primed = True
-        a = self.tau / (self.tau + dt)
+            self.primed = True
+        tau = self.tau
+        a = tau / (tau + dt)
         # y1 = a (y1 + x - x1); y = a (y + y1 - x2)
         self.y1 += x
         self.y1 -= self.x1
@@ -79,13 +86,24 @@ class HighPass:
         return (ts / (1.0 + ts)) ** 2
 
 
-class TremorCanceller:
+class TremorCanceller(Shared):
     """Adaptive sine/cosine canceller with frequency tracking over ``n`` joints.
 
     response: ``f_hz -> complex (n,) or (n, n)`` - the forward model's prediction of the joint
     velocity change [rad/s] per unit position correction [rad] at ``f_hz`` (diagonal or full;
     without the high-pass here, which this class adds itself).
+
+    Per learning sample (:meth:`update`) and tick (:meth:`advance`, :meth:`fade`) the work is
+    a few vector operations in a fixed order (:mod:`.ops`), shared with the C tick; the
+    spectrum and the frequency tracking (:meth:`track_frequency`, due every
+    ``update_period``: ``track_due``) run after the tick.
     """
+
+    SLOTS = ('phi', 'advanced', 't', 'f_hat', 'locked:bool', 'state_code:int', 'listen',
+             'r_ref', 'backoff', 'adapting_for', 'bad_since', 'good_for', 'strikes:int',
+             'resets:int', 'since_update', 'track_due:bool', 'ibuf:int', 'filled:int',
+             'nbuf:int', 'window', 'update_period', 'pll_time', 'adapt_time', 'leak_time',
+             'fade_time', 'min_amplitude', 'listen_time', 'backoff_time')
 
     def __init__(self, n: int, rate_hz: float, response: Callable[[float], np.ndarray], *,
                  band=(4.0, 12.0), adapt_time: float = 0.25, leak_time: float = 30.0,
@@ -97,6 +115,7 @@ class TremorCanceller:
             raise ValueError(f'band {band} Hz must lie inside (0, {rate_hz / 2}) Hz')
         if adapt_time <= 0 or leak_time <= 0 or fade_time <= 0:
             raise ValueError('adapt_time, leak_time and fade_time must be > 0 s')
+        super().__init__()
         self.n, self.rate = n, float(rate_hz)
         self.response = response
         self.band = (float(band[0]), float(band[1]))
@@ -111,13 +130,13 @@ class TremorCanceller:
         # oscillator, weights, forward model at f_hat
         self.f_hat = 0.5 * (self.band[0] + self.band[1])
         self.phi = 0.0
-        self._advanced = 0.0
+        self.advanced = 0.0
         self.w = np.zeros(n, complex)
         self.g = np.zeros((n, n), complex)
         self.g_inv = np.zeros((n, n), complex)
         self._set_frequency(self.f_hat)
         self.locked = False
-        self.state = IDLE
+        self.state_code = STATES.index(IDLE)
         # ring buffer of the disturbance-equivalent oscillation (with its sample times) for the
         # spectrum; each sample is written twice (i and i + nbuf) so that buf[i:i + nbuf] is
         # the ring, oldest first. Samples may be irregular (dropped ticks): the spectrum uses
@@ -127,21 +146,19 @@ class TremorCanceller:
         self.buf = np.zeros((2 * self.nbuf, n))
         self.tbuf = np.zeros(2 * self.nbuf)
         self.t = 0.0
-        self._t_first = 0.0
         self.ibuf = 0
         self.filled = 0
         lo, hi = self.band
         self.grid = np.arange(lo - 1.0, hi + 1.0 + 1e-9, grid_step_hz)
         self._in_band = (self.grid >= lo) & (self.grid <= hi)
-        self._since_update = 0.0
+        self.since_update = 0.0
         self._pending_jump = None
         self._low_since = 0.0
-        self._bad_since = 0.0
-        self._backoff = 0.0
+        self.bad_since = 0.0
+        self.backoff = 0.0
         # outputs and diagnostics
-        self.u = [0.0] * n         # position correction [rad] (list)
-        self.ud = [0.0] * n        # its derivative [rad/s] (list)
-        self._wl = [0j] * n        # the weights as a list, for the per-tick output
+        self.u = np.zeros(n)       # position correction [rad]
+        self.ud = np.zeros(n)      # its derivative [rad/s]
         self.e_hp = np.zeros(n)
         self.dist = np.zeros(n)
         self.residual_ms = np.zeros(n)       # [rad^2/s^2] corrected oscillation (0.5 s mean)
@@ -154,15 +171,20 @@ class TremorCanceller:
         self.z = np.zeros(n, complex)
         self.r = np.zeros(n, complex)      # residual phasor at f_hat
         self._z_prev = np.zeros(n, complex)
-        self._adapting_for = 0.0
-        self._good_for = 0.0
-        self._strikes = 0
-        self._listen = 0.0
-        self._r_ref = 0.0
+        self.adapting_for = 0.0
+        self.good_for = 0.0
+        self.strikes = 0
+        self.listen = 0.0
+        self.r_ref = 0.0
         self._cap = self.max_correction.copy()
         self.backoff_time = backoff_time
         self._eps = np.zeros(n, complex)
         self._y = np.zeros(n, complex)
+
+    @property
+    def state(self) -> str:
+        """idle | adapting | holding | backoff"""
+        return STATES[self.state_code]
 
     # ------------------------------------------------------------------ model
     def _set_frequency(self, f: float) -> None:
@@ -182,14 +204,13 @@ class TremorCanceller:
         self._set_frequency(self.f_hat)
 
     def reset_weights(self) -> None:
-        """No correction; listen for ``2.5 pll_time`` before learning again (to measure the
+        """No correction; listen for ``listen_time`` before learning again (to measure the
         uncorrected oscillation that the monitor compares against)."""
         self.w[:] = 0.0
-        self._wl = self.w.tolist()
-        self._adapting_for = 0.0
-        self._listen = self.listen_time
-        self._r_ref = 0.0
-        self._cap = self.max_correction.copy()
+        self.adapting_for = 0.0
+        self.listen = self.listen_time
+        self.r_ref = 0.0
+        self._cap[:] = self.max_correction
 
     @property
     def weight_norm(self) -> float:
@@ -200,119 +221,123 @@ class TremorCanceller:
     def advance(self, dt: float) -> None:
         """Between learning samples: the oscillator runs on, the output follows it."""
         self.phi += 2.0 * math.pi * self.f_hat * dt
-        self._advanced += dt
-        self._output(math.cos(self.phi), math.sin(self.phi))
+        self.advanced += dt
+        phi = self.phi
+        self._output(math.cos(phi), math.sin(phi))
 
-    def update(self, dt: float, e: np.ndarray, adapt: bool = True) -> None:
+    def update(self, dt: float, e: np.ndarray, adapt: bool = True,
+               defer: bool = False) -> None:
         """One learning sample: ``e`` joint velocity [rad/s] (raw; high-passed here), ``dt``
         [s] since the previous ``update`` (``advance`` calls in between included).
 
         adapt False: weights are held (unhealthy loop), the oscillator and the tracking run on.
+        Frequency tracking due: done here, or with ``defer`` left to the caller
+        (:meth:`track_frequency` after the tick). Complex values are worked on as real and
+        imaginary parts (:mod:`.ops`).
         """
-        self.phi += 2.0 * math.pi * self.f_hat * max(0.0, dt - self._advanced)
-        self._advanced = 0.0
+        self.phi += 2.0 * math.pi * self.f_hat * max(0.0, dt - self.advanced)
+        self.advanced = 0.0
         if self.phi > 1e4:
             self.phi = math.fmod(self.phi, 2.0 * math.pi)
         self.t += dt
-        c, s = math.cos(self.phi), math.sin(self.phi)
+        phi = self.phi
+        c, s = math.cos(phi), math.sin(phi)
         eh = self.hp.step(e, dt)
         self.e_hp[:] = eh
-        rot = complex(c, s)
         # predicted effect of the correction on eh: Re{G W exp(i phi)}; the rest is what the
         # disturbance alone causes
-        y = self._y
-        np.dot(self.g, self.w, out=y)
-        y *= rot
+        y = cmatvec(self.g, self.w, self._y)
         dist = self.dist
-        np.subtract(eh, y.real, out=dist)
-        self.buf[self.ibuf] = dist
-        self.buf[self.ibuf + self.nbuf] = dist
-        self.tbuf[self.ibuf] = self.tbuf[self.ibuf + self.nbuf] = self.t
-        self.ibuf = (self.ibuf + 1) % self.nbuf
-        self.filled = min(self.filled + 1, self.nbuf)
+        np.subtract(eh, y.real * c - y.imag * s, out=dist)
+        i, nbuf = self.ibuf, self.nbuf
+        self.buf[i] = dist
+        self.buf[i + nbuf] = dist
+        self.tbuf[i] = self.tbuf[i + nbuf] = self.t
+        self.ibuf = (i + 1) % nbuf
+        self.filled = min(self.filled + 1, nbuf)
         # its phasor at f_hat: 2 dist exp(-i phi) = Z + conj(Z) exp(-2i phi); the ripple is
-        # removed with the current estimate before low-passing
+        # removed with the current estimate before low-passing; the same for the corrected
+        # oscillation (what is left of the tremor)
         b = min(1.0, dt / self.pll_time)
-        eps = self._eps
-        z = self.z
-        rc2 = rot.conjugate() ** 2
-        np.multiply(dist, 2.0 * rot.conjugate(), out=eps)
-        eps -= z.conjugate() * rc2
-        eps -= z
-        eps *= b
-        z += eps
-        # the same for the corrected oscillation (what is left of the tremor)
-        r = self.r
-        np.multiply(eh, 2.0 * rot.conjugate(), out=eps)
-        eps -= r.conjugate() * rc2
-        eps -= r
-        eps *= b
-        r += eps
+        c2, s2 = c * c - s * s, 2.0 * (c * s)       # exp(-2i phi) = c2 - i s2
+        _phasor_step(self.z, dist, c, s, c2, s2, b)
+        _phasor_step(self.r, eh, c, s, c2, s2, b)
         # slow mean squares for diagnostics and the safety monitor (time constant 0.5 s)
         a = min(1.0, dt / 0.5)
         self.residual_ms += a * (eh * eh - self.residual_ms)
         self.disturbance_ms += a * (dist * dist - self.disturbance_ms)
 
-        self._since_update += dt
-        if self._since_update >= self.update_period and self.t - self._t_first >= self.window:
-            self._since_update = 0.0
-            self._track_frequency()
+        self.since_update += dt
+        if self.since_update >= self.update_period and self.t >= self.window:
+            self.since_update = 0.0
+            self.track_due = True
+            if not defer:
+                self.track_frequency()
 
-        if self._backoff > 0.0:
-            self._backoff -= dt
-            self.state = BACKOFF
+        if self.backoff > 0.0:
+            self.backoff -= dt
+            self.state_code = 3       # BACKOFF
             self._fade(dt)
-        elif adapt and self.locked and self._listen > 0.0:
-            self._listen -= dt        # uncorrected: the reference level of the oscillation
-            self._r_ref = float(np.linalg.norm(self.r))
+        elif adapt and self.locked and self.listen > 0.0:
+            self.listen -= dt        # uncorrected: the reference level of the oscillation
+            self.r_ref = cnorm(self.r)
             # the correction this oscillation needs; the weights may not wind up beyond twice
             # it (a loop that ignores the correction for a while - a spinal hold - cannot
             # make it grow without end)
-            need = np.abs(self.g_inv @ self.r)
-            self._cap[:] = np.minimum(self.max_correction, 2.0 * need + 0.1 * need.max())
-            self.state = ADAPTING
+            need = cabs(cmatvec(self.g_inv, self.r, self._y))
+            np.minimum(self.max_correction, 2.0 * need + 0.1 * float(need.max()),
+                       out=self._cap)
+            self.state_code = 1       # ADAPTING
         elif adapt and self.locked:
             # W -= (2 dt / adapt_time) Ginv (eh exp(-i phi)), then leak and bound
-            np.multiply(eh, (2.0 * dt / self.adapt_time) * rot.conjugate(), out=eps)
-            self.w -= self.g_inv @ eps
-            self.w *= 1.0 - dt / self.leak_time
+            k = 2.0 * dt / self.adapt_time
+            eps = self._eps
+            eps.real = eh * (k * c)
+            eps.imag = eh * (k * -s)
+            d = cmatvec(self.g_inv, eps, self._y)
+            w = self.w
+            w.real -= d.real
+            w.imag -= d.imag
+            f = 1.0 - dt / self.leak_time
+            w.real *= f
+            w.imag *= f
             self._bound()
-            self._wl = self.w.tolist()
-            self.state = ADAPTING
+            self.state_code = 1       # ADAPTING
             self._monitor(dt)
         elif not self.locked:
             self._fade(dt)
-            self.state = IDLE
+            self.state_code = 0       # IDLE
         else:
-            self.state = HOLDING
+            self.state_code = 2       # HOLDING
         self._output(c, s)
 
     def _output(self, c: float, s: float) -> None:
-        """u = Re{W exp(i phi)}, u' = Re{i w W exp(i phi)} = -w Im{W exp(i phi)} (lists:
-        this runs every tick)."""
-        e = complex(c, s)
-        z = [wi * e for wi in self._wl]
-        wv = -2.0 * math.pi * self.f_hat
-        self.u = [zi.real for zi in z]
-        self.ud = [wv * zi.imag for zi in z]
+        """u = Re{W exp(i phi)}, u' = Re{i w W exp(i phi)} = -w Im{W exp(i phi)}."""
+        wr, wi = self.w.real, self.w.imag
+        np.subtract(wr * c, wi * s, out=self.u)
+        np.multiply(-2.0 * math.pi * self.f_hat, wr * s + wi * c, out=self.ud)
 
     def fade(self, dt: float) -> None:
         """Stale inputs: no learning, the correction dies out (time constant ``fade_time``)."""
-        self.phi += 2.0 * math.pi * self.f_hat * max(0.0, dt - self._advanced)
-        self._advanced = 0.0
+        self.phi += 2.0 * math.pi * self.f_hat * max(0.0, dt - self.advanced)
+        self.advanced = 0.0
         self._fade(dt)
-        self.state = HOLDING
-        self._output(math.cos(self.phi), math.sin(self.phi))
+        self.state_code = 2           # HOLDING
+        phi = self.phi
+        self._output(math.cos(phi), math.sin(phi))
 
     def _fade(self, dt: float) -> None:
-        self.w *= math.exp(-dt / self.fade_time)
-        self._wl = self.w.tolist()
+        f = math.exp(-dt / self.fade_time)
+        self.w.real *= f
+        self.w.imag *= f
 
     def _bound(self) -> None:
-        mag = np.abs(self.w)
+        mag = cabs(self.w)
         over = mag > self._cap
         if over.any():
-            self.w[over] *= self._cap[over] / mag[over]
+            f = self._cap[over] / mag[over]
+            self.w.real[over] *= f
+            self.w.imag[over] *= f
 
     def _monitor(self, dt: float) -> None:
         """Do no harm. The residual phasor at f_hat against its level without correction
@@ -321,31 +346,31 @@ class TremorCanceller:
         bound, mean that the forward model does not describe the loop now - or that the
         disturbance changed. Reset the weights; at a repeat within 10 s of good work also back
         off, for ``backoff_time`` [s], doubled at each further repeat (up to 8x)."""
-        self._adapting_for += dt
-        res = float(np.linalg.norm(self.r))
-        ref = self._r_ref
+        self.adapting_for += dt
+        res = cnorm(self.r)
+        ref = self.r_ref
         floor = self.min_amplitude
-        saturated = bool(np.any(np.abs(self.w) >= 0.999 * self.max_correction))
-        capped = bool(np.any(np.abs(self.w) >= 0.999 * self._cap))
-        stuck_at_cap = capped and self._adapting_for > 4.0 * self.adapt_time
+        mag = cabs(self.w)
+        saturated = bool(np.any(mag >= 0.999 * self.max_correction))
+        capped = bool(np.any(mag >= 0.999 * self._cap))
+        long = self.adapting_for > 4.0 * self.adapt_time
         worse = res > 1.5 * ref + floor
-        stuck = self._adapting_for > 4.0 * self.adapt_time and res > 0.5 * ref + floor
-        stuck = stuck or stuck_at_cap
+        stuck = (long and res > 0.5 * ref + floor) or (capped and long)
         if worse or saturated or stuck:
-            self._bad_since += dt
-            self._good_for = 0.0
-            if self._bad_since > (0.25 if worse or saturated else 1.0):
+            self.bad_since += dt
+            self.good_for = 0.0
+            if self.bad_since > (0.25 if worse or saturated else 1.0):
                 self.reset_weights()
                 self.resets += 1
-                self._bad_since = 0.0
-                if self._strikes:
-                    self._backoff = self.backoff_time * 2.0 ** (self._strikes - 1)
-                self._strikes = min(self._strikes + 1, 4)
+                self.bad_since = 0.0
+                if self.strikes:
+                    self.backoff = self.backoff_time * 2.0 ** (self.strikes - 1)
+                self.strikes = min(self.strikes + 1, 4)
         else:
-            self._bad_since = 0.0
-            self._good_for += dt
-            if self._good_for > 10.0:
-                self._strikes = 0
+            self.bad_since = 0.0
+            self.good_for += dt
+            if self.good_for > 10.0:
+                self.strikes = 0
 
     def disturbance_phasor(self) -> np.ndarray:
         """Joint-velocity phasor [rad/s] the disturbance causes at ``f_hat`` (high-passed)."""
@@ -372,7 +397,10 @@ class TremorCanceller:
         amp = np.sqrt(np.sum(per_joint * per_joint, axis=1))
         return self.grid, amp, per_joint
 
-    def _track_frequency(self) -> None:
+    def track_frequency(self) -> None:
+        """Spectrum, lock, frequency jumps and the frequency-locked loop (every
+        ``update_period``, when :meth:`update` set ``track_due``)."""
+        self.track_due = False
         grid, amp, per_joint = self.spectrum()
         band_amp = np.where(self._in_band, amp, 0.0)
         k = int(np.argmax(band_amp))
@@ -439,3 +467,14 @@ class TremorCanceller:
             df = math.atan2(dot.imag, dot.real) / (2.0 * math.pi * self.update_period)
             f_new = self.f_hat + self.pll_gain * df
             self._set_frequency(min(max(f_new, self.band[0]), self.band[1]))
+
+
+def _phasor_step(z: np.ndarray, x: np.ndarray, c: float, s: float, c2: float, s2: float,
+                 b: float) -> None:
+    """Z += b (2 x exp(-i phi) - conj(Z) exp(-2i phi) - Z), exp(-i phi) = c - i s,
+    exp(-2i phi) = c2 - i s2 (real and imaginary parts; the C tick's order)."""
+    zr, zi = z.real, z.imag
+    er = x * (2.0 * c) - (zr * c2 - zi * s2) - zr
+    ei = x * (-2.0 * s) + (zr * s2 + zi * c2) - zi
+    z.real += b * er
+    z.imag += b * ei

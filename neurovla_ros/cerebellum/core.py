@@ -2,13 +2,24 @@
 
 Per tick (``rate_hz``, driven by the joint-state stream):
 
-1. state estimate: encoders + wrist IMU through the URDF kinematics (:mod:`.estimator`);
-2. goal shaping: the active goal source (sparse goals through an alpha-beta filter, a goal
-   trajectory, or a teleop twist) feeds the jerk-limited tracker (:mod:`.shaping`);
-3. tremor cancellation: the adaptive canceller learns from the fused joint velocity and adds
-   its correction to the reference (:mod:`.adaptive`), phase-correct through the forward
-   model of the spinal layer + arm (:mod:`.forward_model`);
-4. the forward model predicts the joint state and the periodic disturbance torque.
+1. goal shaping: the active goal source (:mod:`.goals`: sparse goals through an alpha-beta
+   filter, a goal trajectory, or a teleop twist) feeds the jerk-limited tracker
+   (:mod:`.shaping`) - or, as baselines (``smoothing``), plain linear interpolation of the
+   goals or a Butterworth low-pass + Ruckig (:mod:`.baselines`);
+2. at ``adapt_rate_hz``: state estimate (encoders + wrist IMU through the URDF kinematics,
+   :mod:`.estimator`), forward model of the spinal layer + arm (:mod:`.forward_model`) and
+   the adaptive tremor canceller learning from the fused joint velocity (:mod:`.adaptive`);
+   in between the correction just runs on;
+3. the reference: shaped motion + correction, inside the URDF limits, with the inertia
+   feed-forward torque.
+
+The tick's arithmetic runs in C (``_tick.c``) when the extension is built; the numpy code
+(:meth:`Cerebellum._tick_numpy` and the methods it calls) is the reference it is checked
+against bit for bit. Work that is due only now and then - the kinematics refresh (20 Hz),
+the canceller's spectrum and frequency tracking (10 Hz), the forward model's inertia at the
+current pose (5 Hz), the disturbance torque phasor and the status (20 Hz), a resync - is
+flagged by the tick and done by :meth:`Cerebellum.after_tick`, which the caller runs once the
+reference is out: it acts on the ticks after.
 
 Safety: stale joints or IMU -> no adaptation, the correction fades, the reference comes to a
 smooth stop and holds, goals are refused until the sensors are back. A tracking error beyond
@@ -20,133 +31,74 @@ the measured pose: the arm stays where the withdrawal took it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..common.limits import invalid_reason
-from ..common.servo import JointGains
-from ..robot import ik
-from ..robot.dynamics import ArmDynamics
 from ..robot.model import RobotModel
-from ..robot.transforms import pose_matrix
 from .adaptive import TremorCanceller
 from .estimator import StateEstimator
 from .filters import clip
-from .forward_model import ServoForwardModel
-from .shaping import GoalFilter, GoalTrajectory, JerkLimitedTracker
+from .forward_model import ServoForwardModel, spinal_servo_model
+from .goals import SPARSE, TRAJECTORY, GoalIntake
+from .ops import matvec
+from .params import CerebellumConfig
+from .shaping import JerkLimitedTracker
+from .state import Shared
 
-SPARSE, TRAJECTORY, SERVO = 'goals', 'trajectory', 'servo'
-BASE_FRAMES = ('', 'base_link', 'world')
-
-
-@dataclass
-class CerebellumConfig:
-    rate_hz: float = 500.0
-    adapt_rate_hz: float = 250.0      # estimator + canceller learning rate
-    bypass: bool = False              # plain linear interpolation of goals, no cancellation
-    # sensors
-    joint_timeout: float = 0.05
-    imu_timeout: float = 0.05
-    crossover_hz: float = 2.0
-    kinematics_period: float = 0.05
-    # shaping
-    velocity_scale: float = 0.5       # of the URDF velocity limit
-    max_acceleration: float = 3.0     # [rad/s^2]
-    max_jerk: float = 100.0           # [rad/s^3]
-    bandwidth_hz: float = 3.5         # tracker triple pole [Hz]
-    goal_alpha: float = 0.32
-    goal_beta: float = 0.45
-    goal_feedforward: float = 0.66    # share of the goal velocity fed forward
-    inertia_feedforward: bool = True  # reference effort = (M(q) - spinal's M) * reference acc.
-    goal_restart: float = 0.3         # [rad]
-    goal_horizon: float = 0.25        # [s]
-    goal_timeout: float = 0.5         # [s]
-    # Cartesian goals and teleop
-    ik_position_tolerance: float = 0.002
-    ik_rotation_tolerance: float = 0.02
-    ik_max_iterations: int = 50
-    workspace_min_z: float = 0.0      # tcp height above the table [m]
-    twist_timeout: float = 0.1        # [s]
-    max_linear_speed: float = 0.25    # [m/s]
-    max_angular_speed: float = 1.0    # [rad/s]
-    # tremor canceller
-    tremor_enabled: bool = True
-    band_low_hz: float = 4.0
-    band_high_hz: float = 12.0
-    adapt_time: float = 0.25
-    leak_time: float = 30.0
-    max_correction: float = 0.02      # [rad]
-    min_amplitude: float = 0.003      # [rad/s]
-    window: float = 0.8               # [s]
-    jump_hz: float = 0.6
-    highpass_hz: float = 2.0
-    # forward model of the spinal servo
-    servo_omega_max: float = 40.0     # [rad/s]
-    servo_accel_feedforward: bool = True  # the spinal feeds home inertia x r'' forward
-    servo_e_sat: float = 0.05         # [rad]
-    loop_delay: float = 0.003         # [s]
-    model_period: float = 0.2         # forward model refreshed for the configuration [s]
-    # health
-    max_tracking_error: float = 0.05  # [rad]
-    resync_time: float = 0.5          # [s]
-    reflex_window: float = 10.0       # [s] after a reflex event a resync is allowed
+SMOOTHINGS = ('cerebellum', 'linear', 'ruckig')
+CEREBELLUM, LINEAR, RUCKIG = range(3)
+# work flagged by the tick for after_tick (bits of ``due``)
+DUE_RESYNC, DUE_MODEL, DUE_SLOW = 1, 2, 4
+SLOW_PERIOD = 0.05   # [s] disturbance torque phasor and status
 
 
-def config_from(values) -> CerebellumConfig:
-    """CerebellumConfig from a namespace or dict of parameters (extra keys ignored)."""
-    d = values if isinstance(values, dict) else vars(values)
-    names = {f.name for f in fields(CerebellumConfig)}
-    return CerebellumConfig(**{k: v for k, v in d.items() if k in names})
+class Cerebellum(Shared):
+    """See the module docstring. Times are seconds on one clock chosen by the caller.
 
+    compiled: run the tick in C (if the extension is built); False: the numpy reference.
+    """
 
-def servo_model(model: RobotModel, cfg: CerebellumConfig) -> ServoForwardModel:
-    """Forward model of the spinal layer + arm: the spinal servo law with its model-derived
-    gains (:meth:`JointGains.for_arm`: the bandwidth that saturates the effort limit at
-    ``servo_e_sat`` error, capped at ``servo_omega_max``, on the joint inertias at home, drives
-    included) and its feed-forward (URDF damping x desired velocity, home inertia x desired
-    acceleration), acting on the arm's joint-space inertia (drives included) at the current
-    configuration."""
-    dyn = ArmDynamics()
-    gains = JointGains.for_arm(model, dyn, e_sat=cfg.servo_e_sat, omega_max=cfg.servo_omega_max)
-    return ServoForwardModel(dyn.arm_inertia(model.home_pose()), gains.kp, gains.kd,
-                             gains.damping, delay=cfg.loop_delay, damping_feedforward=True,
-                             accel_feedforward=gains.inertia if cfg.servo_accel_feedforward
-                             else None, inertia_fn=dyn.arm_inertia)
-
-
-class Cerebellum:
-    """See the module docstring. Times are seconds on one clock chosen by the caller."""
+    SLOTS = ('t', 't_joints', 't_imu', 'has_quat:bool', 'initialized:bool', 'holding:bool',
+             'adapting:bool', 'smoothing_code:int', 'dt_nominal', 'dt_adapt', 'adapt_acc',
+             'bad_track', 'reflex_t', 'since_model', 'since_slow', 'due:int',
+             # the configuration the tick reads (written by configure())
+             'joint_timeout', 'imu_timeout', 'goal_feedforward', 'twist_timeout',
+             'max_tracking_error', 'resync_time', 'reflex_window', 'tremor_enabled:bool',
+             'inertia_feedforward:bool', 'model_period')
 
     def __init__(self, model: RobotModel, cfg: CerebellumConfig | None = None,
-                 forward_model: ServoForwardModel | None = None):
+                 forward_model: ServoForwardModel | None = None, compiled: bool = True):
+        super().__init__()
         self.cfg = cfg = cfg or CerebellumConfig()
         self.model = model
         self.names = list(model.arm_joints)
         n = self.n = len(self.names)
         lim = model.limits()
         self.lower, self.upper, self.vmax = lim['lower'], lim['upper'], lim['velocity']
-        self._nvmax = -self.vmax
-        self._lower_l, self._upper_l = self.lower.tolist(), self.upper.tolist()
-        self._vmax_l = self.vmax.tolist()
         self.dt_nominal = 1.0 / cfg.rate_hz
         self.dt_adapt = 1.0 / min(cfg.adapt_rate_hz, cfg.rate_hz)
-        self._adapt_acc = 0.0
         self.estimator = StateEstimator(model, cfg.crossover_hz, cfg.kinematics_period)
-        self.goals = GoalFilter(n, cfg.goal_alpha, cfg.goal_beta, cfg.goal_restart,
-                                cfg.goal_horizon, cfg.goal_timeout)
         self.tracker = JerkLimitedTracker(self.lower, self.upper, self.vmax * cfg.velocity_scale,
                                           cfg.max_acceleration, cfg.max_jerk,
                                           2.0 * math.pi * cfg.bandwidth_hz)
-        self.fm = forward_model or servo_model(model, cfg)
-        self._since_model = 0.0
-        self._m_extra = self.fm.M.copy()
-        self._m_extra[np.diag_indices(n)] -= self.fm.m_ff
+        self.intake = GoalIntake(model, cfg, self.tracker, self.estimator, self._not_ready)
+        self.accept_joint_goal = self.intake.accept_joint_goal
+        self.accept_pose_goal = self.intake.accept_pose_goal
+        self.accept_trajectory = self.intake.accept_trajectory
+        self.accept_twist = self.intake.accept_twist
+        self.fm = forward_model or spinal_servo_model(
+            model, e_sat=cfg.servo_e_sat,
+            omega_max=cfg.servo_omega_max, accel_feedforward=cfg.servo_accel_feedforward,
+            delay=cfg.loop_delay)
+        self.fm.reset(model.home_pose(), self.dt_adapt)   # fixes the delay line's size
+        self._m_extra = np.zeros((n, n))
+        self._set_m_extra()
         self.canceller = TremorCanceller(
-            n, 1.0 / self.dt_adapt, self.fm.velocity_response, band=(cfg.band_low_hz, cfg.band_high_hz),
-            adapt_time=cfg.adapt_time, leak_time=cfg.leak_time, max_correction=cfg.max_correction,
-            window=cfg.window, min_amplitude=cfg.min_amplitude, jump_hz=cfg.jump_hz,
-            highpass_hz=cfg.highpass_hz)
+            n, 1.0 / self.dt_adapt, self.fm.velocity_response,
+            band=(cfg.band_low_hz, cfg.band_high_hz), adapt_time=cfg.adapt_time,
+            leak_time=cfg.leak_time, max_correction=cfg.max_correction, window=cfg.window,
+            min_amplitude=cfg.min_amplitude, jump_hz=cfg.jump_hz, highpass_hz=cfg.highpass_hz)
+        self.follower = None          # the Ruckig baseline (smoothing ruckig), made on demand
         # latest inputs
         self.q = np.zeros(n)
         self.qd = np.zeros(n)
@@ -154,51 +106,118 @@ class Cerebellum:
         self.gyro = np.zeros(3)
         self.accel = np.zeros(3)
         self.quat = np.array([0.0, 0.0, 0.0, 1.0])
-        self.has_quat = False
         self.t_imu = -math.inf
-        # goal sources
-        self.source = SPARSE
-        self.trajectory: GoalTrajectory | None = None
-        self.servo_goal = np.zeros(n)
-        self.servo_qd = np.zeros(n)
-        self._servo_goal_l = [0.0] * n
-        self._servo_qd_l = [0.0] * n
-        self._ql = [0.0] * n
-        self._ref_l = [0.0] * n
-        self.t_twist = -math.inf
+        # working arrays
+        self._goal_p = np.zeros(n)
+        self._goal_v = np.zeros(n)
         self._err = np.zeros(n)
-        # bypass: plain interpolation from the reference at a goal's arrival to the goal
-        self._lin_from = [0.0] * n
-        self._lin_to = [0.0] * n
-        self._lin_t0 = -math.inf
-        self._lin_T = 0.1
-        self._last_goal_t = -math.inf
         # outputs
         self.ref_pos = np.zeros(n)
         self.ref_vel = np.zeros(n)
         self.ref_eff = np.zeros(n)          # feed-forward torque [N m]
-        self.tremor_torque = np.zeros(n)   # predicted periodic disturbance torque [N m]
+        self.tremor_torque = np.zeros(n)    # predicted periodic disturbance torque [N m]
         self._tau_r = np.zeros(n)
         self._tau_i = np.zeros(n)
-        self.initialized = False
-        self.holding = True
-        self.adapting = False
         self.status_level, self.status_message = 1, 'waiting for /joint_states'
         self.t = -math.inf
-        self._bad_track = 0.0
-        self._reflex_t = -math.inf
-        self._since_slow = math.inf
+        self.reflex_t = -math.inf
+        self.since_slow = math.inf
+        self.holding = True
         self.resyncs = 0
-        self.accepted = 0
-        self.rejected = 0
-        self.last_rejection = ''
+        self.configure()
+        self._c = self._compiled() if compiled else None
+
+    # ------------------------------------------------------------------ configuration
+    def configure(self) -> None:
+        """Apply ``cfg`` after a change at run time (the parameters that can change)."""
+        cfg, canc = self.cfg, self.canceller
+        for name in ('joint_timeout', 'imu_timeout', 'goal_feedforward', 'twist_timeout',
+                     'max_tracking_error', 'resync_time', 'reflex_window', 'tremor_enabled',
+                     'inertia_feedforward', 'model_period'):
+            setattr(self, name, getattr(cfg, name))
+        canc.adapt_time, canc.leak_time = cfg.adapt_time, cfg.leak_time
+        canc.min_amplitude = cfg.min_amplitude
+        canc.max_correction[:] = cfg.max_correction
+        mode = SMOOTHINGS.index(cfg.smoothing)
+        if mode == RUCKIG and self.follower is None:
+            from .baselines import RuckigFollower
+            self.follower = RuckigFollower(self.tracker, self.dt_nominal, cfg.ruckig_lowpass_hz)
+            self.intake.on_joint_goal = self.follower.goal
+        if mode == RUCKIG and self.smoothing_code != RUCKIG:
+            self.follower.reset()        # from the reference's current motion
+        self.smoothing_code = mode
+
+    @property
+    def smoothing(self) -> str:
+        """cerebellum | linear | ruckig"""
+        return SMOOTHINGS[self.smoothing_code]
+
+    def _compiled(self):
+        """The C tick (``_tick.c``) bound to this object's arrays, or None when the extension
+        is not built (the numpy reference then runs)."""
+        try:
+            from . import _tick
+        except ImportError:
+            return None
+        slots, arrays = self.shared_state()
+        self._bound = {k: a.ctypes.data for k, a in arrays.items()}
+        self._bound.update({k: o._s.ctypes.data for k, o in slots.items()})
+        return _tick.Tick({k: (o.SLOTS, o._s) for k, o in slots.items()}, arrays, self.n)
+
+    def bound_arrays_intact(self) -> bool:
+        """Whether the arrays the C tick was bound to are still the objects' own (no Python
+        code replaced one instead of writing into it)."""
+        slots, arrays = self.shared_state()
+        now = {k: a.ctypes.data for k, a in arrays.items()}
+        now.update({k: o._s.ctypes.data for k, o in slots.items()})
+        return self._c is None or now == self._bound
+
+    def shared_state(self) -> tuple[dict, dict]:
+        """What the C tick works on: {name: Shared object} (their slots) and {name: array}
+        (the objects' own arrays, complex ones as float64 views)."""
+        est, fm, canc, gi, tr = self.estimator, self.fm, self.canceller, self.intake, \
+            self.tracker
+        kin = est.kin
+        slots = {'core': self, 'intake': gi, 'goals': gi.goals, 'tracker': tr,
+                 'estimator': est, 'model': fm, 'canceller': canc, 'highpass': canc.hp}
+        arrays = {
+            'q': self.q, 'qd': self.qd, 'gyro': self.gyro, 'accel': self.accel,
+            'quat': self.quat, 'ref_pos': self.ref_pos, 'ref_vel': self.ref_vel,
+            'ref_eff': self.ref_eff, 'm_extra': self._m_extra, 'goal_p': self._goal_p,
+            'goal_v': self._goal_v, 'err': self._err, 'lower': self.lower,
+            'upper': self.upper, 'vmax': self.vmax,
+            'servo_goal': gi.servo_goal, 'servo_qd': gi.servo_qd, 'lin_from': gi.lin_from,
+            'lin_to': gi.lin_to, 'goal_filter_p': gi.goals.p, 'goal_filter_v': gi.goals.v,
+            'tr_x': tr.x, 'tr_v': tr.v, 'tr_a': tr.a, 'tr_j': tr.j, 'tr_lower': tr.lower,
+            'tr_upper': tr.upper, 'tr_vmax': tr.vmax, 'tr_amax': tr.amax, 'tr_jmax': tr.jmax,
+            'qd_fused': est.qd_fused, 'imu_rot': est.imu_rot, 'twist_enc': est._twist_enc,
+            'twist_f': est._twist_f, 'gyro_prev': est._gyro_prev, 'alpha': est._alpha,
+            'w_meas': est._w_meas, 'a_imu': est._a_imu, 'dtw': est._dtw,
+            'qd_enc': est._qd_enc, 'est_q': est._q, 'imu_jac': kin.imu_jac,
+            'imu_jac_pinv': kin.imu_jac_pinv,
+            'kp': fm.kp, 'kd': fm.kd, 'b': fm.b, 'b_ff': fm.b_ff, 'm_ff': fm.m_ff, 'm': fm.m,
+            'fm_q': fm.q, 'fm_qd': fm.qd, 'fm_qdd': fm.qdd, 'torque': fm.torque,
+            'line': fm._line, 'acc': fm._acc, 'rd_prev': fm._rd_prev,
+            'w': canc.w.view(np.float64), 'g': canc.g.view(np.float64),
+            'g_inv': canc.g_inv.view(np.float64), 'z': canc.z.view(np.float64),
+            'r': canc.r.view(np.float64), 'max_correction': canc.max_correction,
+            'cap': canc._cap, 'e_hp': canc.e_hp, 'dist': canc.dist, 'buf': canc.buf,
+            'tbuf': canc.tbuf, 'residual_ms': canc.residual_ms,
+            'disturbance_ms': canc.disturbance_ms, 'u': canc.u, 'ud': canc.ud,
+            'hp_x1': canc.hp.x1, 'hp_y1': canc.hp.y1, 'hp_x2': canc.hp.x2, 'hp_y': canc.hp.y,
+        }
+        return slots, arrays
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the tick runs in C (else numpy)."""
+        return self._c is not None
 
     # ------------------------------------------------------------------ sensor inputs
     def set_joints(self, now: float, q, qd) -> None:
         """Arm joint positions [rad] and velocities [rad/s] (validated by the caller)."""
         self.q[:] = q
         self.qd[:] = qd
-        self._ql = self.q.tolist()
         self.t_joints = now
         if not self.initialized:
             self._start(now)
@@ -216,294 +235,198 @@ class Cerebellum:
     def _start(self, now: float) -> None:
         self.estimator.reset(self.q)
         self.tracker.reset(self.q)
-        self.goals.reset(self.tracker.x)
+        self.intake.reset(self.tracker.x)    # the baseline holds here until the first goal
         self.fm.reset(self.tracker.x, self.dt_adapt)
         self.ref_pos[:] = self.tracker.x
-        self._ref_l = list(self.tracker.x)
-        self._lin_from = list(self.tracker.x)   # bypass: hold here until the first goal
-        self._lin_to = list(self.tracker.x)
-        self.source = SPARSE
+        if self.follower is not None:
+            self.follower.reset()
         self.initialized = True
         self.t = now
 
-    # ------------------------------------------------------------------ goals
-    def _refuse(self, reason: str) -> tuple[bool, str]:
-        self.rejected += 1
-        self.last_rejection = reason
-        return False, reason
-
-    def _ready_for_goals(self) -> str | None:
+    def _not_ready(self) -> str | None:
+        """Why goals cannot be taken now (None: they can)."""
         if not self.initialized:
             return 'no joint state yet'
         if self.holding:
             return 'holding: sensors stale'
         return None
 
-    def accept_joint_goal(self, now: float, q) -> tuple[bool, str]:
-        """A joint goal (arm order) [rad]."""
-        why = invalid_reason(q, self.n)
-        if why:
-            return self._refuse(f'joint goal rejected: {why}')
-        q = np.asarray(q, float)
-        if np.any(q < self.lower) or np.any(q > self.upper):
-            bad = [n for n, v, lo, hi in zip(self.names, q, self.lower, self.upper)
-                   if not lo <= v <= hi]
-            return self._refuse(f'joint goal rejected: outside the URDF limits at {bad}')
-        why = self._ready_for_goals()
-        if why:
-            return self._refuse(f'joint goal rejected: {why}')
-        if self.source != SPARSE:
-            self.goals.reset(self.tracker.x)
-            self.source = SPARSE
-        self.goals.add(now, q)
-        # bypass: interpolate linearly to it over one goal period
-        self._lin_T = min(max(now - self._last_goal_t, 0.02), 0.5)
-        self._last_goal_t = now
-        self._lin_from = list(self.tracker.x)
-        self._lin_to = q.tolist()
-        self._lin_t0 = now
-        self.accepted += 1
-        return True, ''
-
-    def accept_pose_goal(self, now: float, position, quat_xyzw, frame: str = '') -> tuple[bool, str]:
-        """A tcp pose goal in base_link: position [m], orientation quaternion (x, y, z, w)."""
-        if frame not in BASE_FRAMES:
-            return self._refuse(f'pose goal rejected: frame {frame!r} is not base_link')
-        why = invalid_reason(position, 3) or invalid_reason(quat_xyzw, 4)
-        if why:
-            return self._refuse(f'pose goal rejected: {why}')
-        qn = float(np.linalg.norm(quat_xyzw))
-        if not 0.9 < qn < 1.1:
-            return self._refuse(f'pose goal rejected: orientation quaternion norm {qn:.3f} != 1')
-        if position[2] < self.cfg.workspace_min_z:
-            return self._refuse(f'pose goal rejected: z = {position[2]:.3f} m is below the '
-                                f'workspace floor {self.cfg.workspace_min_z} m')
-        why = self._ready_for_goals()
-        if why:
-            return self._refuse(f'pose goal rejected: {why}')
-        target = pose_matrix(position, np.asarray(quat_xyzw, float) / qn)
-        seed = self.goals.p if (self.source == SPARSE and self.goals.active) else self.tracker.x
-        res = ik.solve(self.model, target, seed, self.lower, self.upper,
-                       max_iterations=self.cfg.ik_max_iterations,
-                       position_tolerance=self.cfg.ik_position_tolerance,
-                       rotation_tolerance=self.cfg.ik_rotation_tolerance)
-        if not res.ok:
-            return self._refuse(f'pose goal rejected: {res.reason}')
-        return self.accept_joint_goal(now, res.q)
-
-    def accept_trajectory(self, now: float, times, positions, velocities=None) -> tuple[bool, str]:
-        """A joint trajectory: times from now [s] (increasing), positions (K x 6) [rad]."""
-        times = np.asarray(times, float)
-        try:
-            pos = np.asarray(positions, float)
-        except (TypeError, ValueError):
-            return self._refuse('trajectory rejected: positions not numeric')
-        if pos.ndim != 2 or pos.shape[1] != self.n or len(times) != len(pos) or len(pos) == 0:
-            return self._refuse(f'trajectory rejected: expected K x {self.n} positions and K '
-                                f'times, got {pos.shape} and {times.shape}')
-        if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(times))):
-            return self._refuse('trajectory rejected: contains NaN or inf')
-        if np.any(times < 0) or np.any(np.diff(times) <= 0):
-            return self._refuse('trajectory rejected: times must be >= 0 and increasing')
-        if np.any(pos < self.lower) or np.any(pos > self.upper):
-            return self._refuse('trajectory rejected: a point is outside the URDF limits')
-        vel = None
-        if velocities is not None:
-            vel = np.asarray(velocities, float)
-            if vel.shape != pos.shape or not np.all(np.isfinite(vel)):
-                return self._refuse('trajectory rejected: velocities malformed')
-            vel = np.clip(vel, -self.vmax, self.vmax)
-        why = self._ready_for_goals()
-        if why:
-            return self._refuse(f'trajectory rejected: {why}')
-        if len(pos) == 1 and times[0] == 0.0:
-            return self.accept_joint_goal(now, pos[0])
-        self.trajectory = GoalTrajectory(now, times, pos, vel)
-        self.source = TRAJECTORY
-        self.accepted += 1
-        return True, ''
-
-    def accept_twist(self, now: float, linear, angular, frame: str = '') -> tuple[bool, str]:
-        """A teleop tcp twist [m/s], [rad/s] in base_link or the tcp frame (servo mode)."""
-        why = invalid_reason(linear, 3) or invalid_reason(angular, 3)
-        if why:
-            return self._refuse(f'twist rejected: {why}')
-        v, w = np.asarray(linear, float), np.asarray(angular, float)
-        if frame in ('tcp_link', 'tool0'):
-            r = self.estimator.ee_rot
-            v, w = r @ v, r @ w
-        elif frame not in BASE_FRAMES:
-            return self._refuse(f'twist rejected: frame {frame!r} is not base_link or tcp_link')
-        why = self._ready_for_goals()
-        if why:
-            return self._refuse(f'twist rejected: {why}')
-        sv, sw = float(np.linalg.norm(v)), float(np.linalg.norm(w))
-        if sv > self.cfg.max_linear_speed:
-            v = v * (self.cfg.max_linear_speed / sv)
-        if sw > self.cfg.max_angular_speed:
-            w = w * (self.cfg.max_angular_speed / sw)
-        qd = ik.twist_to_joint_velocity(self.estimator.kin.ee_jac, np.concatenate([v, w]))
-        peak = float(np.max(np.abs(qd) / (self.vmax * self.cfg.velocity_scale)))
-        if peak > 1.0:  # near a singularity: slow down along the same direction
-            qd /= peak
-        if self.source != SERVO:
-            self.servo_goal[:] = self.tracker.x
-            self._servo_goal_l = list(self.tracker.x)
-            self.source = SERVO
-        self.servo_qd[:] = qd
-        self._servo_qd_l = self.servo_qd.tolist()
-        self.t_twist = now
-        self.accepted += 1
-        return True, ''
+    def note_reflex(self, now: float) -> None:
+        """The spinal layer reported a reflex (collision withdrawal) at ``now``."""
+        self.reflex_t = now
 
     # ------------------------------------------------------------------ tick
     def tick(self, now: float, dt: float | None = None) -> bool:
         """Compute the reference for time ``now``; ``dt`` [s] since the last tick (default:
-        from ``now``). Returns False before the first joint state.
-
-        The per-tick path works on Python lists (six joints: cheaper than numpy calls); the
-        estimator, forward model and learning run at ``adapt_rate_hz`` on numpy arrays.
-        """
+        from ``now``). Returns False before the first joint state. Run :meth:`after_tick`
+        after it (once the reference is out)."""
         if not self.initialized:
             return False
-        cfg = self.cfg
         if dt is None:
             dt = now - self.t
+        mode = self.smoothing_code
+        if mode == RUCKIG:    # the baseline shapes in Python (Ruckig's bindings)
+            self.follower.step(min(max(dt, 0.0), 5.0 * self.dt_nominal), self.holding)
+        elif mode == CEREBELLUM and self.intake.source_code == 1:   # TRAJECTORY
+            self.intake.trajectory.sample(now, self._goal_p, self._goal_v)
+        if self._c is not None:
+            self._c.tick(now, dt)        # the same as _tick_numpy, in C
+        else:
+            self._tick_numpy(now, dt)
+        return True
+
+    def _tick_numpy(self, now: float, dt: float) -> None:
+        """The tick's arithmetic (the reference of ``_tick.c``)."""
         dt = min(max(dt, 0.0), 5.0 * self.dt_nominal)
         self.t = now
-        fresh_j = now - self.t_joints <= cfg.joint_timeout
-        fresh_i = now - self.t_imu <= cfg.imu_timeout
-        self.holding = not (fresh_j and fresh_i)
-        tr = self.tracker
-        # goal source -> tracker (every tick)
-        if cfg.bypass:
-            self._interpolate(now, dt)
-        else:
-            if self.source == SPARSE:
-                g, gv = self.goals.sample(now)
-                ff = cfg.goal_feedforward
-                gv = [ff * v for v in gv]
-            elif self.source == TRAJECTORY:
-                g, gv = self.trajectory.sample(now)
-            else:
-                if now - self.t_twist <= cfg.twist_timeout:
-                    self.servo_goal += self.servo_qd * dt
-                    clip(self.servo_goal, self.lower, self.upper, self.servo_goal)
-                    gv = self._servo_qd_l
+        fresh_j = now - self.t_joints <= self.joint_timeout
+        fresh_i = now - self.t_imu <= self.imu_timeout
+        holding = not (fresh_j and fresh_i)
+        self.holding = holding
+        tr, gi = self.tracker, self.intake
+        mode = self.smoothing_code
+        cereb = mode == CEREBELLUM
+        # goal source -> tracker
+        if mode == LINEAR:
+            self._interpolate(now, dt, holding)
+        elif cereb:
+            g, gv = self._goal_p, self._goal_v
+            source = gi.source_code
+            if source == 0:          # SPARSE
+                gi.goals.sample(now, g, gv)
+                gv *= self.goal_feedforward
+            elif source == 2:        # SERVO: integrate the teleop twist until it times out
+                if now - gi.t_twist <= self.twist_timeout:
+                    gi.servo_goal += gi.servo_qd * dt
+                    clip(gi.servo_goal, self.lower, self.upper, gi.servo_goal)
+                    gv[:] = gi.servo_qd
                 else:
-                    gv = None
-                g = self._servo_goal_l = self.servo_goal.tolist() if gv is not None \
-                    else self._servo_goal_l
-            tr.step(dt, g, gv, hold=self.holding)
+                    gv[:] = 0.0
+                g[:] = gi.servo_goal
+            # TRAJECTORY: sampled into g, gv by tick()
+            tr.step(dt, g, gv, hold=holding)
         # health: is the arm following?
-        if fresh_j:
-            q = self._ql
-            err = max([abs(r - qi) for r, qi in zip(self._ref_l, q)])
-        else:
-            err = 0.0
-        healthy = err <= cfg.max_tracking_error
+        err = float(np.max(np.abs(self.ref_pos - self.q))) if fresh_j else 0.0
+        healthy = err <= self.max_tracking_error
         if not healthy:
-            self._bad_track += dt
+            self.bad_track += dt
             # after a spinal reflex (withdrawal), adopt the pose the arm was moved to instead
             # of pulling it back; otherwise keep the reference (the spinal layer brings the
             # arm back after a glitch)
-            if self._bad_track >= cfg.resync_time and now - self._reflex_t <= cfg.reflex_window:
-                self._resync()
+            if self.bad_track >= self.resync_time and now - self.reflex_t <= self.reflex_window:
+                self.due |= DUE_RESYNC
         else:
-            self._bad_track = 0.0
+            self.bad_track = 0.0
         # estimation and learning at adapt_rate_hz; in between the correction just runs on
         canc = self.canceller
-        self.adapting = cfg.tremor_enabled and not self.holding and healthy and not cfg.bypass
-        self._adapt_acc += dt
-        if self._adapt_acc >= self.dt_adapt - 1e-4:
-            da, self._adapt_acc = self._adapt_acc, 0.0
-            self._learn(da, fresh_j, fresh_i)
-        elif cfg.bypass:
+        adapting = self.tremor_enabled and not holding and healthy and cereb
+        self.adapting = adapting
+        self.adapt_acc += dt
+        if self.adapt_acc >= self.dt_adapt - 1e-4:
+            da = self.adapt_acc
+            self.adapt_acc = 0.0
+            self._learn(da, fresh_j, fresh_i, cereb, adapting)
+        elif not cereb:
             canc.fade(dt)
         else:
             canc.advance(dt)
         # reference = shaped motion + correction, inside the URDF limits
-        lo, hi, vm = self._lower_l, self._upper_l, self._vmax_l
-        u, ud = canc.u, canc.ud
-        ref = [min(max(x + c, a), b) for x, c, a, b in zip(tr.x, u, lo, hi)]
-        vel = [min(max(v + c, -m), m) for v, c, m in zip(tr.v, ud, vm)]
-        self._ref_l = ref
-        self.ref_pos[:] = ref
-        self.ref_vel[:] = vel
-        if cfg.inertia_feedforward and not cfg.bypass:
+        np.minimum(np.maximum(tr.x + canc.u, self.lower), self.upper, out=self.ref_pos)
+        np.minimum(np.maximum(tr.v + canc.ud, -self.vmax), self.vmax, out=self.ref_vel)
+        if self.inertia_feedforward and cereb:
             # what the spinal's own feed-forward (home inertia diagonal) lacks: coupling and
             # the configuration-dependent part of M(q)
-            np.dot(self._m_extra, tr.a, out=self.ref_eff)
+            matvec(self._m_extra, tr.a, self.ref_eff)
         else:
             self.ref_eff[:] = 0.0
-        # slow work: model refresh, disturbance torque phasor, status
-        self._since_model += dt
-        if self._since_model >= cfg.model_period and fresh_j and not cfg.bypass:
-            self._since_model = 0.0
-            self.fm.set_configuration(self.q)
-            self._m_extra[:] = self.fm.M
-            self._m_extra[np.diag_indices(self.n)] -= self.fm.m_ff
-            canc.refresh_model()
-        self._since_slow += dt
-        if self._since_slow >= 0.05:
-            self._since_slow = 0.0
-            self._slow()
-            c, s = math.cos(canc.phi), math.sin(canc.phi)
-            np.multiply(self._tau_r, c, out=self.tremor_torque)
-            self.tremor_torque -= self._tau_i * s
-        return True
+        # work for after_tick
+        self.since_model += dt
+        if self.since_model >= self.model_period and fresh_j and cereb:
+            self.since_model = 0.0
+            self.due |= DUE_MODEL
+        self.since_slow += dt
+        if self.since_slow >= SLOW_PERIOD:
+            self.since_slow = 0.0
+            self.due |= DUE_SLOW
 
-    def _learn(self, da: float, fresh_j: bool, fresh_i: bool) -> None:
+    def _learn(self, da: float, fresh_j: bool, fresh_i: bool, cereb: bool,
+               adapting: bool) -> None:
         """Estimator, forward model and canceller, ``da`` [s] after the last call."""
-        cfg, canc, est, tr = self.cfg, self.canceller, self.estimator, self.tracker
+        canc, est = self.canceller, self.estimator
         if fresh_i:
             qd = est.update(da, self.q, self.qd, self.gyro, self.accel,
-                            self.quat if self.has_quat else None)
+                            self.quat if self.has_quat else None, defer=True)
         else:
-            qd = est.update(da, self.q, self.qd)
-        if cfg.bypass:
+            qd = est.update(da, self.q, self.qd, defer=True)
+        if not cereb:
             canc.fade(da)
-        elif fresh_j and cfg.tremor_enabled:
+        elif fresh_j and self.tremor_enabled:
             # sensory prediction error: the motion the shaped reference does not explain
+            tr = self.tracker
             self.fm.step(da, tr.x, tr.v, self.ref_eff)
             np.subtract(qd, self.fm.qd, out=self._err)
-            canc.update(da, self._err, adapt=self.adapting)
+            canc.update(da, self._err, adapt=adapting, defer=True)
         else:
             canc.fade(da)
 
-    def _interpolate(self, now: float, dt: float) -> None:
-        """Bypass shaping: straight line from the reference at the goal's arrival to the goal
-        over one goal period, then hold (velocity-limited only)."""
-        tr = self.tracker
-        if self.holding:
-            tr.v = [0.0] * self.n
+    def _interpolate(self, now: float, dt: float, holding: bool) -> None:
+        """Baseline shaping: straight line from the reference at the goal's arrival to the
+        goal over one goal period, then hold (velocity-limited only)."""
+        tr, gi = self.tracker, self.intake
+        if holding:
+            tr.v[:] = 0.0
             return
-        s = min(max((now - self._lin_t0) / self._lin_T, 0.0), 1.0)
+        s = min(max((now - gi.lin_t0) / gi.lin_T, 0.0), 1.0)
         h = max(dt, 1e-6)
-        x_new = []
-        v_new = []
-        for x, a, b, vm in zip(tr.x, self._lin_from, self._lin_to, self._vmax_l):
-            xn = a + s * (b - a)
-            xn = min(max(xn, x - vm * h), x + vm * h)
-            x_new.append(xn)
-            v_new.append((xn - x) / h)
-        tr.x, tr.v, tr.a = x_new, v_new, [0.0] * self.n
+        xn = gi.lin_from + s * (gi.lin_to - gi.lin_from)
+        step = self.vmax * h
+        xn = np.minimum(np.maximum(xn, tr.x - step), tr.x + step)
+        np.divide(xn - tr.x, h, out=tr.v)
+        tr.x[:] = xn
+        tr.a[:] = 0.0
 
-    def note_reflex(self, now: float) -> None:
-        """The spinal layer reported a reflex (collision withdrawal) at ``now``."""
-        self._reflex_t = now
+    # ------------------------------------------------------------------ after the tick
+    @property
+    def work_due(self) -> bool:
+        """Whether :meth:`after_tick` has anything to do."""
+        return bool(self.due) or self.estimator.kin_due or self.canceller.track_due
+
+    def after_tick(self) -> None:
+        """The work the last tick found due (see the module docstring); cheap when none."""
+        est, canc = self.estimator, self.canceller
+        if est.kin_due:          # the two costly ones (~0.3 ms each) never in the same call
+            est.refresh_kinematics()
+        elif canc.track_due:
+            canc.track_frequency()
+        due = self.due
+        if not due:
+            return
+        self.due = 0
+        if due & DUE_RESYNC:
+            self._resync()
+        if due & DUE_MODEL:
+            self.fm.set_configuration(self.q)
+            self._set_m_extra()
+            canc.refresh_model()
+        if due & DUE_SLOW:
+            self._slow()
+            phi = canc.phi
+            np.multiply(self._tau_r, math.cos(phi), out=self.tremor_torque)
+            self.tremor_torque -= self._tau_i * math.sin(phi)
+
+    def _set_m_extra(self) -> None:
+        self._m_extra[:] = self.fm.M
+        self._m_extra[np.diag_indices(self.n)] -= self.fm.m_ff
 
     def _resync(self) -> None:
         self.tracker.reset(self.q)
-        self.goals.reset(self.q)
-        self.source = SPARSE
+        self.intake.reset(self.q)
         self.canceller.reset_weights()
         self.fm.reset(self.q, self.dt_adapt)
         self.ref_pos[:] = self.q
-        self._ref_l = self.q.tolist()
-        self._lin_from = self.q.tolist()
-        self._lin_to = self.q.tolist()
-        self._bad_track = 0.0
+        if self.follower is not None:
+            self.follower.reset()
+        self.bad_track = 0.0
         self.resyncs += 1
 
     def _slow(self) -> None:
@@ -522,7 +445,7 @@ class Cerebellum:
             self.status_level, self.status_message = 1, 'waiting for /joint_states'
         elif self.now_stale_reason():
             self.status_level, self.status_message = 1, self.now_stale_reason()
-        elif self._bad_track > 0:
+        elif self.bad_track > 0:
             self.status_level, self.status_message = 1, 'arm not following the reference'
         elif canc.resets and canc.state == 'backoff':
             self.status_level, self.status_message = 1, 'canceller backed off (diverging)'
@@ -532,20 +455,20 @@ class Cerebellum:
                                    else f'no tremor, {canc.state}')
 
     def now_stale_reason(self) -> str:
-        cfg = self.cfg
         parts = []
-        if self.t - self.t_joints > cfg.joint_timeout:
+        if self.t - self.t_joints > self.joint_timeout:
             parts.append('/joint_states')
-        if self.t - self.t_imu > cfg.imu_timeout:
+        if self.t - self.t_imu > self.imu_timeout:
             parts.append('/imu/data')
         return ('stale ' + ' and '.join(parts) + ': holding, not adapting') if parts else ''
 
     def status(self) -> dict:
         """Adaptation and estimation status (diagnostics values)."""
-        canc, est = self.canceller, self.estimator
+        canc, est, gi = self.canceller, self.estimator, self.intake
         est.derived()
         return {
-            'source': self.source,
+            'source': gi.source,
+            'smoothing': self.smoothing,
             'holding': self.holding,
             'adapting': self.adapting,
             'canceller_state': canc.state,
@@ -567,7 +490,10 @@ class Cerebellum:
             'ee_acceleration_m_s2': est.ee_acc.tolist(),
             'imu_used': est.imu_used,
             'tracking_error_rad': float(np.max(np.abs(self.ref_pos - self.q))),
-            'goals_accepted': self.accepted,
-            'goals_rejected': self.rejected,
+            'goals_accepted': gi.accepted,
+            'goals_rejected': gi.rejected,
             'resyncs': self.resyncs,
         }
+
+
+__all__ = ['Cerebellum', 'CerebellumConfig', 'SMOOTHINGS', 'SPARSE', 'TRAJECTORY']

@@ -27,20 +27,26 @@ from typing import Callable
 
 import numpy as np
 
+from .state import Shared
 
-class ServoForwardModel:
+
+class ServoForwardModel(Shared):
     """Servo + inertia model over the arm joints.
 
     kp [N m/rad], kd [N m s/rad], damping (URDF viscous) [N m s/rad]: arrays per joint;
     inertia: joint-space inertia [kg m^2], (n, n) or its diagonal (n,);
     damping_feedforward: the servo feeds ``damping * r'`` forward (the spinal layer does);
     inertia_fn: ``q -> (n, n)`` for :meth:`set_configuration` (None: fixed inertia).
+    The time-domain state (arrays, and the slots ``i``, ``nsub``) is shared with the C tick.
     """
+
+    SLOTS = ('i:int', 'nsub:int', 'lines:int', 'accel_lowpass')
 
     def __init__(self, inertia, kp, kd, damping, delay: float = 0.003,
                  damping_feedforward: bool = True, accel_feedforward=None,
                  accel_lowpass: float = 0.004,
                  inertia_fn: Callable[[np.ndarray], np.ndarray] | None = None):
+        super().__init__()
         self.kp = np.asarray(kp, float).copy()
         self.kd = np.asarray(kd, float).copy()
         n = len(self.kp)
@@ -55,6 +61,7 @@ class ServoForwardModel:
         self.delay = float(delay)
         self.inertia_fn = inertia_fn
         self.M = np.zeros((n, n))
+        self.m = np.zeros(n)
         self.set_inertia(inertia)
         self.q = np.zeros(n)       # predicted joint state
         self.qd = np.zeros(n)
@@ -69,7 +76,7 @@ class ServoForwardModel:
             raise ValueError(f'forward model: inertia must be {self.M.shape} with a positive '
                              f'diagonal')
         self.M[:] = m
-        self.m = np.diag(self.M).copy()
+        self.m[:] = np.diag(self.M)
 
     def set_configuration(self, q) -> None:
         """Inertia at the joint positions ``q`` (needs ``inertia_fn``)."""
@@ -109,34 +116,62 @@ class ServoForwardModel:
         self.qd[:] = 0.0
         self.qdd[:] = 0.0
         self.torque[:] = 0.0
-        lag = max(0, int(round(self.delay / dt)))
-        self._line = np.zeros((lag + 1, 3, n))   # reference, its velocity, feed-forward
+        lines = max(0, int(round(self.delay / dt))) + 1
+        if getattr(self, '_line', None) is None or len(self._line) != lines:
+            self._line = np.zeros((lines, 3, n))   # reference, its velocity, feed-forward
+            self._acc = np.zeros(n)      # the servo's estimate of r'' (low-passed difference)
+            self._rd_prev = np.zeros(n)
+        self.lines = lines
+        self._line[:] = 0.0
         self._line[:, 0] = q
-        self._i = 0
-        self._acc = np.zeros(n)      # the servo's estimate of r'' (low-passed difference)
-        self._rd_prev = np.zeros(n)
+        self.i = 0
+        self._acc[:] = 0.0
+        self._rd_prev[:] = 0.0
         w = float(np.max(np.sqrt(self.kp / self.m)))
-        self._nsub = max(1, int(math.ceil(dt * w / 0.2)))
+        self.nsub = max(1, int(math.ceil(dt * w / 0.2)))
 
     def step(self, dt: float, r, rd, tau_ff=None) -> None:
         """Advance the prediction by ``dt`` [s] for the reference ``r``, ``rd`` (and the
         feed-forward torque ``tau_ff``) just sent."""
         line = self._line
-        line[self._i, 0] = r
-        line[self._i, 1] = rd
-        line[self._i, 2] = 0.0 if tau_ff is None else tau_ff
-        self._i = (self._i + 1) % len(line)
-        rl, rdl, ffl = line[self._i]   # the oldest: sent ``delay`` ago
+        i = self.i
+        line[i, 0] = r
+        line[i, 1] = rd
+        line[i, 2] = 0.0 if tau_ff is None else tau_ff
+        i = (i + 1) % self.lines
+        self.i = i
+        rl, rdl, ffl = line[i]   # the oldest: sent ``delay`` ago
         if dt > 0:
-            k = min(1.0, dt / self.accel_lowpass) if self.accel_lowpass > 0 else 1.0
+            lp = self.accel_lowpass
+            k = min(1.0, dt / lp) if lp > 0 else 1.0
             self._acc += k * ((rdl - self._rd_prev) / dt - self._acc)
         self._rd_prev[:] = rdl
         ffl = ffl + self.m_ff * self._acc
-        h = dt / self._nsub
-        for _ in range(self._nsub):  # semi-implicit Euler
+        nsub = self.nsub
+        h = dt / nsub
+        for _ in range(nsub):  # semi-implicit Euler
             tau = (self.kp * (rl - self.q) + self.kd * (rdl - self.qd) + self.b_ff * rdl
                    + ffl)
             self.qdd[:] = (tau - self.b * self.qd) / self.m
             self.qd += h * self.qdd
             self.q += h * self.qd
         self.torque[:] = tau
+
+
+def spinal_servo_model(model, e_sat: float = 0.05, omega_max: float = 40.0,
+                       accel_feedforward: bool = True, delay: float = 0.003) -> ServoForwardModel:
+    """Forward model of the spinal layer + arm: the spinal servo law with its model-derived
+    gains (:meth:`~neurovla_ros.common.servo.JointGains.for_arm`: the bandwidth that saturates
+    the effort limit at ``e_sat`` [rad] error, capped at ``omega_max`` [rad/s], on the joint
+    inertias at home, drives included) and its feed-forward (URDF damping x desired velocity,
+    home inertia x desired acceleration), acting on the arm's joint-space inertia (drives
+    included) at the current configuration, with the loop ``delay`` [s]. ``model``: a
+    :class:`~neurovla_ros.robot.model.RobotModel`."""
+    from ..common.servo import JointGains
+    from ..robot.dynamics import ArmDynamics
+    dyn = ArmDynamics()
+    gains = JointGains.for_arm(model, dyn, e_sat=e_sat, omega_max=omega_max)
+    return ServoForwardModel(dyn.arm_inertia(model.home_pose()), gains.kp, gains.kd,
+                             gains.damping, delay=delay, damping_feedforward=True,
+                             accel_feedforward=gains.inertia if accel_feedforward else None,
+                             inertia_fn=dyn.arm_inertia)

@@ -28,32 +28,71 @@ serialized in place and published raw. Freshness, goal times and the watchdog us
 (``use_sim_time``: the simulation's /clock), else the monotonic clock. A 20 Hz watchdog keeps
 publishing the held reference when /joint_states stops. The work is done by the ROS-free
 :class:`neurovla_ros.cerebellum.core.Cerebellum`.
+
+Priorities (SCHED_FIFO, when the process may have them): the tick - joint state in, reference
+out - runs at ``realtime_priority``, above the sim and spinal loops, so that a 30-50 us tick
+every 2 ms is never preempted by them; everything else the node does (goal IK, the work
+``Cerebellum.after_tick`` finds due, diagnostics, state output, the watchdog) drops to
+``background_priority`` for its duration (:func:`background`), below those loops. A new
+callback of this node that is not the tick takes ``@background``.
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import AccelStamped, PoseStamped, TwistStamped
-from rclpy.node import Node
 from rclpy._rclpy_pybind11 import RCLError
-from builtin_interfaces.msg import Time
+from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from .. import robot
+from ..common import realtime
 from ..common.cdr import ImuReader, JointStateReader, read_stamp
-from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              LatestSample, Throttled, declare_params, decoder,
-                              diagnostic_status, joint_state_template, run)
-from .core import Cerebellum, config_from
+from ..common.rosutil import (
+    COMMAND_QOS,
+    LATEST_QOS,
+    SENSOR_QOS,
+    LatestSample,
+    Throttled,
+    cap_torch_threads,
+    declare_params,
+    decoder,
+    diagnostic_status,
+    joint_state_template,
+    run,
+)
 from ..robot.transforms import matrix_to_quat_xyzw
-from .params import NODE_NAME, PARAMS
+from .core import Cerebellum
+from .params import NODE_NAME, PARAMS, CerebellumConfig
 
 WATCHDOG_PERIOD = 0.05  # [s]
+STATS_S = 16.0          # [s] the tick statistics in /diagnostics cover the last this long
+
+
+def background(method):
+    """Run a callback of the node at its ``background_priority`` when the calling thread runs
+    above it (the executor's thread at ``realtime_priority``), then back to where it was; a
+    thread at or below it (rclpy's timer thread runs under the normal scheduler) is left
+    alone."""
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        lo = self._bg
+        prev = realtime.current_priority() if lo else 0
+        if prev <= lo:
+            return method(self, *args)
+        realtime.set_thread_priority(lo)
+        try:
+            return method(self, *args)
+        finally:
+            realtime.set_thread_priority(prev)
+    return wrapper
 
 
 class CerebellumNode(Node):
@@ -70,7 +109,7 @@ class CerebellumNode(Node):
         else:
             self._now = time.monotonic
         self.model = robot.load()
-        self.core = Cerebellum(self.model, config_from(p))
+        self.core = Cerebellum(self.model, CerebellumConfig.from_values(p))
         self.arm = list(self.model.arm_joints)
         self.add_post_set_parameters_callback(self._on_params)
         # outputs (messages reused)
@@ -114,27 +153,31 @@ class CerebellumNode(Node):
         self._t_pred = -math.inf
         self._last_tick_wall = -math.inf
         self._stamp_msg = Time()
-        # statistics (since the last diagnostics)
-        self._tick_us = np.zeros(2048)
+        # statistics (the last STATS_S seconds of ticks)
+        self._tick_us = np.zeros(int(p.rate_hz * STATS_S))
         self._n_ticks = 0
         self._n_ticks_diag = 0
         self._ticks_total = 0
         self._rejected = {'joint_states': 0, 'imu': 0, 'goal': 0}
         self._diag_t = time.monotonic()
+        # FIFO priority of everything but the tick (0: no split)
+        self._bg = p.background_priority if 0 < p.background_priority < p.realtime_priority \
+            else 0
+        self._after_us = np.zeros_like(self._tick_us)    # after_tick, the work between ticks
         self.get_logger().info(
-            f'cerebellum: reference on {p.reference_topic} at {p.rate_hz:g} Hz, '
-            f'{"BYPASS (plain interpolation)" if p.bypass else "shaping + tremor canceller"}')
+            f'cerebellum: reference on {p.reference_topic} at {p.rate_hz:g} Hz, smoothing '
+            f'{p.smoothing}{", tremor canceller" if p.tremor_enabled else ""}'
+            + (' (C tick)' if self.core.compiled
+               else ' (numpy tick: the C extension is not built)'))
 
     # ---------------------------------------------------------------- parameters
+    @background
     def _on_params(self, params) -> None:
         cfg = self.core.cfg
         for prm in params:
             if hasattr(cfg, prm.name):
                 setattr(cfg, prm.name, prm.value)
-                if prm.name in ('adapt_time', 'leak_time', 'min_amplitude'):
-                    setattr(self.core.canceller, prm.name, prm.value)
-                elif prm.name == 'max_correction':
-                    self.core.canceller.max_correction[:] = prm.value
+        self.core.configure()
 
     # ---------------------------------------------------------------- inputs
     def _warn(self, what: str, msg: str) -> None:
@@ -206,8 +249,17 @@ class CerebellumNode(Node):
         st = self._stamp_msg
         st.sec, st.nanosec = sec, nanosec
         self._tick(now, dt, st)
-        self._tick_us[self._n_ticks % len(self._tick_us)] = (time.perf_counter() - t0) * 1e6
+        t1 = time.perf_counter()
+        i = self._n_ticks % len(self._tick_us)
+        self._tick_us[i] = (t1 - t0) * 1e6
         self._n_ticks += 1
+        if core.work_due:          # the work due now and then, once the reference is out
+            self._after_tick()
+        self._after_us[i] = (time.perf_counter() - t1) * 1e6
+
+    @background
+    def _after_tick(self) -> None:
+        self.core.after_tick()
 
     def _read_imu(self, buf: bytes, now: float) -> None:
         r = self._imu
@@ -230,11 +282,13 @@ class CerebellumNode(Node):
         if not ok:
             self._warn('goal', why)
 
+    @background
     def _on_goal_pose(self, msg: PoseStamped) -> None:
         p, o = msg.pose.position, msg.pose.orientation
         self._goal_result(*self.core.accept_pose_goal(
             self._now(), [p.x, p.y, p.z], [o.x, o.y, o.z, o.w], msg.header.frame_id))
 
+    @background
     def _on_joint_goal(self, msg: JointTrajectory) -> None:
         names = list(msg.joint_names)
         missing = [n for n in self.arm if n not in names]
@@ -257,6 +311,7 @@ class CerebellumNode(Node):
                  for pt in msg.points]
         self._goal_result(*self.core.accept_trajectory(self._now(), times, pos, vel))
 
+    @background
     def _on_reflex(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
             if any(kv.key == 'event' and kv.value == 'collision' for kv in st.values):
@@ -264,6 +319,7 @@ class CerebellumNode(Node):
                 self._log('reflex', 'spinal reflex: the reference will follow the withdrawal',
                           'info')
 
+    @background
     def _on_twist(self, msg: TwistStamped) -> None:
         v, w = msg.twist.linear, msg.twist.angular
         self._goal_result(*self.core.accept_twist(
@@ -298,13 +354,16 @@ class CerebellumNode(Node):
             if self.context.ok():
                 raise
 
+    @background
     def _watchdog(self) -> None:
         """No /joint_states: keep publishing the held reference (and stop adapting)."""
         now = self._now()
         if self.core.initialized and now - self._last_tick_wall > WATCHDOG_PERIOD:
             stamp = self.get_clock().now().to_msg()
             self._tick(now, WATCHDOG_PERIOD, stamp)
+            self.core.after_tick()
 
+    @background
     def _publish_state(self) -> None:
         core = self.core
         if not core.initialized:
@@ -333,22 +392,27 @@ class CerebellumNode(Node):
         except RCLError:
             pass
 
+    @background
     def _publish_diagnostics(self) -> None:
         core = self.core
         now = time.monotonic()
         n = min(self._n_ticks, len(self._tick_us))
-        us = self._tick_us[:n]          # the last (up to) 2048 ticks
+        us = self._tick_us[:n]          # the last (up to) STATS_S seconds of ticks
         rate = (self._n_ticks - self._n_ticks_diag) / max(1e-6, now - self._diag_t)
         self._diag_t, self._n_ticks_diag = now, self._n_ticks
         values = dict(core.status()) if core.initialized else {}
         values.update(tick_rate_hz_wall=rate,
                       tick_us_p50=float(np.percentile(us, 50)) if n else 0.0,
                       tick_us_p99=float(np.percentile(us, 99)) if n else 0.0,
-                      ticks_total=self._ticks_total,
-                      mode='bypass' if core.cfg.bypass else 'cerebellum')
+                      tick_us_max=float(us.max()) if n else 0.0,
+                      after_tick_us_p99=float(np.percentile(self._after_us[:n], 99)) if n
+                      else 0.0,
+                      after_tick_us_max=float(self._after_us[:n].max()) if n else 0.0,
+                      compiled_tick=core.compiled, ticks_total=self._ticks_total,
+                      mode=core.cfg.smoothing)   # cerebellum | linear | ruckig
         values.update({f'rejected_{k}': v for k, v in self._rejected.items()})
-        if core.last_rejection:
-            values['last_rejection'] = core.last_rejection
+        if core.intake.last_rejection:
+            values['last_rejection'] = core.intake.last_rejection
         st = diagnostic_status('cerebellum', values, core.status_level if core.initialized else 1,
                                core.status_message, 'neurovla_arm')
         arr = DiagnosticArray()

@@ -1,11 +1,11 @@
 """Parameters of the ``cerebellum`` node (ROS-free schema; see common/params.py).
 
 Every parameter except the node-only ones (topics, rates of the side outputs) is a field of
-:class:`neurovla_ros.cerebellum.core.CerebellumConfig` with the same name.
+:class:`CerebellumConfig`, made from this schema (one source of names and defaults).
 """
 from __future__ import annotations
 
-from ..common.params import Param, realtime_priority
+from ..common.params import Param, config_class, realtime_priority
 
 NODE_NAME = 'cerebellum'
 
@@ -26,9 +26,17 @@ PARAMS: list[Param] = [
           'Rate of the state estimate ~/ee_pose, ~/ee_twist, ~/ee_accel [Hz]; 0 = off',
           0.0, 500.0, read_only=True),
     Param('diagnostics_rate_hz', 2.0, '/diagnostics rate [Hz]', 0.1, 10.0, read_only=True),
-    Param('bypass', False,
-          'Bypass: plain linear interpolation of goals, no filtering, no tremor cancellation '
-          '(the baseline of the tremor benchmark)'),
+    Param('smoothing', 'cerebellum',
+          'Goal smoothing: cerebellum (goal filter, jerk-limited tracker, tremor canceller), '
+          'linear (plain linear interpolation of the goals, no filtering, no cancellation) or '
+          'ruckig (goals through a Butterworth low-pass, followed by the Ruckig online '
+          'trajectory generator with the same limits, no cancellation; what MoveIt Servo '
+          'users run); the baselines of the tremor benchmark',
+          choices=('cerebellum', 'linear', 'ruckig')),
+    Param('ruckig_lowpass_hz', 2.0,
+          'smoothing ruckig: cut-off of the second-order Butterworth low-pass on the goals '
+          '[Hz] (2.0: `neurovla bench tremor --tune` on its tuning seeds 101-103, full graph; '
+          'docs/measured/tremor_tune.json)', 0.05, 100.0, read_only=True),
     # ---- sensors ----
     Param('joint_timeout', 0.05,
           '/joint_states older than this is stale: hold the reference, stop adapting [s]',
@@ -48,14 +56,16 @@ PARAMS: list[Param] = [
           0.1, 100.0, read_only=True),
     Param('max_jerk', 100.0, 'Reference jerk limit per joint [rad/s^3]', 1.0, 10000.0,
           read_only=True),
-    Param('bandwidth_hz', 3.5, 'Goal tracker bandwidth (triple pole) [Hz]', 0.2, 20.0,
+    Param('bandwidth_hz', 2.0, 'Goal tracker bandwidth (triple pole) [Hz] (2.0: tuned with '
+          '`bench tremor`\'s scenarios on its tuning seeds, 101-103)', 0.2, 20.0,
           read_only=True),
     Param('goal_alpha', 0.32, 'Goal filter position gain per goal [1]', 0.01, 1.0,
           read_only=True),
     Param('goal_beta', 0.45, 'Goal filter velocity gain per goal [1]', 0.0, 2.0,
           read_only=True),
-    Param('goal_feedforward', 0.66,
-          'Share of the estimated goal velocity fed forward to the tracker [1]', 0.0, 1.0),
+    Param('goal_feedforward', 0.4,
+          'Share of the estimated goal velocity fed forward to the tracker [1] (0.4: tuned '
+          'with bandwidth_hz)', 0.0, 1.0),
     Param('goal_restart', 0.3,
           'A goal this far from the prediction starts a new motion (no smoothing) [rad]',
           0.01, 6.3, read_only=True),
@@ -118,9 +128,19 @@ PARAMS: list[Param] = [
     Param('reflex_topic', 'spinal/reflex',
           'Reflex events of the spinal layer (diagnostic_msgs/DiagnosticArray, value '
           'event=collision) [topic]', read_only=True),
-    realtime_priority(70),
+    realtime_priority(90),
+    Param('background_priority', 60,
+          'SCHED_FIFO priority of the node\'s work outside the tick (goal IK, the learning\'s '
+          'housekeeping, diagnostics, state output), below the sim and spinal loops; the tick '
+          '(joint state in, reference out) runs at realtime_priority. 0 = everything at '
+          'realtime_priority', 0, 98, read_only=True),
 ]
 
 # parameters that are node-only (not CerebellumConfig fields)
 NODE_ONLY = ('reference_topic', 'prediction_rate_hz', 'state_rate_hz', 'diagnostics_rate_hz',
-             'reflex_topic', 'realtime_priority')
+             'reflex_topic', 'realtime_priority', 'background_priority')
+
+CerebellumConfig = config_class(
+    'CerebellumConfig', PARAMS, NODE_ONLY,
+    'Configuration of :class:`neurovla_ros.cerebellum.core.Cerebellum`: the node\'s '
+    'parameters without the node-only ones, with their defaults.')

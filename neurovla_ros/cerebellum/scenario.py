@@ -4,7 +4,9 @@ Scenario: the tcp moves through a few waypoints over the table (minimum-jerk seg
 dwells), tool pointing down. A VLA-like source samples that intended path at ``goal_rate_hz``
 with Gaussian position noise (``goal_noise`` [m]) and arrival-time jitter ("intention
 tremor"), while the body adds an oscillating joint torque (``tremor_amplitude`` [N m] at
-``tremor_hz``, optionally switching to ``tremor_hz_2`` at ``switch_time`` [s]).
+``tremor_hz`` on ``tremor_joint``, optionally switching to ``tremor_hz_2`` at ``switch_time``
+[s]). :meth:`Scenario.draw` draws the path, the tremor's frequency, amplitude and joint
+pattern, and the goal noise from one seed.
 
 Metrics (all from recorded samples):
 
@@ -28,6 +30,13 @@ import numpy as np
 from .filters import Biquad
 
 HOME_TCP = (0.449, 0.0, 0.249)
+# what Scenario.draw draws from: the waypoint box [m], the tremor [Hz], [N m] and its joints
+# ('' = the sim's fixed pattern over the three wrist joints)
+WAYPOINT_BOX = ((0.38, -0.15, 0.17), (0.58, 0.15, 0.28))
+TREMOR_HZ = (5.0, 10.0)
+TREMOR_HZ_STEP = (2.0, 3.0)      # the frequency switch: down from above 7.5 Hz, else up
+TREMOR_NM = (0.7, 1.5)
+TREMOR_JOINTS = ('', 'wrist_1_joint', 'wrist_2_joint', 'wrist_3_joint')
 
 
 @dataclass
@@ -44,10 +53,36 @@ class Scenario:
     goal_jitter: float = 0.015   # [s] std of arrival-time jitter
     tremor_amplitude: float = 1.0
     tremor_hz: float = 7.0
+    tremor_joint: str = ''       # '' = the wrist pattern
     tremor_hz_2: float = 0.0     # 0 = no switch
     switch_time: float = 0.0
     quat_xyzw: tuple = ()        # goal orientation; empty = the home orientation
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def draw(cls, seed: int, moves: int = 3, switch: bool = False, **kw) -> 'Scenario':
+        """A scenario drawn from ``seed``: ``moves`` waypoints after the home tcp (each 8-25 cm
+        from the one before, inside ``WAYPOINT_BOX``), the tremor frequency, amplitude and
+        joint pattern; with ``switch`` a frequency change half-way through the motion. The
+        goal noise is drawn from the same seed (:meth:`goals`). ``kw`` overrides fields."""
+        rng = np.random.default_rng([seed, 0x7e3])    # its own stream, apart from goals()
+        lo, hi = np.array(WAYPOINT_BOX[0]), np.array(WAYPOINT_BOX[1])
+        wps = [np.array(HOME_TCP)]
+        while len(wps) < moves + 1:
+            p = lo + rng.random(3) * (hi - lo)
+            if 0.08 <= np.linalg.norm(p - wps[-1]) <= 0.25:
+                wps.append(p)
+        hz = float(rng.uniform(*TREMOR_HZ))
+        step = float(rng.uniform(*TREMOR_HZ_STEP))
+        hz2 = hz - step if hz > 7.5 else hz + step      # stays inside 4.5-10.5 Hz
+        fields = dict(seed=seed, waypoints=tuple(tuple(float(v) for v in p) for p in wps),
+                      tremor_hz=round(hz, 2), tremor_amplitude=round(float(rng.uniform(
+                          *TREMOR_NM)), 2), tremor_joint=str(rng.choice(TREMOR_JOINTS)))
+        scn = cls(**{**fields, **kw})
+        if switch:
+            scn.tremor_hz_2 = round(hz2, 2)
+            scn.switch_time = round(0.5 * (scn.duration + 3.0), 1)
+        return scn
 
     @property
     def duration(self) -> float:

@@ -6,7 +6,7 @@ committed files equal to the generated ones.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
 
@@ -81,6 +81,25 @@ def to_markdown(schemas: dict[str, list[Param]]) -> str:
 def default_of(schema: list[Param], name: str):
     """The default value of parameter ``name`` in ``schema``."""
     return next(p.default for p in schema if p.name == name)
+
+
+def config_class(name: str, schema: list[Param], exclude=(), doc: str = '') -> type:
+    """A dataclass with one field per parameter of ``schema`` (except the names in
+    ``exclude``) and the schema's defaults: a ROS-free core's configuration, which then cannot
+    drift from the node's parameters. ``Cls.from_values(values)`` builds one from a parameter
+    namespace or dict (other keys ignored)."""
+    params = [p for p in schema if p.name not in exclude]
+    cls = make_dataclass(name, [(p.name, type(p.default), field(default=p.default))
+                                for p in params])
+
+    def from_values(c, values):
+        d = values if isinstance(values, dict) else vars(values)
+        names = {f.name for f in fields(c)}
+        return c(**{k: v for k, v in d.items() if k in names})
+    cls.from_values = classmethod(from_values)
+    cls.__doc__ = (doc + '\n\n' if doc else '') + '\n'.join(
+        f'{p.name} = {p.default!r}: {p.description}' for p in params)
+    return cls
 
 
 def realtime_priority(default: int) -> Param:

@@ -90,6 +90,16 @@ def adopt() -> int:
     return current_priority()
 
 
+def set_thread_priority(priority: int) -> bool:
+    """SCHED_FIFO at ``priority`` for the calling thread only (a loop that does its urgent
+    part at one priority and the rest at a lower one); False where the system refuses."""
+    try:
+        _set_fifo(0, min(int(priority), PRIORITY_MAX))
+    except OSError:
+        return False
+    return True
+
+
 def hold_zero_wakeup_latency() -> bool:
     """Ask the kernel for 0 us CPU wake-up latency until this process ends (PM QoS);
     False where the device is missing or not writable (the request is only an optimisation)."""
