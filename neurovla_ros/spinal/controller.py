@@ -233,6 +233,17 @@ class SpinalController:
             return True
         return False
 
+    def track(self, q, qd, now: float) -> None:
+        """Follow (q, qd) from this tick on, with no engage blend and no feed-forward torque: a
+        stop's brake profile or hold (spinal/safety.py), which starts at the measured state.
+        Ends a reflex in progress (a stop allows no withdrawal motion)."""
+        self.set_reference(q, qd, None, now)
+        self.mode = FOLLOW
+
+    def hold(self, q) -> None:
+        """Hold the measured pose ``q`` now; a fresh reference engages from it by the blend."""
+        self._hold_here(q)
+
     def reference_fresh(self, now: float) -> bool:
         return self.has_ref and now - self.ref_time <= self.cfg.reference_timeout
 
