@@ -101,6 +101,7 @@ class SpinalNode(Node):
         self.create_service(Trigger, '~/stop', self._on_stop)
         self.create_service(Trigger, '~/resume', self._on_resume)
         self.create_timer(p.state_timeout / 2, self._check_state)
+        self._publish_safety()       # latched: the state from the start
         self.create_timer(p.diagnostics_period, self._publish_diagnostics)
         # joint-state bookkeeping
         self._names = None          # names of the last accepted /joint_states layout
