@@ -192,6 +192,58 @@ def test_estop_protective_stop_and_watchdog_over_dds(ros_process, rclpy_node):
     probe.executor.remove_node(rclpy_node)
 
 
+def test_cerebellum_holds_and_refuses_goals_while_stopped(ros_process, rclpy_node):
+    """sim -> spinal <- cerebellum: an estop stops the cerebellum too (diagnostics, goals
+    refused); after estop false and ~/resume it takes goals again, with no jump."""
+    from builtin_interfaces.msg import Duration
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    sim = ros_process('neurovla_ros.sim.node', {
+        'camera_enabled': False, 'n_objects': 0, 'imu_rate_hz': 100.0, 'wrench_rate_hz': 10.0,
+        'use_sim_time': True, 'speed': 0.5})
+    spinal = ros_process('neurovla_ros.spinal.node', {'state_timeout': 0.02,
+                                                       'diagnostics_period': 0.2})
+    cereb = ros_process('neurovla_ros.cerebellum.node', {'use_sim_time': True})
+    probe = Probe(rclpy_node)
+    diag = {}
+
+    def on_diag(msg):
+        for st in msg.status:
+            if st.name == 'cerebellum':
+                diag.update({kv.key: kv.value for kv in st.values}, message=st.message)
+    rclpy_node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, COMMAND_QOS)
+    goal_pub = rclpy_node.create_publisher(JointTrajectory, '/cortex/joint_goal', COMMAND_QOS)
+
+    def goal(q):
+        pt = JointTrajectoryPoint(positions=[float(v) for v in q],
+                                  time_from_start=Duration(sec=1))
+        goal_pub.publish(JointTrajectory(joint_names=ARM, points=[pt]))
+    assert probe.spin(lambda: diag.get('stopped') == 'false', 60), (
+        _output(sim), _output(spinal), _output(cereb))
+    probe.estop_pub.publish(Bool(data=True))
+    assert probe.spin(lambda: diag.get('stopped') == 'true', 10), diag
+    assert diag['message'].startswith('stopped')
+    assert probe.spin(lambda: probe.last_safety().get('standstill') == 'true', 10)
+    q_stop = probe.q.copy()
+    before = float(diag.get('rejected_goal', 0))
+    target = q_stop + np.array([0.3, 0, 0, 0, 0, 0])
+    goal(target)
+    assert probe.spin(lambda: float(diag.get('rejected_goal', 0)) > before, 5), diag
+    probe.spin(lambda: False, 0.5)
+    assert np.abs(probe.q - q_stop).max() < 0.01
+    probe.estop_pub.publish(Bool(data=False))
+    probe.spin(lambda: probe.last_safety().get('estop') == 'false', 5)
+    assert probe.call(probe.resume_cli).success
+    assert probe.spin(lambda: diag.get('stopped') == 'false', 10), diag
+    n = len(probe.samples)
+    probe.spin(lambda: False, 1.0)
+    after = np.array([s[1] for s in probe.samples[n:]])
+    assert np.abs(after - q_stop).max() < 0.01, np.abs(after - q_stop).max()   # no jump
+    goal(target)
+    assert probe.spin(lambda: np.abs(probe.q - target).max() < 0.03, 20), probe.q - target
+    assert sim.poll() is None and spinal.poll() is None and cereb.poll() is None
+    probe.executor.remove_node(rclpy_node)
+
+
 def _output(proc):
     if proc.poll() is None:
         return f'pid {proc.pid} running'
