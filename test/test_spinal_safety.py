@@ -91,8 +91,12 @@ def test_watchdog():
     assert not w.check(1.004)
     assert w.check(1.006) and w.tripped and w.trips == 1
     assert not w.check(1.007)                         # one trip per stale spell
-    assert w.feed(1.010) and not w.tripped            # fresh state clears it
+    assert w.feed(1.0095) and not w.tripped           # fresh state clears it
     assert not w.feed(1.011)
+    st = w.status()                                   # the gaps seen: 1.0 -> 1.0095 -> 1.011
+    assert abs(st['state_gap_max_ms'] - 9.5) < 1e-6
+    assert st['state_gaps_over_5ms'] == 1 and st['state_gaps_over_10ms'] == 0
+    assert st['watchdog_trips'] == 1
 
 
 def test_brake_with_the_spinal_controller_on_the_arm():

@@ -94,7 +94,7 @@ class Probe:
 
 def test_estop_protective_stop_and_watchdog_over_dds(ros_process, rclpy_node):
     # the body at half real-time speed (sim time), as test_spinal_node. state_timeout 20 ms
-    # (default 5 ms): on this shared 2-core VM a 5 ms scheduling gap trips it spuriously
+    # (the default, from a bringup measurement: a 5 ms timeout tripped 20 times a minute)
     sim = ros_process('neurovla_ros.sim.node', {
         'camera_enabled': False, 'n_objects': 0, 'imu_rate_hz': 10.0, 'wrench_rate_hz': 10.0,
         'use_sim_time': True, 'speed': 0.5})

@@ -155,6 +155,7 @@ class SpinalController:
         self.net = SpinalNet(self.params, n_joints=6, record=record)
         self.guard = LimitGuard(self.gains, self.model, self.inertia,
                                 band=self.cfg.velocity_band, margin=self.cfg.limit_margin)
+        self._compiled = compiled
         self.detector = CollisionDetector(self.dyn, lim['damping'], lim['friction'],
                                           self.cfg.detector, compiled=compiled)
         self.withdrawal = Withdrawal(self.dyn, lim['lower'], lim['upper'], self.cfg.withdraw)
@@ -203,6 +204,22 @@ class SpinalController:
         scalars = (e._inv_e, e._inv_veps, e.x_max, a.tau, a.max_dt, INPUT_EVENT, n._in_ops)
         return Core(arrays, scalars, 6, e.x.shape[0], self.params.n_hidden,
                     self.params.substeps, int(n.record))
+
+    def configure(self, cfg: SpinalConfig) -> None:
+        """Take a new configuration between two ticks (the node's parameters set at run time).
+        The tick reads ``cfg`` every time; a changed collision detector is rebuilt (its observer
+        primes on the next sample, as after a dropped one); a withdrawal under way keeps its
+        duration. The gains and the limit guard's settings are not run-time settings."""
+        fixed = ('velocity_band', 'limit_margin', 'rest_velocity', 'gain_omega_max', 'gain_e_sat')
+        changed = [k for k in fixed if getattr(cfg, k) != getattr(self.cfg, k)]
+        if changed:
+            raise ValueError(f'{changed} are fixed when the controller is built')
+        if cfg.detector != self.cfg.detector:
+            lim = self.model.limits()
+            self.detector = CollisionDetector(self.dyn, lim['damping'], lim['friction'],
+                                              cfg.detector, compiled=self._compiled)
+        self.withdrawal.cfg = cfg.withdraw
+        self.cfg = cfg
 
     @property
     def compiled(self) -> bool:

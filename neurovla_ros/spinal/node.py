@@ -87,10 +87,9 @@ class SpinalNode(Node):
         self._ref_reader = JointStateReader(decoder(JointState))
         self.create_subscription(JointState, p.reference_topic, self._on_reference, LATEST_QOS,
                                  raw=True)
-        self.wrench = None
-        if p.wrench_threshold > 0:
-            self.wrench = WrenchDetector(p.wrench_threshold)
-            self.create_subscription(WrenchStamped, p.wrench_topic, self._on_wrench, LATEST_QOS)
+        self.wrench = None           # the wrench channel: on while wrench_threshold > 0
+        self._wrench_sub = None
+        self._set_wrench()
         self.create_service(Trigger, '~/reset', self._on_reset)
         # stop functions and the state watchdog
         self.stop = StopState(BrakeConfig(p.stop_deceleration, p.stop_jerk,
@@ -100,9 +99,10 @@ class SpinalNode(Node):
         self.create_subscription(Bool, 'estop', self._on_estop, LATCHED_QOS)
         self.create_service(Trigger, '~/stop', self._on_stop)
         self.create_service(Trigger, '~/resume', self._on_resume)
-        self.create_timer(p.state_timeout / 2, self._check_state)
+        self._check_timer = self.create_timer(p.state_timeout / 2, self._check_state)
         self._publish_safety()       # latched: the state from the start
-        self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self.add_post_set_parameters_callback(self._on_params)
         # joint-state bookkeeping
         self._names = None          # names of the last accepted /joint_states layout
         self._ref_names = ()        # same for the reference
@@ -126,6 +126,36 @@ class SpinalNode(Node):
             f'spinal: {self.ctrl.net.n_neurons} LIF neurons ({self.ctrl.params.n_hidden} per '
             f'joint, {self.ctrl.params.substeps} substeps/tick), commands on '
             f'{p.command_topic}, reflex {"on" if p.reflex_enabled else "off"}')
+
+    # ---------------------------------------------------------------- parameters
+    def _on_params(self, params) -> None:
+        """A parameter set at run time takes effect before the next tick (the executor runs
+        this callback between two): the controller's configuration, the wrench channel, the
+        watchdog and the timers. energy_per_sop and expected_rate are read when used."""
+        names = {prm.name for prm in params}
+        p = self.p
+        self.ctrl.configure(config_from(p))
+        if 'wrench_threshold' in names:
+            self._set_wrench()
+        if 'state_timeout' in names:
+            self.watchdog.timeout = p.state_timeout
+            self.destroy_timer(self._check_timer)
+            self._check_timer = self.create_timer(p.state_timeout / 2, self._check_state)
+        if 'diagnostics_period' in names:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+
+    def _set_wrench(self) -> None:
+        thr = self.p.wrench_threshold
+        if thr <= 0:
+            self.wrench = None
+        elif self.wrench is None:
+            self.wrench = WrenchDetector(thr)
+        else:
+            self.wrench.threshold = float(thr)
+        if self.wrench is not None and self._wrench_sub is None:
+            self._wrench_sub = self.create_subscription(WrenchStamped, self.p.wrench_topic,
+                                                        self._on_wrench, LATEST_QOS)
 
     # ---------------------------------------------------------------- inputs
     def _warn(self, what: str, msg: str) -> None:
@@ -256,6 +286,8 @@ class SpinalNode(Node):
         self.ctrl.set_reference(q, qd, ff, time.monotonic())
 
     def _on_wrench(self, msg: WrenchStamped) -> None:
+        if self.wrench is None:         # wrench_threshold set to 0 at run time
+            return
         f = msg.wrench.force
         force = (f.x, f.y, f.z)
         if not math.isfinite(sum(force)):
@@ -334,7 +366,7 @@ class SpinalNode(Node):
         else:
             level, msg = 0, 'running'
         values = dict(stop.status())
-        values.update(watchdog_tripped=wd.tripped, watchdog_trips=wd.trips)
+        values.update(wd.status())
         return diagnostic_status('spinal: safety', values, level, msg, 'neurovla_arm')
 
     def _publish_safety(self) -> None:

@@ -192,6 +192,9 @@ class StopState:
         return d
 
 
+GAP_BINS_MS = (2, 5, 10, 20, 50, 100)
+
+
 class StateWatchdog:
     """Trips when no fresh state arrived for longer than ``timeout`` [s] (monotonic clock)."""
 
@@ -200,9 +203,19 @@ class StateWatchdog:
         self.t_last: float | None = None
         self.tripped = False
         self.trips = 0
+        self.gap_max = 0.0          # the longest time between two samples so far [s]
+        self.gaps_over = dict.fromkeys(GAP_BINS_MS, 0)   # samples later than each bin [ms]
 
     def feed(self, now: float) -> bool:
         """A fresh sample at ``now``; True when it clears a trip (the caller re-engages)."""
+        if self.t_last is not None:
+            gap = now - self.t_last
+            if gap > self.gap_max:
+                self.gap_max = gap
+            if gap > 0.002:
+                for ms in GAP_BINS_MS:
+                    if gap > ms * 1e-3:
+                        self.gaps_over[ms] += 1
         self.t_last = now
         if self.tripped:
             self.tripped = False
@@ -216,6 +229,12 @@ class StateWatchdog:
         self.tripped = True
         self.trips += 1
         return True
+
+    def status(self) -> dict:
+        d = {'watchdog_tripped': self.tripped, 'watchdog_trips': self.trips,
+             'state_gap_max_ms': self.gap_max * 1e3}
+        d.update({f'state_gaps_over_{ms}ms': n for ms, n in self.gaps_over.items()})
+        return d
 
     def age(self, now: float) -> float:
         return math.inf if self.t_last is None else now - self.t_last
