@@ -143,6 +143,7 @@ def test_every_spinal_parameter_takes_effect_or_is_refused():
 
 def test_spinal_controller_refuses_a_fixed_setting():
     from dataclasses import replace
+
     from neurovla_ros.spinal.controller import SpinalController
     ctrl = SpinalController()
     with pytest.raises(ValueError, match='limit_margin'):

@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 
 from neurovla_ros import robot
-from neurovla_ros.spinal.safety import (BRAKING, EMERGENCY, PROTECTIVE, RUN, STOPPED,
-                                        BrakeConfig, BrakeProfile, StateWatchdog, StopState)
+from neurovla_ros.spinal.safety import (
+    BRAKING,
+    EMERGENCY,
+    PROTECTIVE,
+    RUN,
+    STOPPED,
+    BrakeConfig,
+    BrakeProfile,
+    StateWatchdog,
+    StopState,
+)
 
 
 def test_brake_profile_limits_and_end():
