@@ -12,6 +12,8 @@ Interfaces
                                                      reference adopts the withdrawn pose
     <reference_topic> [sensor_msgs/JointState]       desired position, velocity and
                                                      feed-forward effort for the spinal layer
+    estop, spinal/safety [latched]                   stopped (common.rosutil.StopSignal):
+                                                     hold the measured pose, refuse goals
     ~/predicted_effort [sensor_msgs/JointState]      forward model: predicted joint position
                                                      and velocity, and the predicted periodic
                                                      disturbance (tremor) torque [N m] as effort
@@ -60,6 +62,7 @@ from ..common.rosutil import (
     LATEST_QOS,
     SENSOR_QOS,
     LatestSample,
+    StopSignal,
     Throttled,
     cap_torch_threads,
     declare_params,
@@ -137,6 +140,7 @@ class CerebellumNode(Node):
         self.create_subscription(TwistStamped, 'teleop/twist', self._on_twist, COMMAND_QOS)
         self.create_subscription(DiagnosticArray, p.reflex_topic, self._on_reflex, COMMAND_QOS)
         self.create_subscription(PoseStamped, 'teleop/pose', self._on_goal_pose, COMMAND_QOS)
+        self._stop = StopSignal(self, self._on_stop)
         self.create_timer(WATCHDOG_PERIOD, self._watchdog)
         self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
         if p.state_rate_hz > 0:
@@ -282,14 +286,31 @@ class CerebellumNode(Node):
         if not ok:
             self._warn('goal', why)
 
+    def _on_stop(self, reason: str) -> None:
+        """Stopped or resumed: re-seed at the next joint sample (the reference holds the
+        measured pose: no jump when the spinal layer engages it on resume)."""
+        self.core.initialized = False
+        self.get_logger().warning(f'{reason}: holding, no new goals' if reason else
+                                  'resumed: holding the measured pose until a new goal')
+
+    def _stopped(self) -> bool:
+        """While stopped, a goal is refused (counted, warned)."""
+        if self._stop.reason:
+            self._warn('goal', f'goal rejected: {self._stop.reason}')
+        return bool(self._stop.reason)
+
     @background
     def _on_goal_pose(self, msg: PoseStamped) -> None:
+        if self._stopped():
+            return
         p, o = msg.pose.position, msg.pose.orientation
         self._goal_result(*self.core.accept_pose_goal(
             self._now(), [p.x, p.y, p.z], [o.x, o.y, o.z, o.w], msg.header.frame_id))
 
     @background
     def _on_joint_goal(self, msg: JointTrajectory) -> None:
+        if self._stopped():
+            return
         names = list(msg.joint_names)
         missing = [n for n in self.arm if n not in names]
         unknown = [n for n in names if n not in self.arm and n not in robot.FINGER_JOINTS]
@@ -321,6 +342,8 @@ class CerebellumNode(Node):
 
     @background
     def _on_twist(self, msg: TwistStamped) -> None:
+        if self._stopped():
+            return
         v, w = msg.twist.linear, msg.twist.angular
         self._goal_result(*self.core.accept_twist(
             self._now(), [v.x, v.y, v.z], [w.x, w.y, w.z], msg.header.frame_id))
@@ -411,10 +434,14 @@ class CerebellumNode(Node):
                       compiled_tick=core.compiled, ticks_total=self._ticks_total,
                       mode=core.cfg.smoothing)   # cerebellum | linear | ruckig
         values.update({f'rejected_{k}': v for k, v in self._rejected.items()})
+        values['stopped'] = bool(self._stop.reason)
         if core.intake.last_rejection:
             values['last_rejection'] = core.intake.last_rejection
-        st = diagnostic_status('cerebellum', values, core.status_level if core.initialized else 1,
-                               core.status_message, 'neurovla_arm')
+        level = core.status_level if core.initialized else 1
+        message = core.status_message
+        if self._stop.reason:
+            level, message = max(level, 1), f'{self._stop.reason}; {message}'
+        st = diagnostic_status('cerebellum', values, level, message, 'neurovla_arm')
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [st]

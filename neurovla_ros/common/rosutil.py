@@ -14,7 +14,7 @@ import rclpy
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.executors import ExternalShutdownException
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from . import cdr, realtime
 from .params import Param
@@ -28,6 +28,48 @@ LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
 # Commands and events: reliable, short queue.
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          history=HistoryPolicy.KEEP_LAST)
+# Latched state (estop, stop state, scene): a late joiner gets the last message.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST)
+
+
+class StopSignal:
+    """The robot's stop state as another node sees it: the latched ``estop`` topic
+    (std_msgs/Bool) and the spinal node's latched ``spinal/safety`` status (its ``stop`` key;
+    see spinal/safety.py). ``reason`` is '' while running; ``on_change(reason)`` is called when
+    the node goes from running to stopped or back (a resume is the spinal status back to run)."""
+
+    def __init__(self, node, on_change=None):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from std_msgs.msg import Bool
+        self.estop = False
+        self.spinal = ''          # the spinal status message while it is stopped
+        self._on_change = on_change
+        node.create_subscription(Bool, 'estop', self._on_estop, LATCHED_QOS)
+        node.create_subscription(DiagnosticArray, 'spinal/safety', self._on_safety,
+                                 LATCHED_QOS)
+
+    @property
+    def reason(self) -> str:
+        if self.spinal:
+            return f'stopped: {self.spinal}'
+        return 'stopped: estop asserted' if self.estop else ''
+
+    def _on_estop(self, msg) -> None:
+        self._set(bool(msg.data), self.spinal)
+
+    def _on_safety(self, msg) -> None:
+        for st in msg.status:
+            stop = next((kv.value for kv in st.values if kv.key == 'stop'), None)
+            if stop is not None:
+                self._set(self.estop, '' if stop == 'run' else st.message)
+
+    def _set(self, estop: bool, spinal: str) -> None:
+        was = bool(self.reason)
+        self.estop, self.spinal = estop, spinal
+        if bool(self.reason) != was and self._on_change is not None:
+            self._on_change(self.reason)
 
 
 def declare_params(node, schema: list[Param]) -> SimpleNamespace:

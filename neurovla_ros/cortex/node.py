@@ -5,6 +5,7 @@ Interfaces:
               /camera/camera_info [sensor_msgs/CameraInfo]
               /cortex/instruction [std_msgs/String] (also the ``instruction`` parameter)
               /joint_states [sensor_msgs/JointState]
+              estop, spinal/safety [latched]: the robot's stop state, reported (robot_stopped)
   publishes   /cortex/goal_pose [geometry_msgs/PoseStamped, tcp goal in base_link]
               /cortex/joint_goal [trajectory_msgs/JointTrajectory] (joint-space policies)
               /gripper_controller/commands [std_msgs/Float64MultiArray, finger opening m]
@@ -34,7 +35,7 @@ from .. import robot
 from ..common.cdr import ImageReader
 from ..common.limits import invalid_reason
 from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              LatestSample, Throttled, declare_params, decoder,
+                              LatestSample, StopSignal, Throttled, declare_params, decoder,
                               diagnostic_status, go_realtime, run)
 from . import backends
 from ..robot.transforms import matrix_to_quat_xyzw
@@ -108,6 +109,9 @@ class CortexNode(Node):
         self._would_send: dict = {}
         self.create_timer(1.0 / p.goal_rate_hz, self._publish_goal)
         self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
+        # the robot's stop state (estop, spinal/safety): reported; the cerebellum holds
+        self._stop = StopSignal(self, lambda reason: self.get_logger().warning(
+            f'robot {reason}' if reason else 'robot resumed'))
         self.core.start()
         self.get_logger().info(f'cortex up: backend {p.backend}, instruction {p.instruction!r}')
 
@@ -263,7 +267,8 @@ class CortexNode(Node):
     def _publish_diagnostics(self) -> None:
         s = self.core.status()
         values = {**s.values, 'dry_run': self.p.dry_run, 'goals_published': self._published,
-                  'goals_withheld': self._withheld}
+                  'goals_withheld': self._withheld,
+                  'robot_stopped': self._stop.reason or 'false'}
         message = s.message
         if self.p.dry_run:
             values.update(self._would_send)

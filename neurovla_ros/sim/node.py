@@ -56,7 +56,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
@@ -67,9 +67,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from ..common.limits import invalid_reason
 from ..common import cdr
-from ..common.rosutil import (COMMAND_QOS, SENSOR_QOS, Throttled, cap_torch_threads,
-                              declare_params, diagnostic_status, joint_state_template,
-                              run)
+from ..common.rosutil import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, Throttled,
+                              cap_torch_threads, declare_params, diagnostic_status,
+                              joint_state_template, run)
 from .pacing import Pacing
 from .params import NODE_NAME, PARAMS
 from .world import World
@@ -77,9 +77,6 @@ from .world import World
 LIMIT_TOL = 1e-9
 CMD_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                      history=HistoryPolicy.KEEP_LAST)
-LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                         history=HistoryPolicy.KEEP_LAST)
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                        history=HistoryPolicy.KEEP_LAST)
 FORWARD = {'position': 'forward_position_controller/commands',

@@ -155,6 +155,7 @@ class SpinalController:
         self.net = SpinalNet(self.params, n_joints=6, record=record)
         self.guard = LimitGuard(self.gains, self.model, self.inertia,
                                 band=self.cfg.velocity_band, margin=self.cfg.limit_margin)
+        self._compiled = compiled
         self.detector = CollisionDetector(self.dyn, lim['damping'], lim['friction'],
                                           self.cfg.detector, compiled=compiled)
         self.withdrawal = Withdrawal(self.dyn, lim['lower'], lim['upper'], self.cfg.withdraw)
@@ -204,6 +205,22 @@ class SpinalController:
         return Core(arrays, scalars, 6, e.x.shape[0], self.params.n_hidden,
                     self.params.substeps, int(n.record))
 
+    def configure(self, cfg: SpinalConfig) -> None:
+        """Take a new configuration between two ticks (the node's parameters set at run time).
+        The tick reads ``cfg`` every time; a changed collision detector is rebuilt (its observer
+        primes on the next sample, as after a dropped one); a withdrawal under way keeps its
+        duration. The gains and the limit guard's settings are not run-time settings."""
+        fixed = ('velocity_band', 'limit_margin', 'rest_velocity', 'gain_omega_max', 'gain_e_sat')
+        changed = [k for k in fixed if getattr(cfg, k) != getattr(self.cfg, k)]
+        if changed:
+            raise ValueError(f'{changed} are fixed when the controller is built')
+        if cfg.detector != self.cfg.detector:
+            lim = self.model.limits()
+            self.detector = CollisionDetector(self.dyn, lim['damping'], lim['friction'],
+                                              cfg.detector, compiled=self._compiled)
+        self.withdrawal.cfg = cfg.withdraw
+        self.cfg = cfg
+
     @property
     def compiled(self) -> bool:
         """Whether the tick runs in C (else numpy)."""
@@ -232,6 +249,17 @@ class SpinalController:
             self.reset_requested = True
             return True
         return False
+
+    def track(self, q, qd, now: float) -> None:
+        """Follow (q, qd) from this tick on, with no engage blend and no feed-forward torque: a
+        stop's brake profile or hold (spinal/safety.py), which starts at the measured state.
+        Ends a reflex in progress (a stop allows no withdrawal motion)."""
+        self.set_reference(q, qd, None, now)
+        self.mode = FOLLOW
+
+    def hold(self, q) -> None:
+        """Hold the measured pose ``q`` now; a fresh reference engages from it by the blend."""
+        self._hold_here(q)
 
     def reference_fresh(self, now: float) -> bool:
         return self.has_ref and now - self.ref_time <= self.cfg.reference_timeout

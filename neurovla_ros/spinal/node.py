@@ -8,6 +8,17 @@ Interfaces
     ~/reflex [diagnostic_msgs/DiagnosticArray]        one status per reflex event / recovery
     /diagnostics [diagnostic_msgs/DiagnosticArray]    mode, tick timing, firing rates, energy
     ~/reset [std_srvs/Trigger]                        leave the reflex
+    estop [std_msgs/Bool, latched]                    true: emergency stop (category 1)
+    ~/stop, ~/resume [std_srvs/Trigger]               protective stop (category 2); resume
+    ~/safety [diagnostic_msgs/DiagnosticArray, latched]  stop and watchdog state, on change
+
+Stop functions and the state watchdog (the logic: :mod:`neurovla_ros.spinal.safety`): while
+stopped, each tick tracks the brake profile, then the held measured pose (``ctrl.track``); a
+resume (``~/resume``; refused while estop is true: estop false alone does not resume) re-seeds
+the hold at the measured pose and a fresh reference engages by the blend. A timer checks the
+state age: older than ``state_timeout`` -> zero torque is commanded (effort interface: the
+body's gravity compensation and the joints' own damping hold the arm; a position hold would
+need a position interface) and the status is ERROR; fresh state -> hold there, then engage.
 
 Each /joint_states sample runs one tick in its callback: the collision detector first, then the
 network, then the command is published; the withdrawal plan of a collision detected in the tick
@@ -27,17 +38,18 @@ from geometry_msgs.msg import WrenchStamped
 from rclpy.node import Node
 from rclpy._rclpy_pybind11 import RCLError
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ..common.cdr import JointStateReader
-from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, Throttled, declare_params, decoder,
-                              diagnostic_status, float64_array_template, run)
+from ..common.rosutil import (COMMAND_QOS, LATCHED_QOS, LATEST_QOS, Throttled, declare_params,
+                              decoder, diagnostic_status, float64_array_template, run)
 from ..robot.model import FINGER_JOINTS
 from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
 from .lif import WEIGHTS_FILE, NetParams
 from .params import NODE_NAME, PARAMS
 from .reflex import DetectorConfig, WithdrawConfig, WrenchDetector
+from .safety import PROTECTIVE, BrakeConfig, StateWatchdog, StopState
 
 def config_from(p) -> SpinalConfig:
     """SpinalConfig from the node's parameter namespace."""
@@ -75,12 +87,22 @@ class SpinalNode(Node):
         self._ref_reader = JointStateReader(decoder(JointState))
         self.create_subscription(JointState, p.reference_topic, self._on_reference, LATEST_QOS,
                                  raw=True)
-        self.wrench = None
-        if p.wrench_threshold > 0:
-            self.wrench = WrenchDetector(p.wrench_threshold)
-            self.create_subscription(WrenchStamped, p.wrench_topic, self._on_wrench, LATEST_QOS)
+        self.wrench = None           # the wrench channel: on while wrench_threshold > 0
+        self._wrench_sub = None
+        self._set_wrench()
         self.create_service(Trigger, '~/reset', self._on_reset)
-        self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        # stop functions and the state watchdog
+        self.stop = StopState(BrakeConfig(p.stop_deceleration, p.stop_jerk,
+                                          p.standstill_velocity, p.standstill_tolerance))
+        self.watchdog = StateWatchdog(p.state_timeout)
+        self.safety_pub = self.create_publisher(DiagnosticArray, '~/safety', LATCHED_QOS)
+        self.create_subscription(Bool, 'estop', self._on_estop, LATCHED_QOS)
+        self.create_service(Trigger, '~/stop', self._on_stop)
+        self.create_service(Trigger, '~/resume', self._on_resume)
+        self._check_timer = self.create_timer(p.state_timeout / 2, self._check_state)
+        self._publish_safety()       # latched: the state from the start
+        self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self.add_post_set_parameters_callback(self._on_params)
         # joint-state bookkeeping
         self._names = None          # names of the last accepted /joint_states layout
         self._ref_names = ()        # same for the reference
@@ -104,6 +126,36 @@ class SpinalNode(Node):
             f'spinal: {self.ctrl.net.n_neurons} LIF neurons ({self.ctrl.params.n_hidden} per '
             f'joint, {self.ctrl.params.substeps} substeps/tick), commands on '
             f'{p.command_topic}, reflex {"on" if p.reflex_enabled else "off"}')
+
+    # ---------------------------------------------------------------- parameters
+    def _on_params(self, params) -> None:
+        """A parameter set at run time takes effect before the next tick (the executor runs
+        this callback between two): the controller's configuration, the wrench channel, the
+        watchdog and the timers. energy_per_sop and expected_rate are read when used."""
+        names = {prm.name for prm in params}
+        p = self.p
+        self.ctrl.configure(config_from(p))
+        if 'wrench_threshold' in names:
+            self._set_wrench()
+        if 'state_timeout' in names:
+            self.watchdog.timeout = p.state_timeout
+            self.destroy_timer(self._check_timer)
+            self._check_timer = self.create_timer(p.state_timeout / 2, self._check_state)
+        if 'diagnostics_period' in names:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+
+    def _set_wrench(self) -> None:
+        thr = self.p.wrench_threshold
+        if thr <= 0:
+            self.wrench = None
+        elif self.wrench is None:
+            self.wrench = WrenchDetector(thr)
+        else:
+            self.wrench.threshold = float(thr)
+        if self.wrench is not None and self._wrench_sub is None:
+            self._wrench_sub = self.create_subscription(WrenchStamped, self.p.wrench_topic,
+                                                        self._on_wrench, LATEST_QOS)
 
     # ---------------------------------------------------------------- inputs
     def _warn(self, what: str, msg: str) -> None:
@@ -178,6 +230,12 @@ class SpinalNode(Node):
         self._t_prev = t
         # ---- the tick: detect, control, publish ----
         ctrl = self.ctrl
+        if self.watchdog.feed(now):         # fresh state after a trip: hold here, engage
+            self._state_back(q)
+        if self.stop.active:
+            ref = self.stop.update(q, qd, t)
+            if ref is not None:
+                ctrl.track(ref[0], ref[1], now)
         self._cmd_data[:] = ctrl.step(q, qd, ea, t, dt, now)
         try:
             self.cmd_pub.publish(self._cmd.tobytes())
@@ -193,6 +251,8 @@ class SpinalNode(Node):
             self._has_state = True
         if ctrl.mode != self._last_mode:
             self._mode_changed(ctrl.mode, Time(sec=sec, nanosec=nsec))
+        if self.stop.changed:
+            self._publish_safety()
         self._tick_us[self._n_ticks % len(self._tick_us)] = (time.perf_counter() - t0) * 1e6
         self._n_ticks += 1
 
@@ -226,6 +286,8 @@ class SpinalNode(Node):
         self.ctrl.set_reference(q, qd, ff, time.monotonic())
 
     def _on_wrench(self, msg: WrenchStamped) -> None:
+        if self.wrench is None:         # wrench_threshold set to 0 at run time
+            return
         f = msg.wrench.force
         force = (f.x, f.y, f.z)
         if not math.isfinite(sum(force)):
@@ -244,6 +306,77 @@ class SpinalNode(Node):
         response.message = ('reflex reset: engaging the reference' if response.success
                             else f'no reflex active (mode {self.ctrl.mode})')
         return response
+
+    # ---------------------------------------------------------------- stop and watchdog
+    def _on_estop(self, msg: Bool) -> None:
+        was = self.stop.estop
+        text = self.stop.set_estop(msg.data)
+        if msg.data != was:
+            self.get_logger().warning(f'estop {"true" if msg.data else "false"}: {text}')
+        self._publish_safety()
+
+    def _on_stop(self, request, response):
+        response.message = self.stop.request(PROTECTIVE)
+        response.success = True
+        self.get_logger().warning(f'~/stop: {response.message}')
+        self._publish_safety()
+        return response
+
+    def _on_resume(self, request, response):
+        response.success, response.message = self.stop.resume()
+        if response.success:
+            self.ctrl.hold(self._q)       # re-seeded from the measured state: no jump
+        self.get_logger().warning(f'~/resume: {response.message}')
+        self._publish_safety()
+        return response
+
+    def _check_state(self) -> None:
+        """Timer: stale state -> zero added torque (see the module docstring), ERROR."""
+        now = time.monotonic()
+        if not self.watchdog.check(now):
+            return
+        self._cmd_data[:] = 0.0
+        try:
+            self.cmd_pub.publish(self._cmd.tobytes())
+        except RCLError:      # shutting down
+            return
+        self.get_logger().error(f'no joint state for {self.watchdog.age(now) * 1e3:.1f} ms '
+                                f'(state_timeout {self.p.state_timeout * 1e3:g} ms): zero '
+                                'torque over gravity compensation until fresh state')
+        self._publish_safety()
+
+    def _state_back(self, q) -> None:
+        self.ctrl.hold(q)
+        self.stop.restart()      # a brake interrupted by the trip starts again from here
+        self.get_logger().warning('joint state back: holding, engaging the reference')
+        self._publish_safety()
+
+    def _safety_status(self):
+        stop, wd = self.stop, self.watchdog
+        if wd.tripped:
+            level, msg = 2, 'watchdog: joint state stale, zero torque hold'
+        elif stop.violated:
+            level, msg = 2, f'{stop.kind} stop: standstill violated'
+        elif stop.active:
+            level = 1
+            msg = (f'{stop.kind} stop (category {stop.category}): '
+                   + ('braking' if stop.state == 'braking' else
+                      'holding at standstill, resume on ~/resume'
+                      + (' after estop false' if stop.estop else '')))
+        else:
+            level, msg = 0, 'running'
+        values = dict(stop.status())
+        values.update(wd.status())
+        return diagnostic_status('spinal: safety', values, level, msg, 'neurovla_arm')
+
+    def _publish_safety(self) -> None:
+        self.stop.changed = False
+        arr = DiagnosticArray(status=[self._safety_status()])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        try:
+            self.safety_pub.publish(arr)
+        except RCLError:
+            pass
 
     # ---------------------------------------------------------------- outputs
     def _publish_event(self, ev, stamp, wall: float, dt: float) -> None:
@@ -307,7 +440,7 @@ class SpinalNode(Node):
                   'sops_per_s': sops, 'energy_w': sops * self.p.energy_per_sop}
         values.update({f'rejected_{k}': v for k, v in self._rejected.items()})
         st = diagnostic_status('spinal: controller', values, level, msg, 'neurovla_arm')
-        arr = DiagnosticArray(status=[st])
+        arr = DiagnosticArray(status=[st, self._safety_status()])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
         self._n_ticks = 0

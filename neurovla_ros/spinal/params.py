@@ -60,6 +60,25 @@ PARAMS: list[Param] = [
     Param('quiet_time', 1.0,
           'Recover automatically after this long without contact; 0 = only on ~/reset [s]',
           0.0, 600.0),
+    # ---- stop functions and watchdog (spinal/safety.py) ----
+    # 20 ms: in a 60 s headless bringup on the 2-core VM the longest gap between two joint
+    # states was 11.1 ms (23 gaps over 5 ms, 2 over 10 ms, none over 20 ms); 5 ms tripped 20
+    # times. Below the body's own effort watchdog (sim effort_timeout_s, 50 ms).
+    Param('state_timeout', 0.02,
+          'Joint state older than this trips the watchdog: zero added torque (gravity '
+          'compensation and the joints\' damping hold the arm), ERROR, until fresh state and '
+          'an engage blend [s]', 0.001, 1.0),
+    Param('stop_deceleration', 40.0,
+          'Peak deceleration of the emergency / protective stop brake [rad/s^2]',
+          0.5, 1000.0, read_only=True),
+    Param('stop_jerk', 2000.0, 'Peak jerk of the stop brake [rad/s^3]', 1.0, 1.0e5,
+          read_only=True),
+    Param('standstill_velocity', 0.05,
+          'A stopped arm slower than this on every joint is at standstill [rad/s]',
+          0.001, 1.0, read_only=True),
+    Param('standstill_tolerance', 0.05,
+          'A stopped joint farther than this from the held pose violates standstill '
+          '(ERROR) [rad]', 0.001, 1.0, read_only=True),
     # ---- figures ----
     Param('energy_per_sop', LOIHI_J_PER_SOP,
           'Energy per synaptic operation for the energy estimate; default: Intel Loihi, '

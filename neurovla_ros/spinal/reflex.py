@@ -232,6 +232,7 @@ class Withdrawal:
         self.q = np.zeros(6)
         self.qd = np.zeros(6)
         self.target_q = np.zeros(6)
+        self.T = self.cfg.duration
 
     def direction(self, q8, r_ext, qd8) -> np.ndarray:
         """Unit-free joint direction of the withdrawal: M^-1 r_ext, else back along -qd."""
@@ -253,6 +254,7 @@ class Withdrawal:
         self.dq[:] = 0.0
         self.target_q[:] = q
         self.t0 = float(t0)
+        self.T = self.cfg.duration      # kept for this withdrawal (cfg may change meanwhile)
         self.q[:] = q
         self.qd[:] = 0.0
 
@@ -290,7 +292,7 @@ class Withdrawal:
 
     def reference(self, t: float) -> tuple[np.ndarray, np.ndarray, bool]:
         """Desired position, velocity at time ``t`` and whether the motion is complete."""
-        T = self.cfg.duration
+        T = self.T
         s, ds = min_jerk((t - self.t0) / T)
         np.multiply(self.dq, s, out=self.q)
         self.q += self.q0
