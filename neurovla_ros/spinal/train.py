@@ -28,7 +28,8 @@ import numpy as np
 
 from . import lif
 from ..common.servo import JointGains
-from .encoding import N_SIGNALS
+from .encoding import signal_table
+from .motion import moving_mask
 
 U_CAP = 3.0       # training targets are clipped to this many normalised units
 X_MAX = 4.0       # encoder channel clip (same as encoding.Encoder)
@@ -81,6 +82,9 @@ def make_torch_net(p: lif.NetParams):
             b = np.clip(p.beta, 1e-3, 1 - 1e-3)
             self.beta_logit = nn.Parameter(torch.tensor(np.log(b / (1 - b)), dtype=torch.float32))
             self.register_buffer('mask', torch.tensor(p.w_rec != 0, dtype=torch.float32))
+            table = signal_table(float(base_meta.get('fine_gain', 0.0)))
+            self.register_buffer('sig_src', torch.tensor(table[:, 0], dtype=torch.long))
+            self.register_buffer('sig_gain', torch.tensor(table[:, 1], dtype=torch.float32))
             self.beta_out = float(p.beta_out)
             self.substeps = int(p.substeps)
             self.n_layer1 = p.n_layer1
@@ -89,8 +93,10 @@ def make_torch_net(p: lif.NetParams):
             return torch.sigmoid(self.beta_logit).clamp(0.3, 0.995)
 
         def forward(self, z):
-            """z (B, T, 3) normalised signals -> readout (B, T), mean spikes per neuron-tick."""
+            """z (B, T, 3) normalised signals -> readout (B, T), spikes per neuron and substep
+            in each tick (B, T)."""
             spike = _Spike.get()
+            z = z.index_select(-1, self.sig_src) * self.sig_gain    # the input signals
             x = torch.cat([z.clamp(0, X_MAX), (-z).clamp(0, X_MAX)], dim=-1)
             bsz, steps, _ = x.shape
             h = self.w_in.shape[1]
@@ -100,17 +106,19 @@ def make_torch_net(p: lif.NetParams):
             v = x.new_zeros(bsz, h)
             s = x.new_zeros(bsz, h)
             y = x.new_zeros(bsz)
-            ys, total = [], 0.0
+            ys, rates = [], []
             for t in range(steps):
+                total = 0.0
                 for _ in range(self.substeps):
                     cur = i_in[:, t] + s @ w_rec
                     y = self.beta_out * y + s @ self.w_out
                     v = beta * v + cur
                     s = spike(v)
                     v = v - s.detach()
-                    total = total + s.mean()
+                    total = total + s.mean(1)
                 ys.append(y)
-            return torch.stack(ys, 1), total / (steps * self.substeps)
+                rates.append(total / self.substeps)
+            return torch.stack(ys, 1), torch.stack(rates, 1)
 
         def to_params(self, meta=None) -> lif.NetParams:
             meta = {**base_meta, **(meta or {})}
@@ -133,19 +141,36 @@ def targets(z: np.ndarray, gains: JointGains) -> np.ndarray:
     return np.clip(u, -U_CAP, U_CAP)
 
 
-def windows(z: np.ndarray, u: np.ndarray, length: int, stride: int):
-    """Per-joint windows: z (T, 3, J), u (T, J) -> (N, length, 3), (N, length)."""
-    zs, us = [], []
+def rest_ticks(qd_ref: np.ndarray, qd: np.ndarray, threshold: float = 0.05) -> np.ndarray:
+    """Ticks at rest as the controller counts them (reference and arm slower than
+    ``threshold`` [rad/s] on every joint): (T,) bool."""
+    return ~(moving_mask(qd_ref, threshold) | moving_mask(qd, threshold))
+
+
+def windows(z: np.ndarray, u: np.ndarray, rest: np.ndarray, length: int, stride: int):
+    """Per-joint windows: z (T, 3, J), u (T, J), rest (T,) -> (N, length, 3), (N, length),
+    (N, length)."""
+    zs, us, rs = [], [], []
     for j in range(z.shape[2]):
         for s0 in range(0, len(z) - length + 1, stride):
             zs.append(z[s0:s0 + length, :, j])
             us.append(u[s0:s0 + length, j])
-    return np.array(zs, np.float32), np.array(us, np.float32)
+            rs.append(rest[s0:s0 + length])
+    return tuple(np.array(a, np.float32) for a in (zs, us, rs))
 
 
-def train_epochs(net, opt, data_z, data_u, epochs: int, batch: int, warmup: int, rng,
-                 spike_cost: float, bar=None):
+def episode_windows(out: dict, qd_ref: np.ndarray, gains: JointGains, length: int):
+    """The training windows of one recorded rollout (half-overlapping)."""
+    return windows(out['z'], targets(out['z'], gains), rest_ticks(qd_ref, out['qd']), length,
+                   length // 2)
+
+
+def train_epochs(net, opt, data, epochs: int, batch: int, warmup: int, rng,
+                 spike_cost: float, rest_spike_cost: float, bar=None):
+    """Adam on the Huber loss to the teacher, plus the firing: ``spike_cost`` times the mean
+    rate and ``rest_spike_cost`` times the mean rate at rest (``data`` = z, u, rest)."""
     torch = _torch()
+    data_z, data_u, data_r = data
     n = len(data_z)
     losses = []
     for _ in range(epochs):
@@ -154,9 +179,12 @@ def train_epochs(net, opt, data_z, data_u, epochs: int, batch: int, warmup: int,
             idx = order[b0:b0 + batch]
             z = torch.from_numpy(data_z[idx])
             u = torch.from_numpy(data_u[idx])
-            y, rate = net(z)
+            rest = torch.from_numpy(data_r[idx])
+            y, rates = net(z)
             loss = torch.nn.functional.huber_loss(y[:, warmup:], u[:, warmup:], delta=0.5)
-            total = loss + spike_cost * rate
+            rate = rates.mean()
+            rest_rate = (rates * rest).sum() / rest.sum().clamp(min=1.0)
+            total = loss + spike_cost * rate + rest_spike_cost * rest_rate
             opt.zero_grad()
             total.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -168,8 +196,22 @@ def train_epochs(net, opt, data_z, data_u, epochs: int, batch: int, warmup: int,
     return float(np.mean(losses[-10:])) if losses else float('nan')
 
 
-# ---------------------------------------------------------------- main
-def main(argv=None) -> int:
+# ---------------------------------------------------------------- motions
+def training_motions(seed: int, episodes: int, episode_s: float, dagger: int, eval_s: float):
+    """Every reference motion a training run uses, drawn before it starts from the training's
+    own motion streams (``motion.motion_rng``): ``episodes`` teacher episodes, ``dagger`` rounds
+    of ``max(2, episodes // 2)`` episodes, the closed-loop check. Returns (teacher episodes,
+    DAgger rounds, check, every waypoint drawn), each motion a (q, qd) pair."""
+    from .motion import motion_rng, random_motion
+    rng, points = motion_rng('train', seed), []
+    teacher = [random_motion(rng, episode_s, waypoints=points) for _ in range(episodes)]
+    rounds = [[random_motion(rng, episode_s, waypoints=points)
+               for _ in range(max(2, episodes // 2))] for _ in range(dagger)]
+    check = random_motion(motion_rng('train_check', seed), eval_s, waypoints=points)
+    return teacher, rounds, check, points
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='neurovla train spinal', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--seed', type=int, default=0)
@@ -182,12 +224,20 @@ def main(argv=None) -> int:
     ap.add_argument('--window', type=int, default=160, help='BPTT window [ticks]')
     ap.add_argument('--batch', type=int, default=128)
     ap.add_argument('--lr', type=float, default=3e-3)
-    ap.add_argument('--spike-cost', type=float, default=0.002)
+    ap.add_argument('--spike-cost', type=float, default=0.002, help='cost of the mean rate')
+    ap.add_argument('--rest-spike-cost', type=float, default=0.1,
+                    help='cost of the mean rate at rest (the arm and its reference still)')
     ap.add_argument('--substeps', type=int, default=2)
     ap.add_argument('--e-ref', type=float, default=0.02,
                     help='position error of one normalised unit [rad]')
+    ap.add_argument('--fine-gain', type=float, default=8.0,
+                    help='gain of the fine error channels (0 = none; encoding.signal_table)')
     ap.add_argument('--eval-s', type=float, default=6.0, help='held-out evaluation length [s]')
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
 
     import torch
     from tqdm import tqdm
@@ -195,17 +245,19 @@ def main(argv=None) -> int:
     from ..sim.world import World
     from .controller import SpinalConfig, SpinalController
     from .evaluate import NetworkPolicy, rmse, rollout, pd_policy, teacher_policy
-    from .motion import moving_mask, random_motion
 
     t_start = time.monotonic()
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed)      # shuffling only: the motions have their own
+    teacher_eps, dagger_eps, (qr_check, vr_check), _ = training_motions(
+        args.seed, args.episodes, args.episode_s, args.dagger, args.eval_s)
     world = World(seed=args.seed, n_objects=0)
     cfg = SpinalConfig(reflex_enabled=False)
-    params = lif.init_params(n_in=2 * N_SIGNALS, substeps=args.substeps, seed=args.seed)
-    params.meta['e_ref'] = args.e_ref
+    table = signal_table(args.fine_gain)
+    params = lif.init_params(n_in=2 * len(table), substeps=args.substeps, seed=args.seed)
+    params.meta.update(e_ref=args.e_ref, fine_gain=args.fine_gain)
     ctrl = SpinalController(params, cfg)
     gains = ctrl.gains
     enc = ctrl.encoder
@@ -216,53 +268,45 @@ def main(argv=None) -> int:
     # 1. teacher data
     log(f'gains kp {np.round(gains.kp, 1)} kd {np.round(gains.kd, 2)}')
     zs = []
-    for _ in tqdm(range(args.episodes), desc='teacher rollouts', file=sys.stderr):
-        qr, vr = random_motion(rng, args.episode_s)
+    for qr, vr in tqdm(teacher_eps, desc='teacher rollouts', file=sys.stderr):
         out = rollout(world, qr, vr, teacher_policy(gains), record_z=True, encoder=enc)
-        zs.append(out['z'])
-    data = [windows(z, targets(z, gains), args.window, args.window // 2) for z in zs]
-    data_z = np.concatenate([d[0] for d in data])
-    data_u = np.concatenate([d[1] for d in data])
-    log(f'{len(data_z)} windows of {args.window} ticks')
+        zs.append(episode_windows(out, vr, gains, args.window))
+    data = [np.concatenate(parts) for parts in zip(*zs)]
+    log(f'{len(data[0])} windows of {args.window} ticks')
 
     # 2. behaviour cloning
     net = make_torch_net(params)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     warm = 20
-    n_batches = len(data_z) // args.batch
+    costs = (args.spike_cost, args.rest_spike_cost)
+    n_batches = len(data[0]) // args.batch
     with tqdm(total=args.epochs * n_batches, desc='BPTT (cloning)', file=sys.stderr) as bar:
-        loss = train_epochs(net, opt, data_z, data_u, args.epochs, args.batch, warm, rng,
-                            args.spike_cost, bar)
+        loss = train_epochs(net, opt, data, args.epochs, args.batch, warm, rng, *costs, bar)
     log(f'cloning loss {loss:.4f}')
 
     # 3. DAgger
-    for it in range(args.dagger):
+    for it, episodes in enumerate(dagger_eps):
         mix = 0.5 * (1 - (it + 1) / (args.dagger + 1))
         ctrl = SpinalController(net.to_params(), cfg)
         pol = NetworkPolicy(ctrl, mix_teacher=mix)
         new = []
-        for _ in tqdm(range(max(2, args.episodes // 2)), desc=f'DAgger {it + 1} rollouts',
-                      file=sys.stderr):
-            qr, vr = random_motion(rng, args.episode_s)
+        for qr, vr in tqdm(episodes, desc=f'DAgger {it + 1} rollouts', file=sys.stderr):
             pol.reset()
             out = rollout(world, qr, vr, pol, record_z=True, encoder=enc)
-            new.append(windows(out['z'], targets(out['z'], gains), args.window,
-                               args.window // 2))
-        data_z = np.concatenate([data_z] + [d[0] for d in new])
-        data_u = np.concatenate([data_u] + [d[1] for d in new])
+            new.append(episode_windows(out, vr, gains, args.window))
+        data = [np.concatenate([d, *parts]) for d, parts in zip(data, zip(*new))]
         for g in opt.param_groups:
             g['lr'] = args.lr * 0.5 ** (it + 1)
-        n_batches = len(data_z) // args.batch
+        n_batches = len(data[0]) // args.batch
         with tqdm(total=args.dagger_epochs * n_batches, desc=f'BPTT (DAgger {it + 1})',
                   file=sys.stderr) as bar:
-            loss = train_epochs(net, opt, data_z, data_u, args.dagger_epochs, args.batch, warm,
-                                rng, args.spike_cost, bar)
-        log(f'DAgger {it + 1}: mix {mix:.2f}, {len(data_z)} windows, loss {loss:.4f}')
+            loss = train_epochs(net, opt, data, args.dagger_epochs, args.batch, warm, rng,
+                                *costs, bar)
+        log(f'DAgger {it + 1}: mix {mix:.2f}, {len(data[0])} windows, loss {loss:.4f}')
 
-    # 4. closed-loop check on held-out motions
+    # 4. closed-loop check on motions of its own stream
     params = net.to_params()
-    eval_rng = np.random.default_rng(10_000 + args.seed)
-    qr, vr = random_motion(eval_rng, args.eval_s)
+    qr, vr = qr_check, vr_check
     mask = moving_mask(vr)
     ctrl = SpinalController(params, cfg)
     pol = NetworkPolicy(ctrl)
@@ -272,15 +316,16 @@ def main(argv=None) -> int:
     r_pd = rmse(rollout(world, qr, vr, pd_policy(gains))['err'], mask)
     r_teacher = rmse(rollout(world, qr, vr, teacher_policy(gains))['err'], mask)
     rest, motion = ctrl.firing_rates()
-    meta = {'seed': args.seed, 'e_ref': args.e_ref, 'loss': loss, 'rmse_net': r_net,
-            'rmse_pd': r_pd, 'rmse_teacher': r_teacher, 'ratio_pd': r_net / r_pd,
+    meta = {'seed': args.seed, 'e_ref': args.e_ref, 'fine_gain': args.fine_gain, 'loss': loss,
+            'rmse_net': r_net, 'rmse_pd': r_pd, 'rmse_teacher': r_teacher,
+            'ratio_pd': r_net / r_pd, 'ratio_teacher': r_net / r_teacher,
             'firing_rest': rest, 'firing_motion': motion,
             'train_s': time.monotonic() - t_start}
     params.meta = meta
     params.save(args.out)
-    log(f'tracking RMSE network {r_net * 1e3:.2f} mrad, PD {r_pd * 1e3:.2f}, '
-        f'teacher {r_teacher * 1e3:.2f} (ratio to PD {r_net / r_pd:.3f}); firing rest '
-        f'{rest:.2f} Hz, motion {motion:.2f} Hz')
+    log(f'tracking RMSE network {r_net * 1e3:.3f} mrad, PD {r_pd * 1e3:.3f}, teacher '
+        f'{r_teacher * 1e3:.3f} (ratio to PD {r_net / r_pd:.3f}, to the teacher '
+        f'{r_net / r_teacher:.3f}); firing rest {rest:.2f} Hz, motion {motion:.2f} Hz')
     log(f'wrote {args.out} in {time.monotonic() - t_start:.0f} s')
     if not math.isfinite(r_net):
         return 1
