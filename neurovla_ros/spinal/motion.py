@@ -82,6 +82,16 @@ def random_motion(rng, duration: float, dt: float = 1e-3, model=None, speed: flo
     return q[:n], qd[:n]
 
 
+def shared_waypoints(a, b, tol: float = 1e-9) -> int:
+    """How many of the waypoints ``a`` (N, 6) are also among ``b`` (M, 6) (within ``tol`` on
+    every joint [rad])."""
+    a, b = np.asarray(a, float).reshape(-1, 6), np.asarray(b, float).reshape(-1, 6)
+    if not len(a) or not len(b):
+        return 0
+    dist = np.max(np.abs(a[:, None, :] - b[None, :, :]), axis=2)
+    return int(np.sum(np.min(dist, axis=1) <= tol))
+
+
 def moving_mask(qd_ref, threshold: float = 0.05) -> np.ndarray:
     """Samples where any reference joint moves faster than ``threshold`` [rad/s]."""
     return np.max(np.abs(qd_ref), axis=1) > threshold

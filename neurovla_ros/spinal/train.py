@@ -165,13 +165,28 @@ def episode_windows(out: dict, qd_ref: np.ndarray, gains: JointGains, length: in
                    length // 2)
 
 
+def tracking_kernel(omega: float, length: int, dt: float = 1e-3) -> np.ndarray:
+    """Impulse response (``length`` ticks, sum 1) from a torque error to the tracking error it
+    causes under the joint servo: ``omega^2 / (s + omega)^2`` (``kp = m w^2``, ``kd = 2 m w``),
+    one tick late."""
+    t = np.arange(length) * dt
+    h = t * np.exp(-omega * t)
+    return h / h.sum()
+
+
 def train_epochs(net, opt, data, epochs: int, batch: int, warmup: int, rng,
-                 spike_cost: float, rest_spike_cost: float, bar=None):
-    """Adam on the Huber loss to the teacher, plus the firing: ``spike_cost`` times the mean
-    rate and ``rest_spike_cost`` times the mean rate at rest (``data`` = z, u, rest)."""
+                 spike_cost: float, rest_spike_cost: float, lf_weight: float = 0.0,
+                 kernel=None, bar=None):
+    """Adam on the Huber loss to the teacher, plus ``lf_weight`` times the Huber loss of the
+    error filtered by ``kernel`` (what the servo makes of it: ``tracking_kernel``), plus the
+    firing: ``spike_cost`` times the mean rate and ``rest_spike_cost`` times the mean rate at
+    rest (``data`` = z, u, rest)."""
     torch = _torch()
+    F = torch.nn.functional
     data_z, data_u, data_r = data
     n = len(data_z)
+    if lf_weight > 0:
+        k = torch.tensor(np.ascontiguousarray(kernel[::-1]), dtype=torch.float32).view(1, 1, -1)
     losses = []
     for _ in range(epochs):
         order = rng.permutation(n)
@@ -181,15 +196,19 @@ def train_epochs(net, opt, data, epochs: int, batch: int, warmup: int, rng,
             u = torch.from_numpy(data_u[idx])
             rest = torch.from_numpy(data_r[idx])
             y, rates = net(z)
-            loss = torch.nn.functional.huber_loss(y[:, warmup:], u[:, warmup:], delta=0.5)
+            loss = F.huber_loss(y[:, warmup:], u[:, warmup:], delta=0.5)
             rate = rates.mean()
             rest_rate = (rates * rest).sum() / rest.sum().clamp(min=1.0)
             total = loss + spike_cost * rate + rest_spike_cost * rest_rate
+            if lf_weight > 0:
+                d = F.pad((y - u)[:, None, warmup:], (k.shape[-1] - 1, 0))
+                lf = F.conv1d(d, k)[:, 0]
+                total = total + lf_weight * F.huber_loss(lf, torch.zeros_like(lf), delta=0.5)
             opt.zero_grad()
             total.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f'{loss.item():.4f}', rate=f'{rate.item():.3f}')
@@ -197,6 +216,22 @@ def train_epochs(net, opt, data, epochs: int, batch: int, warmup: int, rng,
 
 
 # ---------------------------------------------------------------- motions
+def disturbed(policy, gains: JointGains, rng, sigma: float, hold: float = 0.05,
+              dt: float = 1e-3):
+    """``policy`` plus a random torque (DART, Laskey et al. 2017: the teacher's data then show
+    it recovering from errors the network will make): per joint a level of normal spread
+    ``sigma`` normalised units, redrawn every ``hold`` [s]."""
+    every = max(1, int(round(hold / dt)))
+    state = {'k': 0, 'tau': np.zeros(len(gains.kp))}
+
+    def wrapped(q, qd, effort, q_des, qd_des, t):
+        if state['k'] % every == 0:
+            state['tau'] = rng.normal(0.0, sigma, len(gains.kp)) * gains.tau_unit
+        state['k'] += 1
+        return policy(q, qd, effort, q_des, qd_des, t) + state['tau']
+    return wrapped
+
+
 def training_motions(seed: int, episodes: int, episode_s: float, dagger: int, eval_s: float):
     """Every reference motion a training run uses, drawn before it starts from the training's
     own motion streams (``motion.motion_rng``): ``episodes`` teacher episodes, ``dagger`` rounds
@@ -209,6 +244,21 @@ def training_motions(seed: int, episodes: int, episode_s: float, dagger: int, ev
                for _ in range(max(2, episodes // 2))] for _ in range(dagger)]
     check = random_motion(motion_rng('train_check', seed), eval_s, waypoints=points)
     return teacher, rounds, check, points
+
+
+# what the weights' meta records of the motions (training_motions' arguments)
+MOTION_META = ('seed', 'episodes', 'episode_s', 'dagger', 'eval_s')
+
+
+def training_waypoints(meta: dict) -> np.ndarray | None:
+    """Every waypoint of the motions used by the training run that wrote ``meta`` (the weights'
+    meta), (N, 6); None where the meta does not record them (weights of an older training)."""
+    if not all(k in meta for k in MOTION_META):
+        return None
+    *_, points = training_motions(int(meta['seed']), int(meta['episodes']),
+                                  float(meta['episode_s']), int(meta['dagger']),
+                                  float(meta['eval_s']))
+    return np.array(points)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -233,6 +283,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument('--fine-gain', type=float, default=8.0,
                     help='gain of the fine error channels (0 = none; encoding.signal_table)')
     ap.add_argument('--eval-s', type=float, default=6.0, help='held-out evaluation length [s]')
+    ap.add_argument('--lf-weight', type=float, default=0.0,
+                    help='weight of the loss on the torque error as the servo filters it')
+    ap.add_argument('--disturb', type=float, default=0.0,
+                    help='random torque added in every second teacher rollout [normalised units]')
     return ap
 
 
@@ -251,6 +305,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(args.seed)      # shuffling only: the motions have their own
+    disturb_rng = np.random.default_rng([args.seed, 1])
     teacher_eps, dagger_eps, (qr_check, vr_check), _ = training_motions(
         args.seed, args.episodes, args.episode_s, args.dagger, args.eval_s)
     world = World(seed=args.seed, n_objects=0)
@@ -269,7 +324,10 @@ def main(argv=None) -> int:
     log(f'gains kp {np.round(gains.kp, 1)} kd {np.round(gains.kd, 2)}')
     zs = []
     for qr, vr in tqdm(teacher_eps, desc='teacher rollouts', file=sys.stderr):
-        out = rollout(world, qr, vr, teacher_policy(gains), record_z=True, encoder=enc)
+        pol = teacher_policy(gains)
+        if args.disturb > 0 and len(zs) % 2:        # every second episode
+            pol = disturbed(pol, gains, disturb_rng, args.disturb)
+        out = rollout(world, qr, vr, pol, record_z=True, encoder=enc)
         zs.append(episode_windows(out, vr, gains, args.window))
     data = [np.concatenate(parts) for parts in zip(*zs)]
     log(f'{len(data[0])} windows of {args.window} ticks')
@@ -278,10 +336,13 @@ def main(argv=None) -> int:
     net = make_torch_net(params)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     warm = 20
-    costs = (args.spike_cost, args.rest_spike_cost)
+    omega = float(np.median(2 * gains.kp / gains.kd))       # the servo's bandwidth [rad/s]
+    costs = (args.spike_cost, args.rest_spike_cost, args.lf_weight,
+             tracking_kernel(omega, args.window))
     n_batches = len(data[0]) // args.batch
     with tqdm(total=args.epochs * n_batches, desc='BPTT (cloning)', file=sys.stderr) as bar:
-        loss = train_epochs(net, opt, data, args.epochs, args.batch, warm, rng, *costs, bar)
+        loss = train_epochs(net, opt, data, args.epochs, args.batch, warm, rng, *costs,
+                            bar=bar)
     log(f'cloning loss {loss:.4f}')
 
     # 3. DAgger
@@ -301,7 +362,7 @@ def main(argv=None) -> int:
         with tqdm(total=args.dagger_epochs * n_batches, desc=f'BPTT (DAgger {it + 1})',
                   file=sys.stderr) as bar:
             loss = train_epochs(net, opt, data, args.dagger_epochs, args.batch, warm, rng,
-                                *costs, bar)
+                                *costs, bar=bar)
         log(f'DAgger {it + 1}: mix {mix:.2f}, {len(data[0])} windows, loss {loss:.4f}')
 
     # 4. closed-loop check on motions of its own stream
@@ -316,9 +377,9 @@ def main(argv=None) -> int:
     r_pd = rmse(rollout(world, qr, vr, pd_policy(gains))['err'], mask)
     r_teacher = rmse(rollout(world, qr, vr, teacher_policy(gains))['err'], mask)
     rest, motion = ctrl.firing_rates()
-    meta = {'seed': args.seed, 'e_ref': args.e_ref, 'fine_gain': args.fine_gain, 'loss': loss,
-            'rmse_net': r_net, 'rmse_pd': r_pd, 'rmse_teacher': r_teacher,
-            'ratio_pd': r_net / r_pd, 'ratio_teacher': r_net / r_teacher,
+    meta = {**{k: getattr(args, k) for k in MOTION_META}, 'e_ref': args.e_ref,
+            'fine_gain': args.fine_gain, 'loss': loss, 'rmse_net': r_net, 'rmse_pd': r_pd,
+            'rmse_teacher': r_teacher, 'ratio_pd': r_net / r_pd, 'ratio_teacher': r_net / r_teacher,
             'firing_rest': rest, 'firing_motion': motion,
             'train_s': time.monotonic() - t_start}
     params.meta = meta
