@@ -141,6 +141,31 @@ def targets(z: np.ndarray, gains: JointGains) -> np.ndarray:
     return np.clip(u, -U_CAP, U_CAP)
 
 
+def hindsight_targets(out: dict, qd_ref: np.ndarray, gains: JointGains, weight: float = 1.0,
+                      dt: float = 1e-3) -> np.ndarray:
+    """Labels relabelled toward the reference, in normalised units (T, J), clipped.
+
+    The teacher wants each joint to accelerate as ``a* = qdd_des + (kp e + kd e') / m``
+    (the reference's acceleration plus its PD correction) and adds a model of the rest (URDF
+    friction). In hindsight a rollout shows what the rest really was: the torque applied at
+    tick k minus ``m`` times the acceleration it produced, ``d = tau_k - m (qd_k+1 - qd_k) /
+    dt`` (friction, the other joints, the pose's inertia: everything the joint's own model
+    misses). The label ``m a* + d`` is the torque that would have given the teacher's error
+    dynamics exactly; ``weight`` blends from the teacher (0) to it (1). For any rollout, the
+    network's own (DAgger) included.
+    """
+    z, qd, tau = out['z'], out['qd'], out['tau']
+    unit = gains.tau_unit
+    accel = np.empty_like(qd)
+    accel[:-1] = np.diff(qd, axis=0) / dt
+    accel[-1] = accel[-2]
+    model_rest = gains.feedforward(qd_ref, 0.0) / unit       # the teacher's friction model
+    wanted = z[:, 0] + z[:, 1] + z[:, 2] - model_rest        # m a* (normalised)
+    rest = (tau - gains.inertia * accel) / unit               # d in hindsight
+    u = (1 - weight) * gains.normalised_teacher(z) + weight * (wanted + rest)
+    return np.clip(u, -U_CAP, U_CAP)
+
+
 def rest_ticks(qd_ref: np.ndarray, qd: np.ndarray, threshold: float = 0.05) -> np.ndarray:
     """Ticks at rest as the controller counts them (reference and arm slower than
     ``threshold`` [rad/s] on every joint): (T,) bool."""
@@ -159,10 +184,13 @@ def windows(z: np.ndarray, u: np.ndarray, rest: np.ndarray, length: int, stride:
     return tuple(np.array(a, np.float32) for a in (zs, us, rs))
 
 
-def episode_windows(out: dict, qd_ref: np.ndarray, gains: JointGains, length: int):
-    """The training windows of one recorded rollout (half-overlapping)."""
-    return windows(out['z'], targets(out['z'], gains), rest_ticks(qd_ref, out['qd']), length,
-                   length // 2)
+def episode_windows(out: dict, qd_ref: np.ndarray, gains: JointGains, length: int,
+                    hindsight: float = 0.0):
+    """The training windows of one recorded rollout (half-overlapping), labelled by the
+    teacher or, with ``hindsight`` > 0, toward the reference (``hindsight_targets``)."""
+    u = (hindsight_targets(out, qd_ref, gains, hindsight) if hindsight > 0
+         else targets(out['z'], gains))
+    return windows(out['z'], u, rest_ticks(qd_ref, out['qd']), length, length // 2)
 
 
 def tracking_kernel(omega: float, length: int, dt: float = 1e-3) -> np.ndarray:
@@ -275,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument('--batch', type=int, default=128)
     ap.add_argument('--lr', type=float, default=3e-3)
     ap.add_argument('--spike-cost', type=float, default=0.002, help='cost of the mean rate')
-    ap.add_argument('--rest-spike-cost', type=float, default=0.1,
+    ap.add_argument('--rest-spike-cost', type=float, default=1.0,
                     help='cost of the mean rate at rest (the arm and its reference still)')
     ap.add_argument('--substeps', type=int, default=2)
     ap.add_argument('--e-ref', type=float, default=0.02,
@@ -287,6 +315,9 @@ def parser() -> argparse.ArgumentParser:
                     help='weight of the loss on the torque error as the servo filters it')
     ap.add_argument('--disturb', type=float, default=0.0,
                     help='random torque added in every second teacher rollout [normalised units]')
+    ap.add_argument('--hindsight', type=float, default=1.0,
+                    help='labels from the teacher (0) to the torque that, in hindsight, gives '
+                         "the teacher's error dynamics (1): hindsight_targets")
     return ap
 
 
@@ -328,7 +359,7 @@ def main(argv=None) -> int:
         if args.disturb > 0 and len(zs) % 2:        # every second episode
             pol = disturbed(pol, gains, disturb_rng, args.disturb)
         out = rollout(world, qr, vr, pol, record_z=True, encoder=enc)
-        zs.append(episode_windows(out, vr, gains, args.window))
+        zs.append(episode_windows(out, vr, gains, args.window, args.hindsight))
     data = [np.concatenate(parts) for parts in zip(*zs)]
     log(f'{len(data[0])} windows of {args.window} ticks')
 
@@ -354,7 +385,7 @@ def main(argv=None) -> int:
         for qr, vr in tqdm(episodes, desc=f'DAgger {it + 1} rollouts', file=sys.stderr):
             pol.reset()
             out = rollout(world, qr, vr, pol, record_z=True, encoder=enc)
-            new.append(episode_windows(out, vr, gains, args.window))
+            new.append(episode_windows(out, vr, gains, args.window, args.hindsight))
         data = [np.concatenate([d, *parts]) for d, parts in zip(data, zip(*new))]
         for g in opt.param_groups:
             g['lr'] = args.lr * 0.5 ** (it + 1)
@@ -378,6 +409,7 @@ def main(argv=None) -> int:
     r_teacher = rmse(rollout(world, qr, vr, teacher_policy(gains))['err'], mask)
     rest, motion = ctrl.firing_rates()
     meta = {**{k: getattr(args, k) for k in MOTION_META}, 'e_ref': args.e_ref,
+            'hindsight': args.hindsight,
             'fine_gain': args.fine_gain, 'loss': loss, 'rmse_net': r_net, 'rmse_pd': r_pd,
             'rmse_teacher': r_teacher, 'ratio_pd': r_net / r_pd, 'ratio_teacher': r_net / r_teacher,
             'firing_rest': rest, 'firing_motion': motion,
