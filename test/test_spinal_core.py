@@ -364,3 +364,23 @@ def test_core_modules_do_not_import_rclpy():
                     else [n.module or ''] if isinstance(n, ast.ImportFrom) else [])
             assert not any(m.split('.')[0] in ('rclpy', 'std_msgs', 'sensor_msgs')
                            for m in mods), f'{name} imports {mods}'
+
+
+def test_hindsight_labels_give_the_teachers_error_dynamics(gains):
+    """hindsight_targets: weight 0 is the teacher; weight 1 is m a* + (tau - m a) (the torque
+    that, given what the joint did, would have produced the teacher's wanted acceleration)."""
+    from neurovla_ros.spinal.train import U_CAP, hindsight_targets
+    rng = np.random.default_rng(4)
+    n = 50
+    z = rng.normal(0, 0.3, (n, 3, 6))
+    qd_ref = rng.normal(0, 0.5, (n, 6))
+    qd = rng.normal(0, 0.5, (n, 6))
+    tau = rng.normal(0, 0.5, (n, 6)) * gains.tau_unit
+    out = {'z': z, 'qd': qd, 'tau': tau}
+    np.testing.assert_allclose(hindsight_targets(out, qd_ref, gains, 0.0),
+                               np.clip(gains.normalised_teacher(z), -U_CAP, U_CAP))
+    accel = np.diff(qd, axis=0) / 1e-3
+    wanted = z[:, 0] + z[:, 1] + z[:, 2] - gains.feedforward(qd_ref, 0.0) / gains.tau_unit
+    expect = wanted[:-1] + (tau[:-1] - gains.inertia * accel) / gains.tau_unit
+    np.testing.assert_allclose(hindsight_targets(out, qd_ref, gains, 1.0)[:-1],
+                               np.clip(expect, -U_CAP, U_CAP), rtol=1e-12)
