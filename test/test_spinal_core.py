@@ -11,7 +11,7 @@ from neurovla_ros.spinal import lif
 from neurovla_ros.spinal.controller import (COMPLIANT, ENGAGE, FOLLOW, HOLD, LimitGuard,
                                             SpinalConfig, SpinalController)
 from neurovla_ros.common.servo import JointGains
-from neurovla_ros.spinal.encoding import AccelEstimator, Decoder, Encoder, on_off
+from neurovla_ros.spinal.encoding import AccelEstimator, Decoder, Encoder, on_off, signal_table
 from neurovla_ros.spinal.params import LOIHI_J_PER_SOP, PARAMS
 
 SPINAL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -72,13 +72,13 @@ def test_zero_input_is_silent_and_readout_decays():
     net = lif.SpinalNet(p)
     rng = np.random.default_rng(0)
     for _ in range(50):
-        net.tick(np.minimum(np.abs(rng.normal(0, 1, (6, 6))), 4.0))
+        net.tick(np.minimum(np.abs(rng.normal(0, 1, (p.n_in, 6))), 4.0))
     assert net.spikes > 0
     for _ in range(200):                      # input gone: membranes leak below threshold
-        net.tick(np.zeros((6, 6)))
+        net.tick(np.zeros((p.n_in, 6)))
     net.reset_counters()
     for _ in range(100):
-        y = net.tick(np.zeros((6, 6)))
+        y = net.tick(np.zeros((p.n_in, 6)))
     assert net.spikes == 0 and net.sops == 0  # silent: no spike, no synaptic operation
     assert np.all(np.abs(y) < 1e-6)           # readout leaked back to zero
 
@@ -105,17 +105,20 @@ def test_numpy_step_matches_the_torch_training_network():
         y_t, _ = tnet(torch.tensor(z))
     # the torch net clamps beta like the saved weights; numpy on the same signals
     net = lif.SpinalNet(tnet.to_params(), n_joints=1)
+    table = signal_table(p.meta.get('fine_gain', 0.0))
+    src, gain = table[:, 0].astype(int), table[:, 1]
     y_n = []
     for k in range(z.shape[1]):
-        y_n.append(float(net.tick(on_off(z[0, k][:, None]))[0]))
+        y_n.append(float(net.tick(on_off((z[0, k][src] * gain)[:, None]))[0]))
     np.testing.assert_allclose(y_t.numpy()[0], y_n, atol=1e-6)
 
 
 def test_weights_file_is_small_valid_and_trained():
     assert os.path.getsize(lif.WEIGHTS_FILE) < 1_000_000
     p = lif.NetParams.load()
-    assert p.n_hidden == 48 and p.n_in == 6
-    assert p.meta['ratio_pd'] <= 1.2            # written by train.py from its closed-loop check
+    assert p.n_hidden == 48 and p.n_in == 2 * len(signal_table(p.meta['fine_gain']))
+    # written by train.py from its closed-loop check (motions of its own stream)
+    assert p.meta['ratio_teacher'] <= 1.0 and p.meta['ratio_pd'] <= 0.4
 
 
 # ---------------------------------------------------------------- encoder / decoder / gains
@@ -154,6 +157,27 @@ def test_encoder_normalises_and_splits_on_off(gains):
     assert np.all(x[3:] == 0)
     # at rest on the reference: every channel is zero (the network stays silent)
     assert not enc.encode(q, zero, q, zero, zero).any()
+
+
+def test_fine_channels_amplify_the_errors(gains):
+    """fine_gain > 0: the position and velocity errors also enter amplified (signals
+    [pos, vel, ff, g pos, g vel]; the ON channels of all five, then their OFF channels)."""
+    enc = Encoder(gains, x_max=4.0, fine_gain=8.0)
+    assert enc.x.shape == (10, 6)
+    zero = np.zeros(6)
+    q_des = np.array([0.001, -0.002, 0.0, 0.0, 0.0, 1.0])    # e_ref = 0.05 rad
+    qd_des = np.array([0.0, 0.0, 0.01, 0.0, 0.0, 0.0])
+    x = enc.encode(q_des, qd_des, zero, zero, zero)
+    np.testing.assert_allclose(x[0], [0.02, 0, 0, 0, 0, 4.0], rtol=1e-12)    # pos ON
+    np.testing.assert_allclose(x[3], [0.16, 0, 0, 0, 0, 4.0], rtol=1e-12)    # 8 pos ON
+    np.testing.assert_allclose(x[5], [0, 0.04, 0, 0, 0, 0], rtol=1e-12)      # pos OFF
+    np.testing.assert_allclose(x[8], [0, 0.32, 0, 0, 0, 0], rtol=1e-12)      # 8 pos OFF
+    vel = gains.kd[2] * 0.01 / gains.tau_unit[2]
+    assert x[1, 2] == pytest.approx(vel) and x[4, 2] == pytest.approx(min(8 * vel, 4.0))
+    assert not x[[6, 9]].any()                                               # vel OFF
+    assert not enc.encode(zero, zero, zero, zero, zero).any()
+    with pytest.raises(ValueError):      # weights trained with other channels are refused
+        SpinalController(lif.init_params(n_in=10), SpinalConfig())
 
 
 def test_normalised_teacher_equals_teacher_torque(gains):
@@ -291,6 +315,36 @@ def test_compiled_tick_rejects_wrong_arrays():
         c._core.step(home[:6], np.zeros(5), home, np.zeros(8), 1e-3, 1.0, None, False)
 
 
+# ---------------------------------------------------------------- motions: the bench's are unseen
+def test_bench_motions_share_no_waypoint_with_the_training():
+    """bench spinal draws its motions from streams of its own: none of its waypoints is among
+    those of the training that wrote the committed weights (episodes, DAgger rounds, its
+    closed-loop check), nor of the training command's defaults, for any of a few seeds."""
+    from neurovla_ros.bench import spinal as bench
+    from neurovla_ros.spinal.motion import motion_rng, random_motion, shared_waypoints
+    from neurovla_ros.spinal.train import MOTION_META, parser, training_motions, training_waypoints
+    meta = lif.NetParams.load().meta
+    trained = training_waypoints(meta)
+    assert trained is not None and len(trained) > 100    # the weights record their motions
+    defaults = vars(parser().parse_args([]))
+    assert all(meta[k] == defaults[k] for k in MOTION_META)   # the command's own defaults
+    args = bench.parser().parse_args([])
+    for seed in (args.seed, 1, 2):
+        _, _, points = bench.motions(args.seconds, args.live_s, seed)
+        assert len(points) > 30
+        assert shared_waypoints(points, trained) == 0
+        assert bench.heldout(points, meta) == (True, 0)
+    # the check finds shared motions: the first training episode, drawn again
+    points = []
+    q_first = random_motion(motion_rng('train', meta['seed']), 4.0, waypoints=points)[0]
+    assert bench.heldout(points, meta) == (False, len(points)) and len(points) > 2
+    teacher = training_motions(meta['seed'], 1, 4.0, 0, 1.0)[0]
+    assert np.array_equal(teacher[0][0], q_first)
+    assert bench.heldout(points, {'seed': 0}) == (False, None)   # older weights: unknown
+    with pytest.raises(ValueError):
+        motion_rng('tuning')
+
+
 # ---------------------------------------------------------------- schema, energy, layering
 def test_params_schema_and_energy_default():
     names = [p.name for p in PARAMS]
@@ -310,3 +364,23 @@ def test_core_modules_do_not_import_rclpy():
                     else [n.module or ''] if isinstance(n, ast.ImportFrom) else [])
             assert not any(m.split('.')[0] in ('rclpy', 'std_msgs', 'sensor_msgs')
                            for m in mods), f'{name} imports {mods}'
+
+
+def test_hindsight_labels_give_the_teachers_error_dynamics(gains):
+    """hindsight_targets: weight 0 is the teacher; weight 1 is m a* + (tau - m a) (the torque
+    that, given what the joint did, would have produced the teacher's wanted acceleration)."""
+    from neurovla_ros.spinal.train import U_CAP, hindsight_targets
+    rng = np.random.default_rng(4)
+    n = 50
+    z = rng.normal(0, 0.3, (n, 3, 6))
+    qd_ref = rng.normal(0, 0.5, (n, 6))
+    qd = rng.normal(0, 0.5, (n, 6))
+    tau = rng.normal(0, 0.5, (n, 6)) * gains.tau_unit
+    out = {'z': z, 'qd': qd, 'tau': tau}
+    np.testing.assert_allclose(hindsight_targets(out, qd_ref, gains, 0.0),
+                               np.clip(gains.normalised_teacher(z), -U_CAP, U_CAP))
+    accel = np.diff(qd, axis=0) / 1e-3
+    wanted = z[:, 0] + z[:, 1] + z[:, 2] - gains.feedforward(qd_ref, 0.0) / gains.tau_unit
+    expect = wanted[:-1] + (tau[:-1] - gains.inertia * accel) / gains.tau_unit
+    np.testing.assert_allclose(hindsight_targets(out, qd_ref, gains, 1.0)[:-1],
+                               np.clip(expect, -U_CAP, U_CAP), rtol=1e-12)

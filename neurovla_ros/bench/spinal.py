@@ -15,6 +15,13 @@
    ``platform_wake_ms_*``: how late a FIFO thread sleeping to 1 ms deadlines wakes on this
    machine (the floor under every hop).
 
+The motions come from motion streams of their own (``motion.motion_rng``: ``bench`` in
+process, ``bench_live`` live), never from the training's (``train``, ``train_check``):
+``heldout`` is true when none of their waypoints is among those of the motions the committed
+weights were trained and checked on (recomputed from the weights' meta). The headline is
+``ratio_to_pdff``, the network against PD + feed-forward, the teacher it imitates;
+``ratio_to_pd`` is against PD alone.
+
 Writes bench_out/spinal.png; the last stdout line is the JSON result.
 """
 from __future__ import annotations
@@ -34,15 +41,40 @@ def log(msg: str) -> None:
     print(f'[bench spinal] {msg}', file=sys.stderr, flush=True)
 
 
-def in_process(seconds: float, seed: int):
+def motions(seconds: float, live_s: float, seed: int):
+    """The bench's reference motions (q, qd): in process, live (None for ``live_s`` 0), and
+    every waypoint they were drawn through (N, 6)."""
+    from ..spinal.motion import motion_rng, random_motion
+    points = []
+    inproc = random_motion(motion_rng('bench', seed), seconds, waypoints=points)
+    live = (random_motion(motion_rng('bench_live', seed), live_s, waypoints=points)
+            if live_s > 0 else None)
+    return inproc, live, np.array(points)
+
+
+def heldout(points, meta: dict) -> tuple[bool, int | None]:
+    """(held out, shared waypoints): whether no waypoint of the bench is among those of the
+    training that wrote the weights' ``meta``; the count is None where the meta does not
+    record its motions (then not held out: unknown)."""
+    from ..spinal.motion import shared_waypoints
+    from ..spinal.train import training_waypoints
+    train = training_waypoints(meta)
+    if train is None:
+        return False, None
+    shared = shared_waypoints(points, train)
+    return shared == 0, shared
+
+
+def in_process(motion, seed: int):
     from ..sim.world import World
     from ..spinal.controller import SpinalConfig, SpinalController
     from ..spinal.evaluate import NetworkPolicy, pd_policy, rmse, rollout, teacher_policy
-    from ..spinal.motion import moving_mask, random_motion
+    from ..spinal.motion import moving_mask
 
     world = World(seed=seed, n_objects=0)
     ctrl = SpinalController(cfg=SpinalConfig())
-    q_ref, qd_ref = random_motion(np.random.default_rng(seed), seconds)
+    q_ref, qd_ref = motion
+    seconds = len(q_ref) * 1e-3
     mask = moving_mask(qd_ref)
     pol = NetworkPolicy(ctrl, timing=True)
     ctrl.set_reference(q_ref[0], qd_ref[0], now=world.time)
@@ -84,18 +116,18 @@ def in_process(seconds: float, seed: int):
               'pd': np.sqrt(np.mean(out_pd['err'][mask] ** 2, 0)),
               'pdff': np.sqrt(np.mean(out_ff['err'][mask] ** 2, 0))}
     traces = {'t': np.arange(len(q_ref)) * 1e-3, 'q_ref': q_ref, 'net': out_net['q'],
-              'pd': out_pd['q'], 'mask': mask}
+              'pdff': out_ff['q'], 'mask': mask}
     return res, joints, traces
 
 
-def live(seconds: float, seed: int, speed: float = 1.0):
-    """SimNode here + spinal node process over DDS; returns live figures."""
+def live(motion, speed: float = 1.0):
+    """SimNode here + spinal node process over DDS along ``motion`` (q, qd); returns live
+    figures."""
     import rclpy
     from rclpy.experimental import EventsExecutor
     from diagnostic_msgs.msg import DiagnosticArray
 
     from ..common.rosutil import COMMAND_QOS
-    from ..spinal.motion import random_motion
 
     proc, ctx, sim, log_path = sim_with_spinal('spinal', {'diagnostics_period': 1.0}, speed)
     node = rclpy.create_node('bench_spinal', context=ctx)
@@ -112,8 +144,9 @@ def live(seconds: float, seed: int, speed: float = 1.0):
     ex.add_node(node)
 
     world = sim.world
-    q_ref, qd_ref = random_motion(np.random.default_rng(seed + 1), seconds)
+    q_ref, qd_ref = motion
     n = len(q_ref)
+    seconds = n * 1e-3
     state = {'k0': None, 'err': np.zeros((n, 6)), 'filled': np.zeros(n, bool)}
     arrivals = []
 
@@ -197,8 +230,8 @@ def plot(path, traces, joints, res):
     for j, c in ((0, 'C0'), (4, 'C1')):
         ax[0].plot(t[sel], (traces['q_ref'] - traces['net'])[sel, j] * 1e3, c, lw=1,
                    label=f'joint {j} spiking')
-        ax[0].plot(t[sel], (traces['q_ref'] - traces['pd'])[sel, j] * 1e3, c + '--', lw=0.8,
-                   label=f'joint {j} PD')
+        ax[0].plot(t[sel], (traces['q_ref'] - traces['pdff'])[sel, j] * 1e3, c + '--', lw=0.8,
+                   label=f'joint {j} PD + feed-forward')
     ax[0].set_xlabel('time [s]')
     ax[0].set_ylabel('tracking error [mrad]')
     ax[0].legend(fontsize=7)
@@ -207,8 +240,9 @@ def plot(path, traces, joints, res):
         ax[1].bar(x + (i - 1) * 0.27, joints[k] * 1e3, 0.27, label=lab)
     ax[1].set_xlabel('joint')
     ax[1].set_ylabel('tracking RMSE while moving [mrad]')
-    ax[1].set_title(f"spiking {res['tracking_rmse_rad'] * 1e3:.2f} mrad, PD "
-                    f"{res['pd_tracking_rmse_rad'] * 1e3:.2f} mrad; firing rest "
+    ax[1].set_title(f"spiking {res['tracking_rmse_rad'] * 1e3:.3f} mrad, PD + feed-forward "
+                    f"{res['pdff_tracking_rmse_rad'] * 1e3:.3f}, PD "
+                    f"{res['pd_tracking_rmse_rad'] * 1e3:.3f} mrad; firing rest "
                     f"{res['firing_rate_rest']:.2f} Hz, motion {res['firing_rate_motion']:.1f} Hz",
                     fontsize=9)
     ax[1].legend(fontsize=8)
@@ -217,17 +251,23 @@ def plot(path, traces, joints, res):
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='neurovla bench spinal', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--seconds', type=float, default=30.0, help='in-process motion [s]')
     ap.add_argument('--live-s', type=float, default=30.0, help='live DDS motion [s]; 0 = skip')
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--seed', type=int, default=0,
+                    help="the bench's motions (streams of their own: never a training motion)")
     add_speed_option(ap, what='live body')
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     private_graph()
     from ..common import realtime
     from ..common.params import default_of
+    from ..spinal.lif import NetParams
     from ..spinal.params import LOIHI_J_PER_SOP, PARAMS
     # the controller is timed as the node runs it: at the node's FIFO priority
     prio = default_of(PARAMS, 'realtime_priority')
@@ -235,22 +275,28 @@ def main(argv=None) -> int:
     if problem:
         log(problem)
 
-    res, joints, traces = in_process(args.seconds, args.seed)
+    motion, live_motion, points = motions(args.seconds, args.live_s, args.seed)
+    is_heldout, shared = heldout(points, NetParams.load().meta)
+    log(f'motions: {len(points)} waypoints, held out: {is_heldout} ({shared} shared with the '
+        f"weights' training motions)")
+    res, joints, traces = in_process(motion, args.seed)
+    res['heldout'] = is_heldout
+    res['shared_waypoints'] = shared
     res['realtime_priority'] = realtime.current_priority()
     res['energy_w'] = res['sops_per_s'] * LOIHI_J_PER_SOP
     res['energy_uw'] = res['energy_w'] * 1e6
     res['energy_pj_per_sop'] = LOIHI_J_PER_SOP * 1e12
-    res['ratio_to_pd'] = res['tracking_rmse_rad'] / res['pd_tracking_rmse_rad']
     res['ratio_to_pdff'] = res['tracking_rmse_rad'] / res['pdff_tracking_rmse_rad']
+    res['ratio_to_pd'] = res['tracking_rmse_rad'] / res['pd_tracking_rmse_rad']
     res['rest_to_motion_firing'] = res['firing_rate_rest'] / max(1e-12, res['firing_rate_motion'])
-    log(f"tracking RMSE spiking {res['tracking_rmse_rad'] * 1e3:.3f} mrad, PD "
-        f"{res['pd_tracking_rmse_rad'] * 1e3:.3f}, PD+FF {res['pdff_tracking_rmse_rad'] * 1e3:.3f}"
-        f" (ratio to PD {res['ratio_to_pd']:.3f}); step p50/p99 {res['step_us_p50']:.1f}/"
-        f"{res['step_us_p99']:.1f} us")
+    log(f"tracking RMSE spiking {res['tracking_rmse_rad'] * 1e3:.3f} mrad, PD+FF "
+        f"{res['pdff_tracking_rmse_rad'] * 1e3:.3f}, PD {res['pd_tracking_rmse_rad'] * 1e3:.3f}"
+        f" (ratio to PD+FF {res['ratio_to_pdff']:.3f}, to PD {res['ratio_to_pd']:.3f}); step "
+        f"p50/p99 {res['step_us_p50']:.1f}/{res['step_us_p99']:.1f} us")
     if args.live_s > 0:
         log('the machine alone: wake-up lateness of a 1 ms FIFO sleep loop (5 s)')
         res.update({f'platform_wake_ms_{k}': v for k, v in platform_wake_ms(5.0, prio).items()})
-        res.update(live(args.live_s, args.seed, args.speed))
+        res.update(live(live_motion, args.speed))
         res['live_speed'] = args.speed
         log(f"live: {res['tick_hz']:.1f} commands/s, on time {res['on_time_fraction']:.4f}, "
             f"tracking {res['live_tracking_rmse_rad'] * 1e3:.3f} mrad")

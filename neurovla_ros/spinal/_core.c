@@ -15,6 +15,7 @@
 enum {
     B_VEL_GAIN, B_INERTIA_N, B_DAMP_N, B_FRIC_N,   /* encoder gains (J) */
     B_QDD, B_PREV,                                 /* acceleration estimator state (J) */
+    B_SIGNALS,                                     /* input signals: (source, gain) rows (C/2, 2) */
     B_X,                                           /* encoded input channels (C, J) */
     B_WT_T,                                        /* [W_rec | W_in]^T plus readout rows (H+C, H+3) */
     B_SA,                                          /* [spikes ; input] (H+C, J) */
@@ -92,12 +93,12 @@ static int core_init(Core *self, PyObject *args, PyObject *kw)
         PyErr_Format(PyExc_ValueError, "need %d arrays and %d scalars", NB, NS);
         return -1;
     }
-    if (J < 1 || C < 1 || H < 1 || substeps < 1) {
-        PyErr_SetString(PyExc_ValueError, "dimensions must be positive");
+    if (J < 1 || C < 2 || C % 2 || H < 1 || substeps < 1) {
+        PyErr_SetString(PyExc_ValueError, "dimensions must be positive, channels even");
         return -1;
     }
     const Py_ssize_t need[NB] = {
-        J, J, J, J, J, J, (Py_ssize_t)C * J, (Py_ssize_t)(H + C) * (H + 3),
+        J, J, J, J, J, J, C, (Py_ssize_t)C * J, (Py_ssize_t)(H + C) * (H + 3),
         (Py_ssize_t)(H + C) * J, 3 * J, 3 * J, (Py_ssize_t)H * J, (Py_ssize_t)H * J,
         (Py_ssize_t)H * J, 2, J, J, 8 * J, 1};
     core_release(self);
@@ -108,6 +109,14 @@ static int core_init(Core *self, PyObject *args, PyObject *kw)
     for (int i = 0; i < NS; i++) {
         self->s[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(scal, i));
         if (PyErr_Occurred()) {
+            core_release(self);
+            return -1;
+        }
+    }
+    for (int k = 0; k < C / 2; k++) {
+        double src = self->p[B_SIGNALS][2 * k];
+        if (!(src == 0.0 || src == 1.0 || src == 2.0)) {
+            PyErr_SetString(PyExc_ValueError, "signal sources must be 0, 1 or 2");
             core_release(self);
             return -1;
         }
@@ -219,16 +228,19 @@ static PyObject *core_step(Core *c, PyObject *const *args, Py_ssize_t nargs)
             qdd[j] += ((qd_des[j] - prev[j]) * inv - qdd[j]) * a;
     }
     memcpy(prev, qd_des, sizeof(double) * J);
-    /* encoder: signed signals -> ON/OFF channels in [0, x_max] */
+    /* encoder: signed signals (scaled per input signal) -> ON/OFF channels in [0, x_max] */
+    const int S = c->C / 2;
+    const double *sig = c->p[B_SIGNALS];
     for (int j = 0; j < J; j++) {
         double z[3];
         z[0] = (q_des[j] - q[j]) * s[S_INV_E];
         z[1] = (qd_des[j] - qd[j]) * c->p[B_VEL_GAIN][j];
         z[2] = qd_des[j] * c->p[B_DAMP_N][j] + tanh(qd_des[j] * s[S_INV_VEPS]) * c->p[B_FRIC_N][j]
                + qdd[j] * c->p[B_INERTIA_N][j];
-        for (int k = 0; k < 3; k++) {
-            x[k * J + j] = clamp(z[k], 0.0, s[S_X_MAX]);
-            x[(k + 3) * J + j] = clamp(-z[k], 0.0, s[S_X_MAX]);
+        for (int k = 0; k < S; k++) {
+            double v = z[(int)sig[2 * k]] * sig[2 * k + 1];
+            x[k * J + j] = clamp(v, 0.0, s[S_X_MAX]);
+            x[(k + S) * J + j] = clamp(-v, 0.0, s[S_X_MAX]);
         }
     }
     net_tick(c);

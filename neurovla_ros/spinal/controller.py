@@ -149,7 +149,10 @@ class SpinalController:
         self.gains = JointGains.for_arm(self.model, self.dyn, e_sat=self.cfg.gain_e_sat,
                                         omega_max=self.cfg.gain_omega_max, e_ref=e_ref)
         self.inertia = self.gains.inertia
-        self.encoder = Encoder(self.gains)
+        self.encoder = Encoder(self.gains, fine_gain=float(self.params.meta.get('fine_gain', 0.0)))
+        if self.encoder.x.shape[0] != self.params.n_in:
+            raise ValueError(f'weights expect {self.params.n_in} input channels, the encoder '
+                             f'gives {self.encoder.x.shape[0]} (fine_gain in the weights meta)')
         self.decoder = Decoder(self.gains)
         self.accel = AccelEstimator(6)
         self.net = SpinalNet(self.params, n_joints=6, record=record)
@@ -198,7 +201,7 @@ class SpinalController:
         except ImportError:
             return None
         e, a, n, g = self.encoder, self.accel, self.net, self.guard
-        arrays = (e._vel_gain, e._inertia_n, e._damp_n, e._fric_n, a.qdd, a._prev, e.x,
+        arrays = (e._vel_gain, e._inertia_n, e._damp_n, e._fric_n, a.qdd, a._prev, e.table, e.x,
                   n._wt_t, n._sa, n._out, n._decay, n.v, n._beta, n.tick_spikes, n._counts,
                   self.decoder.unit, self.decoder.tau, g.table, g._clipped)
         scalars = (e._inv_e, e._inv_veps, e.x_max, a.tau, a.max_dt, INPUT_EVENT, n._in_ops)

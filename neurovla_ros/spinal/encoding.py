@@ -16,6 +16,12 @@ to one common scale first. The scale comes from the robot model, not from hand t
 * Each signed signal feeds two non-negative channels, ON = max(z, 0) and OFF = max(-z, 0)
   (clipped to ``x_max``): with zero error and no desired motion every input is zero and the
   network is silent.
+* Two sensitivities for the errors (``fine_gain`` > 0, like the primary and secondary endings
+  of a muscle spindle): the position and velocity errors also enter ``fine_gain`` times
+  amplified, so that the sub-milliradian errors of good tracking reach the neurons' thresholds
+  (unamplified they fall into the spiking network's dead zone) while large errors still have
+  their unclipped coarse channels. The input signals are then
+  ``[z_pos, z_vel, z_ff, g z_pos, g z_vel]`` (``signal_table``).
 * The readout ``y`` (same normalised unit) becomes the torque ``kp_j * e_ref * y``.
 
 The gains and the classical controllers on them (``pd_torque``: the PD baseline;
@@ -29,7 +35,15 @@ import numpy as np
 from ..common.servo import JointGains
 
 N_SIGNALS = 3            # position error, velocity error, feed-forward
-N_CHANNELS = 2 * N_SIGNALS
+
+
+def signal_table(fine_gain: float = 0.0) -> np.ndarray:
+    """The network's input signals as rows (source signal, gain): the three signals, then with
+    ``fine_gain`` > 0 the position and velocity errors amplified by it."""
+    rows = [(0, 1.0), (1, 1.0), (2, 1.0)]
+    if fine_gain > 0:
+        rows += [(0, float(fine_gain)), (1, float(fine_gain))]
+    return np.array(rows, float)
 
 
 class AccelEstimator:
@@ -64,9 +78,10 @@ class AccelEstimator:
 class Encoder:
     """Physical joint signals -> ON/OFF input channels (C, J), into preallocated buffers."""
 
-    def __init__(self, gains: JointGains, x_max: float = 4.0):
+    def __init__(self, gains: JointGains, x_max: float = 4.0, fine_gain: float = 0.0):
         self.g = gains
         self.x_max = float(x_max)
+        self.table = signal_table(fine_gain)             # (S, 2): source signal, gain
         j = len(gains.kp)
         self._inv_e = 1.0 / gains.e_ref
         self._vel_gain = gains.kd / gains.tau_unit
@@ -75,7 +90,8 @@ class Encoder:
         self._fric_n = gains.friction / gains.tau_unit
         self._inv_veps = 1.0 / gains.v_eps
         self.z = np.zeros((N_SIGNALS, j))
-        self.x = np.zeros((N_CHANNELS, j))
+        self.x = np.zeros((2 * len(self.table), j))
+        self._rows = [(int(src), float(gain)) for src, gain in self.table]
         self._tmp = np.zeros(j)
 
     def feedforward(self, qd_des, qdd_des, out=None) -> np.ndarray:
@@ -104,10 +120,13 @@ class Encoder:
         return self._signals(self.z, q_des, qd_des, q, qd, qdd_des)
 
     def encode(self, q_des, qd_des, q, qd, qdd_des) -> np.ndarray:
-        """ON/OFF channels x (6, J) >= 0: [pos+, vel+, ff+, pos-, vel-, ff-]."""
-        x = self.x
-        k = N_SIGNALS
-        self._signals(x[:k], q_des, qd_des, q, qd, qdd_des)
+        """ON/OFF channels x (2 S, J) >= 0 of the S input signals (``table``): the ON channels
+        of all signals, then their OFF channels, e.g. [pos+, vel+, ff+, pos-, vel-, ff-]."""
+        x, z = self.x, self.z
+        k = len(self._rows)
+        self._signals(z, q_des, qd_des, q, qd, qdd_des)
+        for i, (src, gain) in enumerate(self._rows):
+            np.multiply(z[src], gain, out=x[i])
         np.negative(x[:k], out=x[k:])
         np.maximum(x, 0.0, out=x)
         np.minimum(x, self.x_max, out=x)

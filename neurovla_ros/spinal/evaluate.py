@@ -19,13 +19,16 @@ def rollout(world, q_ref, qd_ref, policy, record_z: bool = False, encoder: Encod
             start=None, dt: float = 1e-3):
     """Run ``policy(q, qd, effort, q_des, qd_des, t) -> tau[6]`` along the reference.
 
-    Returns a dict with ``q`` (T, 6) measured, ``err`` (T, 6) = q_ref - q and, with
+    Returns a dict with ``q``, ``qd`` (T, 6) measured, ``tau`` (T, 6) commanded, ``err`` (T, 6)
+    = q_ref - q and, with
     ``record_z``, the normalised encoder signals ``z`` (T, 3, 6) the policy saw.
     """
     world.reset(q=q_ref[0] if start is None else start)
     world.command('effort', np.zeros(6))
     n = len(q_ref)
     qs = np.zeros((n, 6))
+    qds = np.zeros((n, 6))
+    taus = np.zeros((n, 6))
     zs = np.zeros((n, 3, 6)) if record_z else None
     accel = AccelEstimator(6)
     for k in range(n):
@@ -34,11 +37,13 @@ def rollout(world, q_ref, qd_ref, policy, record_z: bool = False, encoder: Encod
             zs[k] = encoder.signals(q_ref[k], qd_ref[k], q[:6], qd[:6],
                                     accel.update(qd_ref[k], dt))
         qs[k] = q[:6]
+        qds[k] = qd[:6]
         tau = policy(q, qd, eff, q_ref[k], qd_ref[k], world.time)
+        taus[k] = tau
         world.command('effort', tau)
         world.step()
     # tracking error: the reference at each tick's time minus the state measured then
-    out = {'q': qs, 'err': q_ref - qs}
+    out = {'q': qs, 'qd': qds, 'tau': taus, 'err': q_ref - qs}
     if record_z:
         out['z'] = zs
     return out
