@@ -27,7 +27,8 @@ setup(
     zip_safe=False,
     maintainer='neurovla developers',
     maintainer_email='dev@neurovla.invalid',
-    description='VLA cortex, adaptive cerebellum and spiking spinal layer for a robot arm, on ROS 2.',
+    description=('VLA cortex, adaptive cerebellum and spiking spinal layer for a robot arm, '
+                 'on ROS 2.'),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [

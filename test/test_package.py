@@ -1,5 +1,6 @@
 """Package plumbing: package.xml, setup files, launch files, the graph mapping, generated
-parameter files, the CLI, and the rule that only node (node.py, *_node.py), runner, bench and CLI modules import rclpy."""
+parameter files, the CLI, and the rule that only node (node.py, *_node.py), runner, bench and
+CLI modules import rclpy."""
 import ast
 import importlib
 import os
@@ -10,8 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-from neurovla_ros import cli, graph
-from neurovla_ros import robot
+from neurovla_ros import cli, graph, robot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG = os.path.join(REPO, 'neurovla_ros')
@@ -93,8 +93,9 @@ def test_setup_cfg_installs_scripts_where_ros2_run_looks():
 
 
 def test_setup_py_data_files_and_console_scripts(monkeypatch):
-    import setuptools  # noqa: F401 - provides distutils
     from distutils.core import run_setup
+
+    import setuptools  # noqa: F401 - provides distutils
     monkeypatch.chdir(REPO)
     dist = run_setup('setup.py', stop_after='config')
     files = {dst: set(srcs) for dst, srcs in dist.data_files}

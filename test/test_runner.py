@@ -224,8 +224,8 @@ def test_node_graph_is_the_bringup_graph_with_overrides_and_choices():
 
 def test_node_graph_starts_waits_until_up_and_stops(tmp_path, rclpy_node):
     """One real node (the sim, its overrides applied) with its log and CPU time."""
-    from rcl_interfaces.srv import GetParameters
     from conftest import spin_until
+    from rcl_interfaces.srv import GetParameters
     nodes = NodeGraph({'headless': True}, only=['sim'], log=str(tmp_path / '{name}.log'),
                       overrides={'sim': {'camera_enabled': False, 'n_objects': 0, 'seed': 3}})
     with nodes:

@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 
 from neurovla_ros import robot
-from neurovla_ros.spinal import lif
-from neurovla_ros.spinal.controller import (COMPLIANT, ENGAGE, FOLLOW, HOLD, LimitGuard,
-                                            SpinalConfig, SpinalController)
 from neurovla_ros.common.servo import JointGains
+from neurovla_ros.spinal import lif
+from neurovla_ros.spinal.controller import (
+    COMPLIANT,
+    ENGAGE,
+    FOLLOW,
+    HOLD,
+    LimitGuard,
+    SpinalConfig,
+    SpinalController,
+)
 from neurovla_ros.spinal.encoding import AccelEstimator, Decoder, Encoder, on_off, signal_table
 from neurovla_ros.spinal.params import LOIHI_J_PER_SOP, PARAMS
 
@@ -96,6 +103,7 @@ def test_sop_counter_counts_fanout_of_each_spike_and_active_inputs():
 
 def test_numpy_step_matches_the_torch_training_network():
     import torch
+
     from neurovla_ros.spinal.train import make_torch_net
     p = lif.NetParams.load()
     tnet = make_torch_net(p).double()

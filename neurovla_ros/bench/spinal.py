@@ -33,8 +33,17 @@ import time
 
 import numpy as np
 
-from .common import (ReferenceStream, add_speed_option, emit, out_dir, pct, platform_wake_ms,
-                     private_graph, sim_with_spinal, stop_sim_with_spinal)
+from .common import (
+    ReferenceStream,
+    add_speed_option,
+    emit,
+    out_dir,
+    pct,
+    platform_wake_ms,
+    private_graph,
+    sim_with_spinal,
+    stop_sim_with_spinal,
+)
 
 
 def log(msg: str) -> None:
@@ -124,8 +133,8 @@ def live(motion, speed: float = 1.0):
     """SimNode here + spinal node process over DDS along ``motion`` (q, qd); returns live
     figures."""
     import rclpy
-    from rclpy.experimental import EventsExecutor
     from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.experimental import EventsExecutor
 
     from ..common.rosutil import COMMAND_QOS
 

@@ -34,11 +34,22 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from .. import robot
 from ..common.cdr import ImageReader
 from ..common.limits import invalid_reason
-from ..common.rosutil import (COMMAND_QOS, LATEST_QOS, SENSOR_QOS, cap_torch_threads,
-                              LatestSample, StopSignal, Throttled, declare_params, decoder,
-                              diagnostic_status, go_realtime, run)
-from . import backends
+from ..common.rosutil import (
+    COMMAND_QOS,
+    LATEST_QOS,
+    SENSOR_QOS,
+    LatestSample,
+    StopSignal,
+    Throttled,
+    cap_torch_threads,
+    declare_params,
+    decoder,
+    diagnostic_status,
+    go_realtime,
+    run,
+)
 from ..robot.transforms import matrix_to_quat_xyzw
+from . import backends
 from .camera import Camera
 from .core import Cortex
 from .params import NODE_NAME, PARAMS

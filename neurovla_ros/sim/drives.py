@@ -173,7 +173,8 @@ class ArmDrives:
         self._mode = 'trajectory'
 
     def command_gripper(self, opening: float) -> float:
-        """Finger opening = left_finger_joint position [m], clamped to the URDF range; returns it."""
+        """Finger opening = left_finger_joint position [m], clamped to the URDF range; returns
+        it."""
         o = float(opening)
         if not math.isfinite(o):
             raise ValueError(f'command_gripper: {opening!r} is not finite')

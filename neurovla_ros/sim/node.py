@@ -65,11 +65,19 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..common.limits import invalid_reason
 from ..common import cdr
-from ..common.rosutil import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, Throttled,
-                              cap_torch_threads, declare_params, diagnostic_status,
-                              joint_state_template, run)
+from ..common.limits import invalid_reason
+from ..common.rosutil import (
+    COMMAND_QOS,
+    LATCHED_QOS,
+    SENSOR_QOS,
+    Throttled,
+    cap_torch_threads,
+    declare_params,
+    diagnostic_status,
+    joint_state_template,
+    run,
+)
 from .pacing import Pacing
 from .params import NODE_NAME, PARAMS
 from .world import World

@@ -13,7 +13,8 @@ PARAMS: list[Param] = [
     Param('n_objects', 4, 'Coloured objects on the table', 0, 8, read_only=True),
     # pacing
     Param('speed', 1.0, 'With use_sim_time: sim seconds per wall second, 0 = as fast as '
-          'possible (publishes /clock). Without use_sim_time the sim runs in real time', 0.0, 100.0),
+          'possible (publishes /clock). Without use_sim_time the sim runs in real time', 0.0,
+          100.0),
     Param('max_lateness_s', 0.1, 'Real time: a loop later than this [s] skips ahead instead of '
           'catching up (counted as a resync)', 0.005, 10.0),
     Param('catchup_wait_s', 0.0005, 'Real time: behind schedule (after a stall), wait up to '

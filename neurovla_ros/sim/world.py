@@ -38,8 +38,16 @@ import numpy as np
 from .. import robot as robot_mod
 from .disturbances import Disturbances
 from .drives import MODES, ArmDrives  # noqa: F401  (re-exported)
-from .scene import (CAMERAS, DT, PALETTE, SHAPES, build_spec, camera_specs,  # noqa: F401
-                    draw_objects, place_objects)
+from .scene import (  # noqa: F401
+    CAMERAS,
+    DT,
+    PALETTE,
+    SHAPES,
+    build_spec,
+    camera_specs,
+    draw_objects,
+    place_objects,
+)
 
 
 class World:
@@ -86,7 +94,6 @@ class World:
 
     def _index(self):
         m = self.model
-        arm = self.robot.arm_joints
         self.joint_names = list(robot_mod.STATE_JOINTS)
         jid = [m.joint(n).id for n in self.joint_names]
         self._qadr = np.array([m.jnt_qposadr[i] for i in jid])
@@ -101,12 +108,14 @@ class World:
 
         def sadr(name):
             return int(m.sensor_adr[m.sensor(name).id])
-        self._s_quat, self._s_gyro, self._s_acc = sadr('imu_quat'), sadr('imu_gyro'), sadr('imu_accel')
+        self._s_quat, self._s_gyro = sadr('imu_quat'), sadr('imu_gyro')
+        self._s_acc = sadr('imu_accel')
         self._s_force, self._s_torque = sadr('ft_force'), sadr('ft_torque')
         self._imu_site = m.site('imu').id
         self._body_ids = {m.body(i).name: i for i in range(m.nbody)}
         self._obj_body = [m.body(o['name']).id for o in self._object_specs]
-        self._obj_qadr = [m.jnt_qposadr[m.joint(o['name'] + '_free').id] for o in self._object_specs]
+        self._obj_qadr = [m.jnt_qposadr[m.joint(o['name'] + '_free').id]
+                          for o in self._object_specs]
         self._obj_dadr = [m.jnt_dofadr[m.joint(o['name'] + '_free').id] for o in self._object_specs]
 
     @staticmethod

@@ -29,7 +29,7 @@ from ..common.servo import JointGains
 from ..robot.dynamics import ArmDynamics
 from .encoding import AccelEstimator, Decoder, Encoder
 from .lif import INPUT_EVENT, NetParams, SpinalNet
-from .reflex import CollisionDetector, DetectorConfig, WithdrawConfig, Withdrawal, min_jerk
+from .reflex import CollisionDetector, DetectorConfig, Withdrawal, WithdrawConfig, min_jerk
 
 HOLD, FOLLOW, ENGAGE, WITHDRAW, COMPLIANT = 'hold', 'follow', 'engage', 'withdraw', 'compliant'
 MODES = (HOLD, FOLLOW, ENGAGE, WITHDRAW, COMPLIANT)

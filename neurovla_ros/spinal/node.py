@@ -35,21 +35,31 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
-from rclpy.node import Node
 from rclpy._rclpy_pybind11 import RCLError
+from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ..common.cdr import JointStateReader
-from ..common.rosutil import (COMMAND_QOS, LATCHED_QOS, LATEST_QOS, Throttled, declare_params,
-                              decoder, diagnostic_status, float64_array_template, run)
+from ..common.rosutil import (
+    COMMAND_QOS,
+    LATCHED_QOS,
+    LATEST_QOS,
+    Throttled,
+    declare_params,
+    decoder,
+    diagnostic_status,
+    float64_array_template,
+    run,
+)
 from ..robot.model import FINGER_JOINTS
 from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
 from .lif import WEIGHTS_FILE, NetParams
 from .params import NODE_NAME, PARAMS
 from .reflex import DetectorConfig, WithdrawConfig, WrenchDetector
 from .safety import PROTECTIVE, BrakeConfig, StateWatchdog, StopState
+
 
 def config_from(p) -> SpinalConfig:
     """SpinalConfig from the node's parameter namespace."""

@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 
-from . import lif
 from ..common.servo import JointGains
+from . import lif
 from .encoding import signal_table
 from .motion import moving_mask
 
@@ -329,7 +329,7 @@ def main(argv=None) -> int:
 
     from ..sim.world import World
     from .controller import SpinalConfig, SpinalController
-    from .evaluate import NetworkPolicy, rmse, rollout, pd_policy, teacher_policy
+    from .evaluate import NetworkPolicy, pd_policy, rmse, rollout, teacher_policy
 
     t_start = time.monotonic()
     torch.manual_seed(args.seed)
