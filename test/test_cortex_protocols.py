@@ -342,3 +342,32 @@ def test_resize_with_pad_keeps_the_aspect_ratio():
     assert out.shape == (224, 224, 3) and out.dtype == np.uint8
     rows = np.where(out[:, 112, 0] > 0)[0]
     assert rows.min() == 28 and rows.max() == 195        # 168 rows of image, black bands
+
+
+@pytest.mark.parametrize('protocol', ['neurovla', 'openpi'])
+def test_replies_beyond_the_size_bounds_are_clear_errors(protocol):
+    big = {'n': 16}
+
+    def policy(_request):
+        return np.zeros((big['n'], 7), np.float32)
+    cls = NeuroVLATestServer if protocol == 'neurovla' else OpenpiTestServer
+    with cls(policy=policy) as s:
+        c = (NeuroVLAClient if protocol == 'neurovla' else OpenpiClient)(
+            s.uri, **FAST, max_reply_bytes=100_000, max_array_elements=5_000)
+
+        def call():
+            return neuro_infer(c) if protocol == 'neurovla' else c.infer(openpi_obs())
+        call()                                   # 16 x 7: within both bounds
+        big['n'] = 1000                          # 7000 elements, 28 kB: too many elements
+        with pytest.raises(PolicyError, match='elements accepted per field') as e:
+            call()
+        assert e.value.kind == 'malformed'
+        big['n'] = 10_000                        # 280 kB: a frame over max_reply_bytes
+        wait_backoff(c)
+        with pytest.raises(PolicyError) as e:
+            call()
+        assert e.value.kind == 'too_large' and '100000 bytes' in e.value.message
+        big['n'] = 16
+        wait_backoff(c)
+        call()                                   # and it recovers
+        c.close()

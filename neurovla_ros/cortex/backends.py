@@ -273,6 +273,7 @@ def make(name: str, *, checkpoint: str = '', server_uri: str = '', statistics_fi
          openpi_action_space: str = 'layout',
          action_dt: float = 0.1, connect_timeout: float = 2.0, reply_timeout: float = 1.0,
          backoff_initial: float = 0.25, backoff_max: float = 1.0,
+         max_reply_bytes: int = 16_000_000, max_array_elements: int = 1_000_000,
          translation_scale: float = 0.05, rotation_scale: float = 0.5,
          ensemble_horizon: int = 3,
          gripper_opening: float | None = None, gripper_convention: str = 'backend',
@@ -287,7 +288,9 @@ def make(name: str, *, checkpoint: str = '', server_uri: str = '', statistics_fi
             raise ValueError(f'backend {name} needs server_uri (ws://host:port)')
         kw = dict(client_options=dict(connect_timeout=connect_timeout,
                                       reply_timeout=reply_timeout,
-                                      backoff_initial=backoff_initial, backoff_max=backoff_max),
+                                      backoff_initial=backoff_initial, backoff_max=backoff_max,
+                                      max_reply_bytes=max_reply_bytes,
+                                      max_array_elements=max_array_elements),
                   translation_scale=translation_scale, rotation_scale=rotation_scale,
                   ensemble_horizon=ensemble_horizon, action_dt=action_dt,
                   gripper_opening=gripper_opening, gripper_convention=gripper_convention)

@@ -36,7 +36,7 @@ NEUROVLA_PAYLOAD_KEYS = ('batch_images', 'instructions', 'states')
 
 class PolicyError(Exception):
     """A failed policy call. ``kind`` is one of: refused, backoff, timeout, closed, malformed,
-    shape, server_error."""
+    shape, server_error, too_large."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(f'{kind}: {message}')
@@ -48,7 +48,9 @@ class WebsocketPolicyClient:
     """One websocket connection to a policy server, re-opened with backoff after any failure.
 
     ``connect_timeout`` [s] bounds the TCP + websocket handshake + metadata frame;
-    ``reply_timeout`` [s] bounds each reply. After ``n`` consecutive failures no connection is
+    ``reply_timeout`` [s] bounds each reply; ``max_reply_bytes`` each frame the server sends
+    (larger: the connection is closed with 1009, kind ``too_large``) and ``max_array_elements``
+    each array in it (kind ``malformed``). After ``n`` consecutive failures no connection is
     attempted for ``min(backoff_max, backoff_initial * 2**(n-1))`` seconds (calls in that window
     fail fast with kind ``backoff``, their message naming the outage's cause). ``outage`` is
     ``None`` while healthy, else ``(kind, message, since)`` of the failure that began it (the
@@ -56,8 +58,11 @@ class WebsocketPolicyClient:
     """
 
     def __init__(self, uri: str, connect_timeout: float = 2.0, reply_timeout: float = 1.0,
-                 backoff_initial: float = 0.25, backoff_max: float = 5.0, clock=time.monotonic):
+                 backoff_initial: float = 0.25, backoff_max: float = 5.0,
+                 max_reply_bytes: int = 16_000_000, max_array_elements: int = 1_000_000,
+                 clock=time.monotonic):
         self.uri = uri
+        self.max_reply_bytes, self.max_array_elements = max_reply_bytes, max_array_elements
         self.connect_timeout = connect_timeout
         self.reply_timeout = reply_timeout
         self.backoff_initial = backoff_initial
@@ -81,7 +86,7 @@ class WebsocketPolicyClient:
         self.close()
         try:
             ws = connect(self.uri, open_timeout=self.connect_timeout, compression=None,
-                         max_size=None, proxy=None, ping_interval=None,
+                         max_size=self.max_reply_bytes, proxy=None, ping_interval=None,
                          close_timeout=0.5, user_agent_header=None)
         except ConnectionRefusedError as e:
             raise PolicyError('refused', f'{self.uri}: connection refused ({e.strerror})') from None
@@ -99,7 +104,7 @@ class WebsocketPolicyClient:
             raise PolicyError('server_error',
                               f'text frame instead of metadata: {_first_line(meta)}')
         try:
-            meta = unpackb(meta)
+            meta = unpackb(meta, self.max_array_elements)
         except CodecError as e:
             ws.close()
             raise PolicyError('malformed', f'metadata: {e}') from None
@@ -174,11 +179,14 @@ class WebsocketPolicyClient:
             except TimeoutError:
                 raise PolicyError('timeout', f'no reply within {self.reply_timeout} s') from None
             except ConnectionClosed as e:
+                if e.sent is not None and e.sent.code == 1009:    # we refused a large frame
+                    raise PolicyError('too_large', f'a reply frame over max_reply_bytes '
+                                                   f'({self.max_reply_bytes} bytes)') from None
                 raise PolicyError('closed', f'connection closed ({_close_text(e)})') from None
             if isinstance(raw, str):   # the server's traceback; close code 1011 follows
                 raise PolicyError('server_error', f'server raised: {_last_line(raw)}')
             try:
-                reply = unpackb(raw)
+                reply = unpackb(raw, self.max_array_elements)
             except CodecError as e:
                 raise PolicyError('malformed', str(e)) from None
             if not isinstance(reply, dict):

@@ -35,7 +35,7 @@ def _encode(obj):
     raise TypeError(f'cannot serialise {type(obj).__name__}')
 
 
-def _decode(obj: dict):
+def _decode(obj: dict, max_elements: int | None = None):
     if b'__ndarray__' in obj:
         try:
             dtype = np.dtype(obj[b'dtype'])
@@ -47,6 +47,9 @@ def _decode(obj: dict):
             raise CodecError(f'refusing arrays of dtype {dtype}')
         if not isinstance(data, (bytes, bytearray)) or any(s < 0 for s in shape):
             raise CodecError('bad ndarray map: data must be bytes and shape non-negative')
+        if max_elements is not None and int(np.prod(shape, dtype=np.int64)) > max_elements:
+            raise CodecError(f'an array of shape {shape} has more than the {max_elements} '
+                             f'elements accepted per field')
         if len(data) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
             raise CodecError(f'ndarray data has {len(data)} bytes, shape {shape} of {dtype} '
                              f'needs {dtype.itemsize * int(np.prod(shape))}')
@@ -67,12 +70,14 @@ def packb(obj) -> bytes:
     return msgpack.packb(obj, default=_encode, use_bin_type=True)
 
 
-def unpackb(data: bytes):
-    """Parse one binary frame; raises :class:`CodecError` for anything that is not msgpack-numpy."""
+def unpackb(data: bytes, max_elements: int | None = None):
+    """Parse one binary frame; raises :class:`CodecError` for anything that is not msgpack-numpy,
+    or for an array of more than ``max_elements`` elements (None: any size)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f'expected a binary frame, got {type(data).__name__}')
+    hook = _decode if max_elements is None else (lambda o: _decode(o, max_elements))
     try:
-        return msgpack.unpackb(data, object_hook=_decode, raw=False, strict_map_key=False)
+        return msgpack.unpackb(data, object_hook=hook, raw=False, strict_map_key=False)
     except CodecError:
         raise
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError,

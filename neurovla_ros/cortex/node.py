@@ -74,6 +74,7 @@ class CortexNode(Node):
             action_dt=p.action_dt,
             connect_timeout=p.connect_timeout_s, reply_timeout=p.reply_timeout_s,
             backoff_initial=p.backoff_initial_s, backoff_max=p.backoff_max_s,
+            max_reply_bytes=p.max_reply_bytes, max_array_elements=p.max_array_elements,
             translation_scale=p.translation_scale, rotation_scale=p.rotation_scale,
             ensemble_horizon=p.ensemble_horizon, gripper_opening=p.gripper_opening,
             gripper_convention=p.gripper_convention, threads=p.torch_threads)

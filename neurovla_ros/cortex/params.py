@@ -87,6 +87,11 @@ PARAMS: list[Param] = [
           read_only=True),
     Param('reply_timeout_s', 1.0, 'Remote: reply timeout [s]; later = error, reconnect with '
           'backoff', 0.01, 30.0, read_only=True),
+    Param('max_reply_bytes', 16_000_000, 'Remote: largest reply frame accepted [bytes]; a '
+          'larger one closes the connection (1009) and is an error', 1024, 1_000_000_000,
+          read_only=True),
+    Param('max_array_elements', 1_000_000, 'Remote: largest array accepted in a reply '
+          '(elements per field); a larger one is an error', 16, 100_000_000, read_only=True),
     Param('backoff_initial_s', 0.25, 'Remote: wait before the first reconnect after a failure '
           '[s]; doubled after each further failure', 0.01, 30.0, read_only=True),
     Param('backoff_max_s', 1.0, 'Remote: longest wait between reconnects [s] (bounds the time '
