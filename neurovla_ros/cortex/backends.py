@@ -159,7 +159,7 @@ class _RemoteBase:
         return {'server': c.uri, 'connected': c.connected, 'reconnects': c.reconnects,
                 'consecutive_failures': c.failures, 'last_error_kind': self.last_kind,
                 'outage_cause': f'{kind}: {message}' if kind else '',
-                'outage_s': c._clock() - since if since is not None else 0.0,
+                'outage_s': self.clock() - since if since is not None else 0.0,
                 'gripper_high_closes': self.gripper_high_closes}
 
     def close(self) -> None:
