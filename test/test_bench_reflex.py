@@ -100,7 +100,12 @@ def test_a_short_run_counts_every_push(graph, tmp_path):
     if graph == 'full':
         assert res['cortex_plans'] >= 1 and res['cortex_goals_published'] == 0
         assert res['goals_sent'] > 0 and res['cerebellum_goals_accepted'] > 0
-        assert res['cerebellum_goals_rejected'] == 0
+        # every goal the bench sends is valid: a refusal can only be the cerebellum holding
+        # on a stale sensor (a loaded machine), which is counted and said
+        assert res['cerebellum_goals_rejected'] == res['cerebellum_goals_rejected_not_ready'], \
+            res['cerebellum_last_rejection']
+        assert res['cerebellum_goals_rejected_not_ready'] <= 0.05 * res['goals_sent'], \
+            res['cerebellum_last_rejection']
         assert {'cerebellum_process_cpu', 'cortex_process_cpu'} <= set(res)
     else:
         assert 'cortex_plans' not in res and 'cerebellum_process_cpu' not in res

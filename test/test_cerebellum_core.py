@@ -229,7 +229,7 @@ def test_bad_goals_are_refused_with_a_reason():
     ]
     for ok, why in bad:
         assert not ok and why
-    assert cb.intake.rejected == len(bad)
+    assert cb.intake.rejected == len(bad) and cb.intake.rejected_not_ready == 0
     # nothing moved
     feed(cb, 0.002, r, f)
     np.testing.assert_allclose(cb.ref_pos, HOME, atol=1e-9)
@@ -272,6 +272,7 @@ def test_stale_sensors_hold_stop_adapting_and_refuse_goals():
     assert np.max(np.abs(cb.ref_vel)) < 1e-6
     ok, why = cb.accept_joint_goal(t, HOME.tolist())
     assert not ok and 'stale' in why
+    assert cb.intake.rejected == cb.intake.rejected_not_ready == 1   # valid, but not now
     held = cb.ref_pos.copy()
     for _ in range(50):
         t += 0.002

@@ -698,6 +698,8 @@ def main(argv=None) -> int:
         'spinal_tick_us_p99': spinal.get('tick_us_p99'), 'spinal_tick_hz': spinal.get('tick_hz'),
         **({'goals_sent': feed.sent, 'cerebellum_goals_accepted': cereb.get('goals_accepted'),
             'cerebellum_goals_rejected': cereb.get('goals_rejected'),
+            'cerebellum_goals_rejected_not_ready': cereb.get('goals_rejected_not_ready'),
+            'cerebellum_last_rejection': cereb.get('last_rejection', ''),
             'cerebellum_tick_us_p99': cereb.get('tick_us_p99'),
             'cortex_plans': cortex.get('plans'),
             'cortex_goals_published': cortex.get('goals_published'),

@@ -492,6 +492,7 @@ class Cerebellum(Shared):
             'tracking_error_rad': float(np.max(np.abs(self.ref_pos - self.q))),
             'goals_accepted': gi.accepted,
             'goals_rejected': gi.rejected,
+            'goals_rejected_not_ready': gi.rejected_not_ready,
             'resyncs': self.resyncs,
         }
 

@@ -65,6 +65,7 @@ class GoalIntake(Shared):
         self.last_goal_t = -math.inf
         self.accepted = 0
         self.rejected = 0
+        self.rejected_not_ready = 0     # of those: valid, but the cerebellum could not take it
         self.last_rejection = ''
 
     @property
@@ -83,8 +84,9 @@ class GoalIntake(Shared):
         self.lin_from[:] = q
         self.lin_to[:] = q
 
-    def _refuse(self, reason: str) -> tuple[bool, str]:
+    def _refuse(self, reason: str, not_ready: bool = False) -> tuple[bool, str]:
         self.rejected += 1
+        self.rejected_not_ready += not_ready
         self.last_rejection = reason
         return False, reason
 
@@ -101,7 +103,7 @@ class GoalIntake(Shared):
             return self._refuse(f'joint goal rejected: outside the URDF limits at {bad}')
         why = self._ready()
         if why:
-            return self._refuse(f'joint goal rejected: {why}')
+            return self._refuse(f'joint goal rejected: {why}', not_ready=True)
         if self.source != SPARSE:
             self.goals.reset(self.tracker.x)
             self.source = SPARSE
@@ -133,7 +135,7 @@ class GoalIntake(Shared):
                                 f'workspace floor {self.cfg.workspace_min_z} m')
         why = self._ready()
         if why:
-            return self._refuse(f'pose goal rejected: {why}')
+            return self._refuse(f'pose goal rejected: {why}', not_ready=True)
         target = pose_matrix(position, np.asarray(quat_xyzw, float) / qn)
         seed = self.goals.p if (self.source == SPARSE and self.goals.active) else self.tracker.x
         res = ik.solve(self.model, target, seed, self.lower, self.upper,
@@ -168,7 +170,7 @@ class GoalIntake(Shared):
             vel = np.clip(vel, -self.vmax, self.vmax)
         why = self._ready()
         if why:
-            return self._refuse(f'trajectory rejected: {why}')
+            return self._refuse(f'trajectory rejected: {why}', not_ready=True)
         if len(pos) == 1 and times[0] == 0.0:
             return self.accept_joint_goal(now, pos[0])
         self.trajectory = GoalTrajectory(now, times, pos, vel)
@@ -189,7 +191,7 @@ class GoalIntake(Shared):
             return self._refuse(f'twist rejected: frame {frame!r} is not base_link or tcp_link')
         why = self._ready()
         if why:
-            return self._refuse(f'twist rejected: {why}')
+            return self._refuse(f'twist rejected: {why}', not_ready=True)
         cfg = self.cfg
         sv, sw = float(np.linalg.norm(v)), float(np.linalg.norm(w))
         if sv > cfg.max_linear_speed:
