@@ -6,6 +6,7 @@ committed files equal to the generated ones.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
@@ -36,6 +37,15 @@ class Param:
                 raise ValueError(f'{self.name}: {value!r} is above the maximum {self.max}')
         if self.choices and value not in self.choices:
             raise ValueError(f'{self.name}: {value!r} is not one of {list(self.choices)}')
+        if isinstance(self.default, (list, tuple)):
+            if (isinstance(value, (str, bytes)) or not hasattr(value, '__len__')
+                    or len(value) != len(self.default)):
+                raise ValueError(f'{self.name}: expected {len(self.default)} values, got '
+                                 f'{value!r}')
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and math.isfinite(v) for v in value):
+                raise ValueError(f'{self.name}: every value must be a finite number, got '
+                                 f'{list(value)!r}')
 
 
 def _yaml_value(v) -> str:

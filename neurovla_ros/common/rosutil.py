@@ -76,11 +76,13 @@ class StopSignal:
             self._on_change(self.reason)
 
 
-def declare_params(node, schema: list[Param]) -> SimpleNamespace:
+def declare_params(node, schema: list[Param], check=None) -> SimpleNamespace:
     """Declare every parameter of ``schema`` with a descriptor; return their current values.
 
     The namespace is kept up to date when a (non read-only) parameter is set at run time;
-    values outside the schema's range or choices are refused with the reason.
+    values outside the schema's range or choices are refused with the reason, and so are
+    values ``check`` (called with the would-be namespace) raises ValueError for: rules that
+    join several parameters.
     """
     by_name = {p.name: p for p in schema}
     values = SimpleNamespace()
@@ -97,6 +99,8 @@ def declare_params(node, schema: list[Param]) -> SimpleNamespace:
         value = node.declare_parameter(p.name, p.default, d).value
         p.check(value)
         setattr(values, p.name, value)
+    if check is not None:
+        check(values)
 
     def on_set(params):
         for prm in params:
@@ -105,6 +109,15 @@ def declare_params(node, schema: list[Param]) -> SimpleNamespace:
                 continue
             try:
                 spec.check(prm.value)
+            except ValueError as e:
+                return SetParametersResult(successful=False, reason=str(e))
+        if check is not None:
+            would = SimpleNamespace(**vars(values))
+            for prm in params:
+                if prm.name in by_name:
+                    setattr(would, prm.name, prm.value)
+            try:
+                check(would)
             except ValueError as e:
                 return SetParametersResult(successful=False, reason=str(e))
         for prm in params:

@@ -126,6 +126,15 @@ class PlanError(Exception):
     """A backend could not plan this time (the message goes to diagnostics)."""
 
 
+def workspace_array(workspace) -> np.ndarray:
+    """((lo, hi) for x, y, z) [m] as a 3 x 2 array; ValueError unless finite with lo < hi."""
+    ws = np.asarray(workspace, float)
+    if ws.shape != (3, 2) or not np.all(np.isfinite(ws)) or np.any(ws[:, 0] >= ws[:, 1]):
+        raise ValueError(f'workspace: need finite bounds with min < max for x, y, z, got '
+                         f'{ws.T.tolist()}')
+    return ws
+
+
 class Cortex:
     """Worker-thread planner with goal gating and safety clamps (see module docstring)."""
 
@@ -147,7 +156,7 @@ class Cortex:
         self.confirm, self.min_confidence = confirm, min_confidence
         self.smoothing, self.deadband = smoothing, deadband
         self._recent: deque = deque(maxlen=max(1, smoothing))   # accepted centres
-        self.workspace = np.asarray(workspace, float)
+        self.workspace = workspace_array(workspace)
         self.clock = clock
         self.model = model or robot.load()
         self.gripper_opening = (self.model.gripper_open if gripper_opening is None
@@ -177,6 +186,26 @@ class Cortex:
         self._status = Status(WARN, 'no instruction yet')
         self._thread = None
         self._stop = threading.Event()
+
+    SETTINGS = ('image_timeout', 'joints_timeout', 'clearance', 'approach_height',
+                'xy_tolerance', 'jump_tolerance', 'descent_time', 'confirm', 'min_confidence',
+                'smoothing', 'deadband', 'gripper_opening', 'workspace')
+
+    def configure(self, **settings) -> None:
+        """Change any of :attr:`SETTINGS` at run time; the next plan uses them (a plan being
+        computed finishes with the old ones). ``workspace``: ((lo, hi) x, y, z) [m]."""
+        unknown = sorted(set(settings) - set(self.SETTINGS))
+        if unknown:
+            raise ValueError(f'not settable at run time: {unknown}')
+        if 'workspace' in settings:
+            settings['workspace'] = workspace_array(settings['workspace'])
+        with self._lock:
+            for name, value in settings.items():
+                setattr(self, name, value)
+            if 'smoothing' in settings:
+                self._recent = deque(self._recent, maxlen=max(1, int(settings['smoothing'])))
+        if 'gripper_opening' in settings and hasattr(self.backend, 'gripper_opening'):
+            self.backend.gripper_opening = settings['gripper_opening']
 
     # ---- inputs (called from ROS callbacks: cheap, no inference here) ----
     def set_instruction(self, text: str) -> None:

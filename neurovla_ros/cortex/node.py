@@ -51,8 +51,8 @@ from ..common.rosutil import (
 from ..robot.transforms import matrix_to_quat_xyzw
 from . import backends
 from .camera import Camera
-from .core import Cortex
-from .params import NODE_NAME, PARAMS
+from .core import Cortex, workspace_array
+from .params import NODE_NAME, PARAMS, core_settings
 
 DEFAULT_CAMERA_FRAME = 'scene_camera_optical_frame'
 
@@ -61,7 +61,8 @@ class CortexNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
         self._log = Throttled(self.get_logger())   # warnings about input, per kind
-        p = self.p = declare_params(self, PARAMS)
+        p = self.p = declare_params(
+            self, PARAMS, check=lambda w: workspace_array(core_settings(w)['workspace']))
         go_realtime(self)       # before the model loads: start-up is most of the CPU it needs
         cap_torch_threads(p.torch_threads)
         self.model = robot.load()
@@ -78,15 +79,8 @@ class CortexNode(Node):
             translation_scale=p.translation_scale, rotation_scale=p.rotation_scale,
             ensemble_horizon=p.ensemble_horizon, gripper_opening=p.gripper_opening,
             gripper_convention=p.gripper_convention, threads=p.torch_threads)
-        self.core = Cortex(
-            backend, rate_hz=p.plan_rate_hz, image_timeout=p.image_timeout_s,
-            joints_timeout=p.joints_timeout_s, clearance=p.clearance,
-            approach_height=p.approach_height, xy_tolerance=p.xy_tolerance,
-            descent_time=p.descent_time,
-            jump_tolerance=p.jump_tolerance, confirm=p.confirm_plans,
-            min_confidence=p.min_confidence, smoothing=p.smoothing, deadband=p.deadband,
-            gripper_opening=p.gripper_opening,
-            workspace=list(zip(p.workspace_min, p.workspace_max)), model=self.model)
+        self.core = Cortex(backend, rate_hz=p.plan_rate_hz, model=self.model,
+                           **core_settings(p))
         self.core.set_instruction(p.instruction)
         self.add_post_set_parameters_callback(self._on_params)
         self._camera = None
@@ -132,9 +126,12 @@ class CortexNode(Node):
         self._log.warning(what, msg)
 
     def _on_params(self, params) -> None:
-        for prm in params:
-            if prm.name == 'instruction':
-                self.core.set_instruction(prm.value)
+        """A parameter set at run time takes effect at the next plan (dry_run: the next goal)."""
+        names = {prm.name for prm in params}
+        if 'instruction' in names:
+            self.core.set_instruction(self.p.instruction)
+        if names - {'instruction', 'dry_run'}:
+            self.core.configure(**core_settings(self.p))
 
     def _on_instruction(self, msg: String) -> None:
         """The topic sets the ``instruction`` parameter (so both say the same); the parameter

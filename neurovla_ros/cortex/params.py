@@ -100,3 +100,14 @@ PARAMS: list[Param] = [
     # on the normal scheduler, which would otherwise take the CPU the loops leave
     realtime_priority(20),
 ]
+
+
+def core_settings(p) -> dict:
+    """The planner's run-time settings (``core.Cortex.configure``) from the parameters."""
+    return dict(image_timeout=p.image_timeout_s, joints_timeout=p.joints_timeout_s,
+                clearance=p.clearance, approach_height=p.approach_height,
+                xy_tolerance=p.xy_tolerance, jump_tolerance=p.jump_tolerance,
+                descent_time=p.descent_time, confirm=p.confirm_plans,
+                min_confidence=p.min_confidence, smoothing=p.smoothing, deadband=p.deadband,
+                gripper_opening=p.gripper_opening,
+                workspace=list(zip(p.workspace_min, p.workspace_max)))

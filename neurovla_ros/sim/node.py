@@ -527,7 +527,7 @@ class SimNode(Node):
                 ok=lambda: not self._stop and ctx.ok(), speed=lambda: p.speed,
                 catchup_wait_s=lambda: p.catchup_wait_s,   # live parameters
                 commanded_step=lambda: self._cmd_step, events=lambda: self._events,
-                max_lateness_s=p.max_lateness_s,
+                max_lateness_s=lambda: p.max_lateness_s,
                 end=None if duration is None else time.monotonic() + duration)
         except Exception:  # noqa: BLE001
             if ctx.ok():

@@ -75,18 +75,18 @@ class Pacing:
             serve(rem * 1e-9)
 
     def run(self, *, step_count, tick, serve, ok, speed, catchup_wait_s, commanded_step, events,
-            max_lateness_s: float, end: float | None = None) -> None:
+            max_lateness_s, end: float | None = None) -> None:
         """Step until ``ok()`` turns false or the monotonic time ``end`` [s] passes.
 
         ``step_count()`` steps taken so far; ``tick()`` takes one step and publishes it;
-        ``serve(timeout_s)`` serves one callback event; ``speed()`` and ``catchup_wait_s()`` are
-        read live (parameters); ``commanded_step()`` is the step count when the controller's
-        last command arrived; ``events()`` counts the callbacks served (speed 0 serves until no
-        event is left).
+        ``serve(timeout_s)`` serves one callback event; ``speed()``, ``catchup_wait_s()`` and
+        ``max_lateness_s()`` are read live (parameters); ``commanded_step()`` is the step count
+        when the controller's last command arrived; ``events()`` counts the callbacks served
+        (speed 0 serves until no event is left).
         """
         self.anchor(step_count(), speed())
-        max_late = int(max_lateness_s * 1e9)
         while ok():
+            max_late = int(max_lateness_s() * 1e9)
             if self.mono_epoch_ns is None:
                 self.anchor(step_count(), speed())
             k_next = step_count() + 1
