@@ -215,6 +215,19 @@ class NodeGraph:
             raise
         return self
 
+    def restart(self, name: str) -> procs.Proc:
+        """Start node ``name`` again as bringup would (after it died or was killed; a running
+        one is stopped first); its log is appended to."""
+        i = next(i for i, p in enumerate(self.procs) if p.name == name)
+        old = self.procs[i]
+        if old.poll() is None:
+            procs.stop([old])
+        spec = next(sp for sp in self.specs if sp.name == name)
+        self.procs[i] = procs.Proc(self.command(spec), name, env=self.env, echo=self.echo,
+                                   log=self.log.format(name=name) if self.log else None,
+                                   log_mode='a')
+        return self.procs[i]
+
     def __enter__(self) -> 'NodeGraph':
         return self.start()
 

@@ -24,6 +24,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
@@ -61,6 +62,7 @@ class CortexNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
         self._log = Throttled(self.get_logger())   # warnings about input, per kind
+        self._rejected = {'image': 0, 'wrist_image': 0, 'joint_states': 0, 'instruction': 0}
         p = self.p = declare_params(
             self, PARAMS, check=lambda w: workspace_array(core_settings(w)['workspace']))
         go_realtime(self)       # before the model loads: start-up is most of the CPU it needs
@@ -125,6 +127,11 @@ class CortexNode(Node):
     def _warn(self, what: str, msg: str) -> None:
         self._log.warning(what, msg)
 
+    def _reject(self, what: str, msg: str) -> None:
+        """An input refused: counted per kind (rejected_<kind> in /diagnostics), warned."""
+        self._rejected[what] = self._rejected.get(what, 0) + 1
+        self._warn(what, msg)
+
     def _on_params(self, params) -> None:
         """A parameter set at run time takes effect at the next plan (dry_run: the next goal)."""
         names = {prm.name for prm in params}
@@ -140,7 +147,7 @@ class CortexNode(Node):
         if result.successful:
             self.get_logger().info(f'instruction: {msg.data!r}')
         else:
-            self._warn('instruction', f'instruction refused: {result.reason}')
+            self._reject('instruction', f'instruction refused: {result.reason}')
 
     def _on_info(self, msg: CameraInfo) -> None:
         key = (tuple(msg.k), msg.width, msg.height, msg.header.frame_id)
@@ -164,12 +171,12 @@ class CortexNode(Node):
         frame), or None with a warning."""
         rd = self._image_reader
         if rd.read(buf) is None:
-            self._warn(what, f'ignoring an image: {rd.error}')
+            self._reject(what, f'ignoring an image: {rd.error}')
             return None
         enc, h, w, step, data = rd.encoding.lower(), rd.height, rd.width, rd.step, rd.data
         if enc not in ('rgb8', 'bgr8') or h == 0 or w == 0 or step < 3 * w or \
                 len(data) < step * h:
-            self._warn(what, f'ignoring image: encoding {enc!r} {w}x{h} step {step} '
+            self._reject(what, f'ignoring image: encoding {enc!r} {w}x{h} step {step} '
                        f'({len(data)} bytes); need rgb8/bgr8')
             return None
         img = data[:step * h].reshape(h, step)[:, :3 * w].reshape(h, w, 3)
@@ -182,7 +189,8 @@ class CortexNode(Node):
         cam = self._camera
         h, w = img.shape[:2]
         if cam is not None and (cam.width, cam.height) != (w, h):
-            self._warn('image', f'image is {w}x{h} but camera_info says {cam.width}x{cam.height}')
+            self._reject('image',
+                         f'image is {w}x{h} but camera_info says {cam.width}x{cam.height}')
             return
         self.core.set_image(img)
 
@@ -200,7 +208,7 @@ class CortexNode(Node):
         try:    # a message of its own: the planning thread and the goal timer both call this
             msg = deserialize_message(buf, JointState)
         except Exception as e:  # noqa: BLE001 - a damaged sample must not end the node
-            self._warn('joint_states', f'ignoring an undecodable /joint_states ({e})')
+            self._reject('joint_states', f'ignoring an undecodable /joint_states ({e})')
             return None
         names = list(msg.name)
         if names != self._joint_names:
@@ -208,18 +216,18 @@ class CortexNode(Node):
                 self._joint_index = [names.index(n) for n in self.arm + self._fingers]
             except ValueError:
                 missing = [n for n in self.arm + self._fingers if n not in names]
-                self._warn('joint_states', f'/joint_states lacks {missing}; ignoring it')
+                self._reject('joint_states', f'/joint_states lacks {missing}; ignoring it')
                 return None
             self._joint_names = names
         pos = msg.position
         if len(pos) != len(names):
-            self._warn('joint_states',
+            self._reject('joint_states',
                        f'/joint_states has {len(pos)} positions for {len(names)} names')
             return None
         values = np.array([pos[i] for i in self._joint_index], float)
         bad = invalid_reason(values, 8)
         if bad:
-            self._warn('joint_states', f'ignoring /joint_states: {bad}')
+            self._reject('joint_states', f'ignoring /joint_states: {bad}')
             return None
         return values[:6], values[6:], stamp
 
@@ -277,7 +285,8 @@ class CortexNode(Node):
         s = self.core.status()
         values = {**s.values, 'dry_run': self.p.dry_run, 'goals_published': self._published,
                   'goals_withheld': self._withheld,
-                  'robot_stopped': self._stop.reason or 'false'}
+                  'robot_stopped': self._stop.reason or 'false',
+                  **{f'rejected_{k}': n for k, n in self._rejected.items()}}
         message = s.message
         if self.p.dry_run:
             values.update(self._would_send)
@@ -287,7 +296,10 @@ class CortexNode(Node):
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [st]
-        self.pub_diag.publish(arr)
+        try:
+            self.pub_diag.publish(arr)
+        except RCLError:      # shutting down (the context went away under the timer)
+            return
         # one log line per change of state, not one per diagnostics period
         key = (s.level, re.sub(r'[0-9.]+', '#', s.message))
         if key != self._logged_status:
