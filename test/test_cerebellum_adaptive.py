@@ -131,6 +131,28 @@ def test_a_passing_competing_peak_does_not_retarget(f2, scale):
     assert 20 * math.log10(uncancelled(7.0) / rms(t, v, 6.5, 8.0)) > 25.0
 
 
+def test_a_second_tremor_that_stays_dominant_takes_over_after_the_dominance_time():
+    """The old tremor goes on (it never fades) and a 3x stronger one joins it; with the
+    frequency-locked loop off only the dominance timer can re-target: it does, once, after
+    the rival has dominated for ``dominance_time`` - and not for a 1.2 s burst."""
+    c = TremorCanceller(3, 250.0, model().velocity_response, adapt_time=0.25, pll_gain=0.0)
+    assert c.dominance_time == pytest.approx(2 * c.window)
+    seen = []
+    track = c.track_frequency
+
+    def tracked():
+        track()
+        seen.append((c.t, c.f_hat))
+    c.track_frequency = tracked
+    simulate(c, 9.0, 7.0, burst=(4.0, 99.0, 9.5, 3.0))
+    assert c.jumps == 1 and abs(c.f_hat - 9.5) < 0.1
+    t_jump = next(t for t, f in seen if abs(f - 9.5) < 0.5) - 4.0
+    assert c.dominance_time < t_jump < c.dominance_time + c.window
+    c = TremorCanceller(3, 250.0, model().velocity_response, adapt_time=0.25, pll_gain=0.0)
+    simulate(c, 8.0, 7.0, burst=(4.0, 5.2, 9.5, 3.0))
+    assert c.jumps == 0 and abs(c.f_hat - 7.0) < 0.05
+
+
 @pytest.mark.parametrize('rate', [100.0, 1000.0])
 def test_stable_at_any_learning_rate(rate):
     c = TremorCanceller(3, rate, model().velocity_response, adapt_time=0.25)
