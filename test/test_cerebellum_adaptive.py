@@ -21,9 +21,11 @@ AMP = np.array([1.0, 0.7, 0.5])           # [N m] tremor torque
 PHASE = np.array([0.0, 2.09, 4.19])
 
 
-def simulate(canceller, seconds, freq, switch=None, rate=250.0, drop=0.0, seed=0):
+def simulate(canceller, seconds, freq, switch=None, rate=250.0, drop=0.0, seed=0, burst=None):
     """1 kHz plant; the canceller learns at ``rate`` from the joint velocity and its
-    correction goes into the position and velocity reference. Returns (t, qd) per ms."""
+    correction goes into the position and velocity reference. ``switch``: (time, new
+    frequency[, torque scale]); ``burst``: (start, end, frequency, torque scale), a second
+    tremor torque on top for a while. Returns (t, qd) per ms."""
     rng = np.random.default_rng(seed)
     dt = 0.001
     q, qd = np.zeros(3), np.zeros(3)
@@ -34,8 +36,12 @@ def simulate(canceller, seconds, freq, switch=None, rate=250.0, drop=0.0, seed=0
     out_t, out_v = [], []
     for k in range(int(seconds / dt)):
         t = k * dt
-        f = freq if switch is None or t < switch[0] else switch[1]
-        d = AMP * np.sin(2 * math.pi * f * t + PHASE)
+        f, scale = freq, 1.0
+        if switch is not None and t >= switch[0]:
+            f, scale = switch[1], (switch[2] if len(switch) > 2 else 1.0)
+        d = scale * AMP * np.sin(2 * math.pi * f * t + PHASE)
+        if burst is not None and burst[0] <= t < burst[1]:
+            d += burst[3] * AMP * np.sin(2 * math.pi * burst[2] * t + PHASE)
         r, rd = hist[-lag - 1]
         acc = (KP * (r - q) + KD * (rd - qd) + B * rd - B * qd + d) / M
         qd = qd + dt * acc
@@ -61,10 +67,10 @@ def model(mass_scale=1.0, delay=DELAY):
     return ServoForwardModel(M * mass_scale, KP, KD, B, delay=delay, damping_feedforward=True)
 
 
-def uncancelled(freq):
+def uncancelled(freq, scale=1.0):
     """RMS joint velocity the tremor causes with no correction at all."""
     off = TremorCanceller(3, 250.0, model().velocity_response, max_correction=0.0)
-    t, v = simulate(off, 3.0, freq)
+    t, v = simulate(off, 3.0, freq, switch=(0.0, freq, scale))
     return rms(t, v, 1.0, 3.0)
 
 
@@ -98,6 +104,53 @@ def test_converges_on_a_sinusoid_and_readapts_after_a_frequency_step():
     assert att95 > 25.0
     # re-adaptation: within 2 s of the step the residual is 20 dB below the uncancelled level
     assert 20 * math.log10(base95 / rms(t, v, 7.5, 8.0)) > 20.0
+
+
+@pytest.mark.parametrize('scale', [0.5, 1.0, 2.0, 3.0])
+@pytest.mark.parametrize('f1,f2', [(5.0, 9.0), (10.0, 6.0), (6.0, 9.5), (11.0, 6.5)])
+def test_reacquires_a_new_tremor_frequency_weaker_equal_or_stronger(f1, f2, scale):
+    """The tremor jumps by 3.5-4.5 Hz (more than the frequency-locked loop can follow) and
+    comes back with half, the same or 2-3x its torque: the tracker re-targets the new
+    frequency and cancels it again within 2 s of the step."""
+    c = TremorCanceller(3, 250.0, model().velocity_response, adapt_time=0.25)
+    t, v = simulate(c, 9.0, f1, switch=(5.0, f2, scale))
+    assert abs(c.f_hat - f2) < 0.05
+    base = uncancelled(f2, scale)
+    assert 20 * math.log10(base / rms(t, v, 7.0, 7.5)) > 20.0
+    assert 20 * math.log10(base / rms(t, v, 8.0, 9.0)) > 25.0
+
+
+@pytest.mark.parametrize('f2,scale', [(9.5, 2.0), (9.5, 3.0), (4.5, 3.0)])
+def test_a_passing_competing_peak_does_not_retarget(f2, scale):
+    """A second, 2-3x stronger oscillation for 0.5 s while the tremor goes on dominates the
+    spectrum for a while: the tracker stays on the tremor, which stays cancelled."""
+    c = TremorCanceller(3, 250.0, model().velocity_response, adapt_time=0.25)
+    t, v = simulate(c, 8.0, 7.0, burst=(4.0, 4.5, f2, scale))
+    assert c.jumps == 0
+    assert abs(c.f_hat - 7.0) < 0.05
+    assert 20 * math.log10(uncancelled(7.0) / rms(t, v, 6.5, 8.0)) > 25.0
+
+
+def test_a_second_tremor_that_stays_dominant_takes_over_after_the_dominance_time():
+    """The old tremor goes on (it never fades) and a 3x stronger one joins it; with the
+    frequency-locked loop off only the dominance timer can re-target: it does, once, after
+    the rival has dominated for ``dominance_time`` - and not for a 1.2 s burst."""
+    c = TremorCanceller(3, 250.0, model().velocity_response, adapt_time=0.25, pll_gain=0.0)
+    assert c.dominance_time == pytest.approx(2 * c.window)
+    seen = []
+    track = c.track_frequency
+
+    def tracked():
+        track()
+        seen.append((c.t, c.f_hat))
+    c.track_frequency = tracked
+    simulate(c, 9.0, 7.0, burst=(4.0, 99.0, 9.5, 3.0))
+    assert c.jumps == 1 and abs(c.f_hat - 9.5) < 0.1
+    t_jump = next(t for t, f in seen if abs(f - 9.5) < 0.5) - 4.0
+    assert c.dominance_time < t_jump < c.dominance_time + c.window
+    c = TremorCanceller(3, 250.0, model().velocity_response, adapt_time=0.25, pll_gain=0.0)
+    simulate(c, 8.0, 7.0, burst=(4.0, 5.2, 9.5, 3.0))
+    assert c.jumps == 0 and abs(c.f_hat - 7.0) < 0.05
 
 
 @pytest.mark.parametrize('rate', [100.0, 1000.0])

@@ -23,12 +23,17 @@ gain (stable by construction for ``dt << adapt_time`` while the model's error st
 Frequency tracking: ``e`` minus the predicted effect of the correction is the oscillation the
 disturbance alone would cause (the canceller's "efference copy" removed), so its spectrum shows
 the tremor even while it is cancelled. Coarse: a Hann-windowed DFT over the last ``window``
-[s], every ``update_period`` [s], on a fine grid over the band (parabolic interpolation); a
-peak away from the tracked frequency by more than ``jump_hz``, seen twice in a row, re-targets
-the oscillator and restarts the weights (re-adaptation within about ``window + 3 adapt_time``).
+[s], every ``update_period`` [s], on a fine grid over the band (parabolic interpolation). A
+rival: a peak away from the tracked frequency by more than ``jump_hz`` and over twice the
+spectrum's amplitude at the tracked frequency. It re-targets the oscillator and restarts the
+weights when it is seen twice in a row at the same place while the tracked oscillation has
+faded in the spectrum (below half its level; the level holds while a rival dominates), or
+when it has dominated for ``dominance_time`` [s] (default two windows: longer than anything
+that passes through one window). Re-adaptation within about ``window + 3 adapt_time``.
 Fine: the same oscillation demodulated at the tracked frequency (double-frequency ripple
 removed, low-passed with ``pll_time``) is a phasor that turns at the frequency error; a
-frequency-locked loop zeroes that turn. A safety monitor resets the weights and backs off if
+frequency-locked loop zeroes that turn (held while a rival dominates: the phasor then beats
+with the rival). A safety monitor resets the weights and backs off if
 the corrected oscillation stays well above the uncorrected one (a wrong forward model would
 otherwise drive an oscillation).
 """
@@ -110,7 +115,8 @@ class TremorCanceller(Shared):
                  max_correction=0.05, window: float = 0.8, update_period: float = 0.1,
                  min_amplitude: float = 0.003, jump_hz: float = 0.6, highpass_hz: float = 2.0,
                  fade_time: float = 0.2, grid_step_hz: float = 0.25, pll_time: float = 0.15,
-                 pll_gain: float = 0.3, backoff_time: float = 2.0, listen_time: float = 0.2):
+                 pll_gain: float = 0.3, backoff_time: float = 2.0, listen_time: float = 0.2,
+                 dominance_time: float | None = None):
         if not 0 < band[0] < band[1] < rate_hz / 2:
             raise ValueError(f'band {band} Hz must lie inside (0, {rate_hz / 2}) Hz')
         if adapt_time <= 0 or leak_time <= 0 or fade_time <= 0:
@@ -125,7 +131,12 @@ class TremorCanceller(Shared):
         self.update_period = update_period
         self.pll_time, self.pll_gain = pll_time, pll_gain
         self.listen_time = listen_time
-        self._z_level = 0.0   # |Z| while locked (slow mean): a real frequency change drops it
+        # spectral amplitude at the tracked frequency while locked (slow mean, held while a
+        # rival dominates): a real frequency change drops it
+        self._level = 0.0
+        self.dominance_time = 2.0 * window if dominance_time is None else dominance_time
+        self._rival_f = None     # frequency of the rival peak seen at the last update
+        self._rival_for = 0.0    # [s] it has dominated at that frequency
         self.hp = HighPass(highpass_hz, n)
         # oscillator, weights, forward model at f_hat
         self.f_hat = 0.5 * (self.band[0] + self.band[1])
@@ -152,7 +163,6 @@ class TremorCanceller(Shared):
         self.grid = np.arange(lo - 1.0, hi + 1.0 + 1e-9, grid_step_hz)
         self._in_band = (self.grid >= lo) & (self.grid <= hi)
         self.since_update = 0.0
-        self._pending_jump = None
         self._low_since = 0.0
         self.bad_since = 0.0
         self.backoff = 0.0
@@ -412,6 +422,7 @@ class TremorCanceller(Shared):
         strong = local and peak >= self.min_amplitude and self.peak_ratio >= 3.0
         i_hat = int(np.argmin(np.abs(grid - self.f_hat)))
         self.amplitude[:] = per_joint[i_hat]
+        a_hat = float(amp[i_hat])
         z_prev = self._z_prev.copy()
         self._z_prev[:] = self.z
         if self.locked:
@@ -421,7 +432,7 @@ class TremorCanceller(Shared):
                 self._low_since += self.update_period
                 if self._low_since >= 1.0:
                     self.locked = False  # tremor gone: the weights fade out
-                    self._pending_jump = None
+                    self._rival_f = None
                     return
             else:
                 self._low_since = 0.0
@@ -437,36 +448,46 @@ class TremorCanceller(Shared):
         if not self.locked:
             self.locked = True
             self._low_since = 0.0
-            self.reset_weights()
-            self._set_frequency(f)
-            self._pending_jump = None
-            self._z_level = float(np.linalg.norm(self.amplitude)) or peak
+            self._retarget(f, peak)
             return
-        # a new tremor frequency: a strong peak elsewhere that clearly dominates the tracked
-        # one, seen twice in a row, while the oscillation at the tracked frequency has faded
-        # (its phasor below half its locked level: motion content passing through the band
-        # does not make the tremor disappear)
-        zn = float(np.linalg.norm(self.z))
-        faded = zn < 0.5 * self._z_level
-        if strong and abs(f - self.f_hat) > self.jump_hz and peak > 2.0 * float(amp[i_hat]) \
-                and faded:
-            if self._pending_jump is not None and abs(f - self._pending_jump) < self.jump_hz:
-                self._set_frequency(f)
-                self.reset_weights()
-                self.jumps += 1
-                self._pending_jump = None
-                self._z_level = peak
+        # a rival: a strong peak elsewhere that clearly dominates the tracked frequency. A new
+        # tremor frequency when it is seen twice in a row at the same place while the tracked
+        # oscillation has faded (below half its level in the spectrum, whose window separates
+        # the two; motion content passing through the band does not make the tremor
+        # disappear), or when it has dominated for dominance_time (a new tremor stronger than
+        # the old one leaks into the old one's bin). Meanwhile the level and the
+        # frequency-locked loop hold.
+        if strong and abs(f - self.f_hat) > self.jump_hz and peak > 2.0 * a_hat:
+            if self._rival_f is not None and abs(f - self._rival_f) < self.jump_hz:
+                self._rival_for += self.update_period
             else:
-                self._pending_jump = f
+                self._rival_for = 0.0
+            self._rival_f = f
+            faded = a_hat < 0.5 * self._level
+            if (faded and self._rival_for > 0.0) \
+                    or self._rival_for >= self.dominance_time - 1e-9:
+                self._retarget(f, peak)
+                self.jumps += 1
             return
-        self._pending_jump = None
-        self._z_level += 0.2 * (zn - self._z_level)
+        self._rival_f = None
+        self._rival_for = 0.0
+        self._level += 0.2 * (a_hat - self._level)
         # fine: the disturbance phasor turns at the frequency error (frequency-locked loop)
         dot = complex(np.vdot(z_prev, self.z))
         if dot.real > 0.0:  # less than a quarter turn per update: a usable phase difference
             df = math.atan2(dot.imag, dot.real) / (2.0 * math.pi * self.update_period)
             f_new = self.f_hat + self.pll_gain * df
             self._set_frequency(min(max(f_new, self.band[0]), self.band[1]))
+
+    def _retarget(self, f: float, level: float) -> None:
+        """Lock on (or jump to) ``f`` [Hz]: the oscillator there, the weights restarted."""
+        self._set_frequency(f)
+        self.reset_weights()
+        self.z[:] = 0.0      # demodulated at the old frequency: it would turn fast
+        self._z_prev[:] = 0.0
+        self._rival_f = None
+        self._rival_for = 0.0
+        self._level = level
 
 
 def _phasor_step(z: np.ndarray, x: np.ndarray, c: float, s: float, c2: float, s2: float,
