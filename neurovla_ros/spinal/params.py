@@ -11,9 +11,15 @@ LOIHI_J_PER_SOP = 23.6e-12
 
 PARAMS: list[Param] = [
     # ---- interfaces ----
-    Param('command_topic', 'forward_effort_controller/commands',
-          'Joint torque commands (std_msgs/Float64MultiArray, 6 arm joints, effort interface: '
-          'torque on top of gravity compensation) [topic]', read_only=True),
+    Param('command_interface', 'effort',
+          'Arm command interface: effort = the spiking network\'s joint torques (on top of '
+          'gravity compensation); position = the tick\'s desired position (reference, hold, '
+          'engage blend, reflex withdrawal) for position-only servos such as the Feetech STS, '
+          'whose own loop closes it (the network is then not in the loop)', read_only=True,
+          choices=('effort', 'position')),
+    Param('command_topic', '',
+          'Joint commands (std_msgs/Float64MultiArray, 6 arm joints) [topic]; empty = '
+          'forward_<command_interface>_controller/commands', read_only=True),
     Param('reference_topic', 'cerebellum/reference',
           'Desired joint state (sensor_msgs/JointState: position, optional velocity and '
           'feed-forward effort) [topic]', read_only=True),
