@@ -150,8 +150,8 @@ def test_bringup_without_extension_loads_the_same_file_and_is_tried_as_python():
 # ---------------------------------------------------------------- the graph
 def test_launch_args_are_the_documented_ones():
     assert [a.name for a in graph.LAUNCH_ARGS] == [
-        'sim', 'use_sim_time', 'headless', 'params_file', 'instruction', 'cortex_backend',
-        'namespace', 'show_plan']
+        'body', 'sim', 'port', 'use_sim_time', 'headless', 'params_file', 'instruction',
+        'cortex_backend', 'namespace', 'show_plan']
     for a in graph.LAUNCH_ARGS:
         assert a.description and (not a.choices or a.default in a.choices)
 
@@ -163,6 +163,35 @@ def test_resolve_fills_defaults_and_refuses_bad_values():
         graph.resolve({'sim': 'webots'})
     with pytest.raises(ValueError, match='unknown launch argument'):
         graph.resolve({'simulator': 'mujoco'})
+
+
+def test_body_takes_sim_as_its_older_name():
+    assert graph.resolve({})['body'] == 'mujoco'
+    assert graph.resolve({'sim': 'none'})['body'] == 'none'
+    assert graph.resolve({'body': 'dynamixel'})['body'] == 'dynamixel'
+    with pytest.raises(ValueError, match='disagree'):
+        graph.resolve({'body': 'feetech', 'sim': 'gazebo'})
+    with pytest.raises(ValueError, match='body'):
+        graph.resolve({'body': 'webots'})
+
+
+def test_servo_bodies_start_the_bridge_and_on_the_emulator_the_sim_plays_the_servos():
+    def started(values):
+        args = graph.resolve(values)
+        return {s.name: graph.forwarded_params(s, args) for s in graph.nodes(args)}
+    real = started({'body': 'dynamixel', 'port': '/dev/ttyUSB0'})
+    assert 'sim' not in real
+    assert real['hardware'] == {'protocol': 'dynamixel', 'port': '/dev/ttyUSB0'}
+    assert real['spinal'] == {}                         # effort: the default interface
+    emu = started({'body': 'feetech', 'port': 'emulator'})
+    assert emu['sim'] == {'servo_bus': 'feetech'}
+    assert emu['hardware'] == {'protocol': 'feetech', 'port': 'emulator'}
+    assert emu['spinal'] == {'command_interface': 'position'}   # position-only servos
+    sim = started({})
+    assert 'hardware' not in sim and sim['sim'] == {}
+    spinal = next(s for s in graph.NODES if s.name == 'spinal')
+    cmd = graph.ros_arguments(spinal, graph.resolve({'body': 'feetech'}))
+    assert "command_interface:='position'" in cmd
 
 
 def test_use_sim_time_follows_gazebo_unless_set():
@@ -183,7 +212,7 @@ def test_node_specs_are_consistent():
             assert mod.NODE_NAME == spec.name
         for arg, values in spec.enabled_when.items():
             assert set(values) <= set(graph.ARGS_BY_NAME[arg].choices)
-        assert set(spec.arg_params.values()) <= set(graph.ARGS_BY_NAME)
+        assert {a for a in spec.arg_params.values() if not callable(a)} <= set(graph.ARGS_BY_NAME)
         for src, dst in spec.remappings:
             assert src and dst
     assert 'sim' in names
