@@ -18,7 +18,7 @@ States (``STATES``; stop words as in the safety issue, IEC 60204-1 categories):
   ``fail_stop_reads`` consecutive failed reads, or a hardware error status (overload,
   overheating, voltage, ...) naming the joint. Holds the last good position (position
   interface: goal = that position; current interface: gravity from the robot model plus a PD to
-  it, the gains of :class:`~neurovla_ros.spinal.encoding.JointGains`); commands are refused.
+  it, the gains of :class:`~neurovla_ros.common.servo.JointGains`); commands are refused.
 * ``torque off`` (controlled torque-off): reads still failing ``torque_off_after`` s after the
   protective stop, or a servo that shut itself down: Torque Enable 0 on every servo.
 * ``parking`` -> ``off``: on shutdown, a minimum-jerk move to the file's park pose (at most
@@ -101,9 +101,9 @@ class Bridge:
 
     def __init__(self, cfg: HardwareConfig, port: str, opts: BridgeOptions | None = None,
                  dyn=None):
-        from ..common import robot as robot_mod
-        from ..spinal.dynamics import ArmDynamics
-        from ..spinal.encoding import JointGains
+        from .. import robot as robot_mod
+        from ..common.servo import JointGains
+        from ..robot.dynamics import ArmDynamics
         self.cfg = cfg
         self.opts = opts or BridgeOptions()
         self.port = port
@@ -113,9 +113,7 @@ class Bridge:
         lim = self.model.limits()
         self.lower, self.upper = lim['lower'], lim['upper']
         self.vmax, self.effort_max = lim['velocity'], lim['effort']
-        inertia = self.dyn.home_inertia(self.model.home_pose())
-        self.gains = JointGains.from_model(inertia, lim['effort'], lim['damping'],
-                                           lim['friction'], e_sat=0.05, omega_max=40.0)
+        self.gains = JointGains.for_arm(self.model, self.dyn, e_sat=0.05, omega_max=40.0)
         arm = cfg.arm
         tick_lo = np.array([d.to_joint(d.min_ticks if d.direction > 0 else d.max_ticks)
                             for d in arm])
@@ -537,10 +535,8 @@ class Bridge:
 
     def _hold_torque(self, q_ref, qd_ref=None) -> np.ndarray:
         """Gravity at the measured pose + the PD of the model-derived gains toward ``q_ref``."""
-        g = self.gains
         qd_ref = np.zeros(6) if qd_ref is None else qd_ref
-        tau = g.kp * (np.asarray(q_ref) - self.q[:6]) + g.kd * (qd_ref - self.qd[:6])
-        return self._gravity() + np.clip(tau, -g.effort, g.effort)
+        return self._gravity() + self.gains.pd_torque(q_ref, qd_ref, self.q[:6], self.qd[:6])
 
     def _park_step(self, now: float) -> None:
         from ..spinal.reflex import min_jerk

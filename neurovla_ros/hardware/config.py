@@ -162,7 +162,7 @@ def _num(d: dict, key: str, where: str, positive: bool = False) -> float:
 
 def load(path: str | None = None, protocol: str | None = None) -> HardwareConfig:
     """Read and check a hardware file (default: the packaged one for ``protocol``)."""
-    from ..common import robot as robot_mod
+    from .. import robot as robot_mod
     path = path or packaged(protocol or 'dynamixel')
     try:
         with open(path, encoding='utf-8') as f:

@@ -411,7 +411,8 @@ class ServoBus:
 
     def __init__(self, cfg: HardwareConfig, world, link: str | None = None,
                  usb_latency_s: float = 0.0, return_delay_us: int = 0, seed: int = 0):
-        from ..common import robot as robot_mod
+        from .. import robot as robot_mod
+        from ..robot.dynamics import ArmDynamics
         self.cfg = cfg
         self.protocol = cfg.protocol
         self.world = world
@@ -420,7 +421,7 @@ class ServoBus:
         rm = robot_mod.load()
         m = world.model
         self.servos: list[Servo] = []
-        inertia = np.diag(world.mass_matrix())
+        inertia = ArmDynamics().home_inertia()      # the joint's inertia at home [kg m^2]
         for i, d in enumerate(cfg.drives):
             jnt = m.joint(d.joint)
             eff = rm.joints[d.joint].effort
