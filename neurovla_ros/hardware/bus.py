@@ -34,6 +34,11 @@ from .config import HardwareConfig
 READ_BLOCK = {'dynamixel': (126, 10), 'feetech': (56, 15)}
 
 
+def goal_register(cfg: HardwareConfig) -> str:
+    """The register the cycle's Sync Write sets on the arm servos."""
+    return 'goal_current' if cfg.interface == 'current' else 'goal_position'
+
+
 class BusLost(OSError):
     """The port failed (unplugged adapter, EIO): close it and reconnect."""
 

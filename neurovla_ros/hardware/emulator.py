@@ -655,24 +655,22 @@ class ServoBus:
                 else:
                     time.sleep(0.01)
                     continue
+            fd = self._master       # a vanish (another thread) may close it at any time
             now = time.monotonic()
             while self._out and self._out[0][0] <= now + 20e-6:
                 _due, data = self._out.popleft()
                 try:
-                    os.write(self._master, data)
+                    os.write(fd, data)
                 except OSError:
                     break
                 now = time.monotonic()
             timeout = min(0.05, max(0.0, self._out[0][0] - now)) if self._out else 0.05
             try:
-                ready, _, _ = select.select([self._master], [], [], timeout)
+                ready, _, _ = select.select([fd], [], [], timeout)
+                if not ready:
+                    continue
+                data = os.read(fd, 4096)
             except (OSError, ValueError, TypeError):
-                continue
-            if not ready:
-                continue
-            try:
-                data = os.read(self._master, 4096)
-            except OSError:
                 continue
             t = time.monotonic()
             self.last_instruction = t
@@ -945,6 +943,58 @@ class ServoBus:
                 s.busy_until = now + REBOOT_S['feetech']
             return []
         return []
+
+
+# ---------------------------------------------------------------- the wire's limit
+def _cycle_packets(cfg: HardwareConfig) -> tuple[bytes, list[bytes], bytes]:
+    """The bridge's cycle as bytes on the wire (zero data): the read instruction, each
+    servo's reply (the pieces of a Fast Sync Read's one packet) and the goals' Sync Write."""
+    from .bus import READ_BLOCK, goal_register
+    addr, length = READ_BLOCK[cfg.protocol]
+    ids = cfg.ids
+    reg = cfg.drives[0].model.table[goal_register(cfg)]
+    goals = b''.join(bytes([d.servo_id]) + bytes(reg.size) for d in cfg.arm)
+    if cfg.protocol == 'dynamixel':
+        head = bytes([addr & 0xFF, addr >> 8, length & 0xFF, length >> 8])
+        fast = cfg.fast_sync_read
+        read = protocol.dxl_instruction(models.BROADCAST_ID, protocol.FAST_SYNC_READ if fast
+                                        else protocol.SYNC_READ, head + bytes(ids))
+        replies = (protocol.dxl_fast_sync_status([(i, 0, bytes(length)) for i in ids]) if fast
+                   else [protocol.dxl_status(i, 0, bytes(length)) for i in ids])
+        write = protocol.dxl_instruction(
+            models.BROADCAST_ID, protocol.SYNC_WRITE,
+            bytes([reg.address & 0xFF, reg.address >> 8, reg.size, 0]) + goals)
+        return read, replies, write
+    read = protocol.sts_instruction(models.BROADCAST_ID, protocol.SYNC_READ,
+                                    bytes([addr, length, *ids]))
+    replies = [protocol.sts_status(i, 0, bytes(length)) for i in ids]
+    write = protocol.sts_instruction(models.BROADCAST_ID, protocol.SYNC_WRITE,
+                                     bytes([reg.address, reg.size]) + goals)
+    return read, replies, write
+
+
+def cycle_bytes(cfg: HardwareConfig) -> tuple[int, int]:
+    """(bytes of the read transaction, bytes of the write) of one bridge cycle."""
+    read, replies, write = _cycle_packets(cfg)
+    return len(read) + sum(len(r) for r in replies), len(write)
+
+
+def cycle_wire_s(cfg: HardwareConfig, usb_latency_s: float = 0.0,
+                 return_delay_us: int = 0) -> float:
+    """The shortest bus cycle the timing model (:class:`Wire`) allows [s]: the read
+    instruction, the servos' replies one after another (each after its return delay), through
+    the USB adapter (its latency timer starting with the cycle), then the Sync Write. The
+    ``wire_limit_hz`` of ``neurovla bench bus`` is its inverse."""
+    read, replies, write = _cycle_packets(cfg)
+    wire = Wire(cfg.baud, usb_latency_s)
+    start = len(read) * wire.byte_s
+    pieces = []
+    for r in replies:
+        start += return_delay_us * 1e-6
+        pieces.append((start, r))
+        start += len(r) * wire.byte_s
+    arrival = max(t for t, _ in wire.deliveries(pieces))
+    return arrival + len(write) * wire.byte_s
 
 
 def sim_bus(world, p, sim_time: bool) -> ServoBus:
