@@ -459,6 +459,7 @@ class ServoBus:
         if self._step is None:
             self._step = self.world.step
             self.world.step = self.step
+        self.move_by_hand({})           # present values of the pose it starts in
 
     def step(self, n: int = 1) -> None:
         w = self.world
@@ -497,6 +498,10 @@ class ServoBus:
                     w.data.qpos[s.qadr] = positions[s.drive.joint]
                     w.data.qvel[s.dof] = 0.0
                     s.rest = None
+                    if s.drive.gripper:    # the finger stays where the hand left it
+                        right = w.model.joint('right_finger_joint').qposadr[0]
+                        w.data.qpos[right] = positions[s.drive.joint]
+                        w.drives.place_gripper(positions[s.drive.joint])
             import mujoco
             mujoco.mj_forward(w.model, w.data)
             for s in self.servos:
