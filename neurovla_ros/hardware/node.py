@@ -73,7 +73,7 @@ class HardwareNode(Node):
         self._cmd_msg = joint_state_template(names[:6])
         self._c_q, self._c_qd, self._c_e = self._cmd_msg.views('position', 'velocity', 'effort')
         self._c_qd[:] = 0.0
-        self.pub_js = self.create_publisher(JointState, '/joint_states', SENSOR_QOS)
+        self.pub_js = self.create_publisher(JointState, 'joint_states', SENSOR_QOS)
         self.pub_cmd = self.create_publisher(JointState, '~/commanded', SENSOR_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         self.rejected = {'effort': 0, 'position': 0, 'gripper': 0, 'refused': 0}
@@ -81,9 +81,9 @@ class HardwareNode(Node):
         lim = self.bridge.model.limits()
         self._lo, self._hi, self._eff = lim['lower'], lim['upper'], lim['effort']
         for kind in ('effort', 'position'):
-            self.create_subscription(Float64MultiArray, f'/forward_{kind}_controller/commands',
+            self.create_subscription(Float64MultiArray, f'forward_{kind}_controller/commands',
                                      lambda m, k=kind: self._on_command(k, m), CMD_QOS)
-        self.create_subscription(Float64MultiArray, '/gripper_controller/commands',
+        self.create_subscription(Float64MultiArray, 'gripper_controller/commands',
                                  self._on_gripper, CMD_QOS)
         self.create_service(Trigger, '~/resume', self._on_resume)
         self.add_post_set_parameters_callback(self._on_params)
@@ -118,7 +118,7 @@ class HardwareNode(Node):
         if reason is None and kind == 'effort' and not self.bridge.current_mode:
             reason = 'the arm is on the position interface (no current control)'
         if reason is not None:
-            self._reject(kind, f'/forward_{kind}_controller/commands: {reason}')
+            self._reject(kind, f'forward_{kind}_controller/commands: {reason}')
             return
         if not self.bridge.accepting():
             self.rejected['refused'] += 1
@@ -137,7 +137,7 @@ class HardwareNode(Node):
         if reason is None and not lo - LIMIT_TOL <= msg.data[0] <= hi + LIMIT_TOL:
             reason = f'opening {msg.data[0]!r} outside ({lo}, {hi}) m'
         if reason is not None:
-            self._reject('gripper', f'/gripper_controller/commands: {reason}')
+            self._reject('gripper', f'gripper_controller/commands: {reason}')
             return
         self.bridge.command_gripper(msg.data[0], time.monotonic())
 
