@@ -38,6 +38,10 @@ class LaunchArg:
 
 BODIES = ('mujoco', 'dynamixel', 'feetech', 'gazebo', 'none')
 SERVO_BODIES = ('dynamixel', 'feetech')
+# Bodies the spinal node commands with positions: position-only servos (Feetech STS), and
+# Gazebo, whose active arm controller is forward_position_controller and which adds no gravity
+# compensation to effort commands (the spinal network's torques sit on top of one).
+POSITION_BODIES = ('feetech', 'gazebo')
 LAUNCH_ARGS: tuple[LaunchArg, ...] = (
     LaunchArg('body', '', 'Body: the embedded MuJoCo simulator node (mujoco), a serial-bus servo '
               'arm through the hardware node (dynamixel, feetech), Gazebo (ROS 2 install with '
@@ -104,8 +108,8 @@ NODES: list[NodeSpec] = [
              arg_params={'protocol': 'body', 'port': 'port'}),
     # ---- brain: one NodeSpec line per node, added by its owner, e.g.
     NodeSpec('spinal', 'spinal_node', 'neurovla_ros.spinal.node', 'neurovla_ros.spinal.params',
-             arg_params={'command_interface':     # position-only servos: position commands
-                         lambda a: 'position' if a['body'] == 'feetech' else ''}),
+             arg_params={'command_interface': lambda a: 'position'
+                         if a['body'] in POSITION_BODIES else ''}),
     NodeSpec('cerebellum', 'cerebellum_node', 'neurovla_ros.cerebellum.node',
              'neurovla_ros.cerebellum.params'),
     NodeSpec('cortex', 'cortex_node', 'neurovla_ros.cortex.node', 'neurovla_ros.cortex.params',

@@ -57,7 +57,7 @@ from ..common.rosutil import (
 from ..robot.model import FINGER_JOINTS
 from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
 from .lif import WEIGHTS_FILE, NetParams
-from .params import NODE_NAME, PARAMS
+from .params import NODE_NAME, PARAMS, command_topic
 from .reflex import DetectorConfig, WithdrawConfig, WrenchDetector
 from .safety import PROTECTIVE, BrakeConfig, StateWatchdog, StopState
 
@@ -90,7 +90,7 @@ class SpinalNode(Node):
         self._cmd = float64_array_template(6)    # serialized in place, published as bytes
         (self._cmd_data,) = self._cmd.views('data')
         self._reader = JointStateReader(decoder(JointState))
-        topic = p.command_topic or f'forward_{p.command_interface}_controller/commands'
+        topic = command_topic(p.command_topic, p.command_interface)
         self.cmd_pub = self.create_publisher(Float64MultiArray, topic, COMMAND_QOS)
         self.reflex_pub = self.create_publisher(DiagnosticArray, '~/reflex', COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)

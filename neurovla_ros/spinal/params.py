@@ -9,6 +9,14 @@ NODE_NAME = 'spinal'
 # "Loihi: A Neuromorphic Manycore Processor with On-Chip Learning", IEEE Micro 38(1), 2018).
 LOIHI_J_PER_SOP = 23.6e-12
 
+
+
+def command_topic(topic: str, interface: str) -> str:
+    """The topic the spinal node commands on: ``command_topic``, or when empty the forward
+    controller of ``command_interface``."""
+    return topic or f'forward_{interface}_controller/commands'
+
+
 PARAMS: list[Param] = [
     # ---- interfaces ----
     Param('command_interface', 'effort',
