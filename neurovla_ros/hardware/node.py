@@ -33,7 +33,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from ..common.limits import invalid_reason
+from ..common.limits import LIMIT_TOL, command_reason, invalid_reason
 from ..common.rosutil import (COMMAND_QOS, SENSOR_QOS, Throttled, declare_params,
                               joint_state_template, run)
 from . import bridge as br
@@ -45,7 +45,6 @@ CMD_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                      history=HistoryPolicy.KEEP_LAST)
 LEVEL = {br.RUNNING: DiagnosticStatus.OK, br.PARKING: DiagnosticStatus.OK,
          br.OFF: DiagnosticStatus.OK}
-LIMIT_TOL = 1e-9
 
 
 def _opts(p) -> br.BridgeOptions:
@@ -104,17 +103,7 @@ class HardwareNode(Node):
         self._log.warning(kind, f'{msg}; rejected')
 
     def _on_command(self, kind: str, msg) -> None:
-        reason = invalid_reason(msg.data, 6)
-        if reason is None:
-            v = np.asarray(msg.data, float)
-            if kind == 'position':
-                bad = (v < self._lo - LIMIT_TOL) | (v > self._hi + LIMIT_TOL)
-                what = 'outside the URDF position range'
-            else:
-                bad = np.abs(v) > self._eff + LIMIT_TOL
-                what = 'beyond the URDF effort limit'
-            if bad.any():
-                reason = f'{", ".join(np.array(self._arm)[bad])} {what}'
+        reason = command_reason(kind, msg.data, self._arm, self._lo, self._hi, None, self._eff)
         if reason is None and kind == 'effort' and not self.bridge.current_mode:
             reason = 'the arm is on the position interface (no current control)'
         if reason is not None:
@@ -126,6 +115,7 @@ class HardwareNode(Node):
                               f'({self.bridge.reason})')
             return
         now = time.monotonic()
+        v = np.asarray(msg.data, float)
         if kind == 'effort':
             self.bridge.command_effort(v, now)
         else:

@@ -66,7 +66,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..common import cdr
-from ..common.limits import invalid_reason
+from ..common.limits import LIMIT_TOL, command_reason, invalid_reason
 from ..common.rosutil import (
     COMMAND_QOS,
     LATCHED_QOS,
@@ -82,7 +82,6 @@ from .pacing import Pacing
 from .params import NODE_NAME, PARAMS
 from .world import World
 
-LIMIT_TOL = 1e-9
 CMD_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                      history=HistoryPolicy.KEEP_LAST)
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -283,23 +282,12 @@ class SimNode(Node):
     def _on_forward(self, mode: str, msg) -> None:
         self._events += 1
         w = self.world
-        reason = invalid_reason(msg.data, 6)
-        if reason is None:
-            v = np.asarray(msg.data, dtype=float)
-            if mode == 'position':
-                bad = (v < w.lower - LIMIT_TOL) | (v > w.upper + LIMIT_TOL)
-                what = 'outside the URDF position range'
-            elif mode == 'velocity':
-                bad = np.abs(v) > w.vmax + LIMIT_TOL
-                what = 'beyond the URDF velocity limit'
-            else:
-                bad = np.abs(v) > w.effort_limit + LIMIT_TOL
-                what = 'beyond the URDF effort limit'
-            if bad.any():
-                reason = f'{", ".join(np.array(self._arm)[bad])} {what}'
+        reason = command_reason(mode, msg.data, self._arm, w.lower, w.upper, w.vmax,
+                                w.effort_limit)
         if reason is not None:
             self._warn(mode, f'{FORWARD[mode]}: {reason}')
             return
+        v = np.asarray(msg.data, dtype=float)
         w.command(mode, v)
         self._accept(mode, v)
 
