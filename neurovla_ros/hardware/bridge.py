@@ -285,7 +285,9 @@ class Bridge:
             return
         self._decode(replies, time.time_ns())
         self.hold_q = self.q[:6].copy()
-        self._write_goals(self.hold_q, now, hold=True, grip=self.q[6])
+        # the seed is the gravity torque at the measured pose: no PD term yet (the servos were
+        # limp, a sagging arm's velocity is not an error to brake against before torque-on)
+        self._write_goals(self.hold_q, now, hold=True, grip=self.q[6], qd_ref=self.qd[:6])
         for d in self.cfg.drives:
             if not self.bus.write(d.servo_id, 'torque_enable', 1):
                 self._enter(PROTECTIVE_STOP, f'{self._joint(self.cfg.drives.index(d))}: '
@@ -495,11 +497,12 @@ class Bridge:
         except BusLost as e:
             self._lost(str(e), now)
 
-    def _write_goals(self, values, now: float, hold: bool, grip: float | None = None) -> None:
+    def _write_goals(self, values, now: float, hold: bool, grip: float | None = None,
+                     qd_ref=None) -> None:
         arm = self.cfg.arm
         if self.current_mode:
             if hold:
-                tau = self._hold_torque(values)
+                tau = self._hold_torque(values, qd_ref)
             elif self.cmd_kind == 'effort':
                 tau = np.asarray(values, float) + self._gravity()
             else:                          # position commands on the current interface
