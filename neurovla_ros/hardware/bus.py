@@ -23,6 +23,7 @@ the goal register of every arm servo.
 from __future__ import annotations
 
 import select
+import termios
 from dataclasses import dataclass
 
 import dynamixel_sdk as dxl_sdk
@@ -37,6 +38,11 @@ READ_BLOCK = {'dynamixel': (126, 10), 'feetech': (56, 15)}
 def goal_register(cfg: HardwareConfig) -> str:
     """The register the cycle's Sync Write sets on the arm servos."""
     return 'goal_current' if cfg.interface == 'current' else 'goal_position'
+
+
+# what a vanished port raises: pyserial's SerialException (an OSError), termios.error from a
+# flush (not an OSError), a closed port's ValueError/TypeError
+PORT_ERRORS = (OSError, ValueError, TypeError, termios.error)
 
 
 class BusLost(OSError):
@@ -58,13 +64,13 @@ class _WaitingPort:
                 select.select([self.ser.fd], [], [], remaining * 1e-3)
                 data = self.ser.read(length)
             return data
-        except (OSError, ValueError, TypeError) as e:     # SerialException is an OSError
+        except PORT_ERRORS as e:     # SerialException is an OSError
             raise BusLost(f'reading {self.port_name}: {e}') from None
 
     def writePort(self, packet):  # noqa: N802
         try:
             return self.ser.write(bytes(packet))
-        except (OSError, ValueError, TypeError) as e:
+        except PORT_ERRORS as e:
             raise BusLost(f'writing {self.port_name}: {e}') from None
 
     def setPacketTimeout(self, packet_length):  # noqa: N802
@@ -75,7 +81,7 @@ class _WaitingPort:
     def clearPort(self):  # noqa: N802
         try:
             self.ser.reset_input_buffer()
-        except (OSError, ValueError, TypeError) as e:
+        except PORT_ERRORS as e:
             raise BusLost(f'{self.port_name}: {e}') from None
 
 
