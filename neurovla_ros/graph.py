@@ -78,9 +78,10 @@ class NodeSpec:
     ``python -m``; ``params_module`` a ROS-free module with ``NODE_NAME`` and ``PARAMS``.
     ``enabled_when`` maps launch arguments to the values that enable the node (empty: always);
     ``enabled_if``, a function of the resolved arguments, must hold as well.
-    ``arg_params`` maps node parameters to launch arguments (or to a function of the resolved
-    arguments) whose value, when not empty, overrides the parameters file. ``pip``: whether pip
-    mode (no ROS install) can run it.
+    ``arg_params`` maps node parameters to a launch argument, whose value, when not empty,
+    overrides the parameters file, or to a function of the resolved arguments, whose value, when
+    not None, does (a parameter that follows from the arguments). ``pip``: whether pip mode (no
+    ROS install) can run it.
     """
     name: str
     executable: str
@@ -88,7 +89,7 @@ class NodeSpec:
     params_module: str | None = None
     enabled_when: dict[str, tuple[str, ...]] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
-    arg_params: dict[str, str | Callable[[dict], str]] = field(default_factory=dict)
+    arg_params: dict[str, str | Callable[[dict], object]] = field(default_factory=dict)
     pip: bool = True
     enabled_if: Callable[[dict], bool] | None = None
 
@@ -102,14 +103,18 @@ NODES: list[NodeSpec] = [
     # ---- body ----
     NodeSpec('sim', 'sim_node', 'neurovla_ros.sim.node', 'neurovla_ros.sim.params',
              enabled_if=lambda a: a['body'] == 'mujoco' or _emulated(a),
-             arg_params={'servo_bus': lambda a: a['body'] if _emulated(a) else ''}),
+             arg_params={'servo_bus': lambda a: a['body'] if _emulated(a) else None,
+                         # openpi's layouts send a wrist view
+                         'wrist_camera_enabled':
+                             lambda a: a['cortex_backend'] == 'openpi' or None}),
     NodeSpec('hardware', 'hardware_node', 'neurovla_ros.hardware.node',
              'neurovla_ros.hardware.params', enabled_when={'body': SERVO_BODIES},
-             arg_params={'protocol': 'body', 'port': 'port'}),
+             arg_params={'protocol': lambda a: a['body'] if a['body'] in SERVO_BODIES else None,
+                         'port': 'port'}),
     # ---- brain: one NodeSpec line per node, added by its owner, e.g.
     NodeSpec('spinal', 'spinal_node', 'neurovla_ros.spinal.node', 'neurovla_ros.spinal.params',
              arg_params={'command_interface': lambda a: 'position'
-                         if a['body'] in POSITION_BODIES else ''}),
+                         if a['body'] in POSITION_BODIES else None}),
     NodeSpec('cerebellum', 'cerebellum_node', 'neurovla_ros.cerebellum.node',
              'neurovla_ros.cerebellum.params'),
     NodeSpec('cortex', 'cortex_node', 'neurovla_ros.cortex.node', 'neurovla_ros.cortex.params',
@@ -203,13 +208,13 @@ def nodes(args: dict, pip_only: bool = False) -> list[NodeSpec]:
 
 
 def forwarded_params(spec: NodeSpec, args: dict) -> dict:
-    """Node parameters set from non-empty launch arguments (``arg_params``: an argument's name
-    or a function of the arguments), and those that follow from them: the sim renders the wrist
-    camera when the cortex's backend (openpi, whose layouts send a wrist view) needs it."""
-    values = {p: a(args) if callable(a) else args[a] for p, a in spec.arg_params.items()}
-    out: dict = {p: v for p, v in values.items() if v != ''}
-    if spec.name == 'sim' and args['cortex_backend'] == 'openpi':
-        out['wrist_camera_enabled'] = True
+    """Node parameters set from the launch arguments (``arg_params``): a non-empty argument, or
+    a function of the arguments that gives a value (not None)."""
+    out = {}
+    for p, a in spec.arg_params.items():
+        v = a(args) if callable(a) else (args[a] or None)
+        if v is not None:
+            out[p] = v
     return out
 
 

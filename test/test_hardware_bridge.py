@@ -9,8 +9,8 @@ mounting).
 """
 import dataclasses
 import math
-import re
 import os
+import re
 import subprocess
 import sys
 import time
@@ -383,8 +383,8 @@ def test_calibrate_records_the_arms_mounting_into_a_file_that_loads(rig, tmp_pat
     assert abs(by['shoulder_pan_joint'].zero_ticks - 2148) <= 1
     assert abs(by['elbow_joint'].zero_ticks - 1900) <= 1
     assert abs(by['shoulder_lift_joint'].zero_ticks - 2048) <= 1
-    for d, l, h in zip(cal.arm, lo, hi):           # the range it was moved through
-        assert d.to_joint(d.min_ticks) == pytest.approx(l, abs=0.01), d.joint
+    for d, low, h in zip(cal.arm, lo, hi):         # the range it was moved through
+        assert d.to_joint(d.min_ticks) == pytest.approx(low, abs=0.01), d.joint
         assert d.to_joint(d.max_ticks) == pytest.approx(h, abs=0.01), d.joint
     g = by['left_finger_joint']
     assert abs(g.zero_ticks - 1200) <= 1 and abs(g.open_ticks - 2900) <= 1

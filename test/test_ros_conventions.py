@@ -73,7 +73,7 @@ def test_bad_launch_arguments_are_refused_before_any_node_starts():
                 continue
             if callable(arg):     # a value that follows from the arguments: one of the choices
                 assert {arg(graph.resolve({'body': b})) for b in graph.BODIES} <= {
-                    '', *schema[param].choices}
+                    None, *schema[param].choices}
             else:
                 assert set(graph.ARGS_BY_NAME[arg].choices) == {'', *schema[param].choices}
     cli = subprocess.run([sys.executable, '-m', 'neurovla_ros.cli', 'bringup',

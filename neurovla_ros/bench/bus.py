@@ -44,9 +44,9 @@ START_FAULTS = (('duplicate_id', {}), ('model', {'value': 1030}))
 
 
 def _rig(proto: str, folder: str, latency_ms: float = 0.0, faults=()):
+    from .. import robot
     from ..hardware import bridge as br
     from ..hardware import config, emulator
-    from .. import robot
     cfg = config.load(None, proto)
     emu = emulator.Standalone(cfg, link=os.path.join(folder, f'{proto}.pty'),
                               q0=robot.load().home_pose(), usb_latency_s=latency_ms * 1e-3)

@@ -11,8 +11,9 @@ Two changes to the SDKs' ``PortHandler`` (subclasses, not copies): ``readPort`` 
 until their packet timeout: a core at 100 % on a 2-core machine), and the packet timeout is
 ``bytes x byte time + 2 x latency + margin`` with the adapter's real latency timer (the SDKs
 assume 16 ms, so every lost reply would stall the loop 34 ms) and a margin for the host's
-scheduling (a reply that arrives after its timeout also corrupts the next transaction). The Feetech ``clearPort`` also
-drops stale input (the SDK only flushes output), so a late reply is never taken for the next.
+scheduling (a reply that arrives after its timeout also corrupts the next transaction). The
+Feetech ``clearPort`` also drops stale input (the SDK only flushes output), so a late reply is
+never taken for the next.
 
 Reads per cycle: Dynamixel Present Current..Present Position (126, 10 bytes) of all servos with
 one Fast Sync Read (one status packet; on any failure the next cycle uses a plain Sync Read,

@@ -92,7 +92,8 @@ def run(cfg: config.HardwareConfig, port: str) -> dict:
                 raise RuntimeError('no complete read of the servos')
             closed, opened = closed[len(cfg.arm)], opened[len(cfg.arm)]
             if abs(opened - closed) < MIN_RANGE_TICKS:
-                raise RuntimeError(f'gripper: open {opened} and closed {closed} ticks are too close')
+                raise RuntimeError(f'gripper: open {opened} and closed {closed} ticks are '
+                                   'too close')
             out[g.joint] = {'closed_ticks': closed, 'open_ticks': opened}
         return out
     finally:

@@ -68,9 +68,17 @@ import numpy as np
 
 from . import models, protocol
 from .config import Drive, HardwareConfig
-from .models import (DXL_ALERT, DXL_ERR_ACCESS, DXL_ERR_CRC, DXL_ERR_DATA_LENGTH,
-                     DXL_ERR_DATA_LIMIT, DXL_ERR_DATA_RANGE, DXL_ERR_INSTRUCTION,
-                     DXL_ERR_RESULT_FAIL, RAD_PER_TICK)
+from .models import (
+    DXL_ALERT,
+    DXL_ERR_ACCESS,
+    DXL_ERR_CRC,
+    DXL_ERR_DATA_LENGTH,
+    DXL_ERR_DATA_LIMIT,
+    DXL_ERR_DATA_RANGE,
+    DXL_ERR_INSTRUCTION,
+    DXL_ERR_RESULT_FAIL,
+    RAD_PER_TICK,
+)
 
 DT = 0.001
 HOLD_FRICTION = 0.5        # torque off: gear-train static friction, share of the effort limit

@@ -34,8 +34,14 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ..common.limits import LIMIT_TOL, command_reason, invalid_reason
-from ..common.rosutil import (COMMAND_QOS, SENSOR_QOS, Throttled, declare_params,
-                              joint_state_template, run)
+from ..common.rosutil import (
+    COMMAND_QOS,
+    SENSOR_QOS,
+    Throttled,
+    declare_params,
+    joint_state_template,
+    run,
+)
 from . import bridge as br
 from . import config
 from .emulator import default_link
