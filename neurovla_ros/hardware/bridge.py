@@ -53,6 +53,9 @@ CONNECTING, CONFIG_ERROR, RUNNING = 'connecting', 'config error', 'running'
 PROTECTIVE_STOP, TORQUE_OFF, PARKING, OFF = 'protective stop', 'torque off', 'parking', 'off'
 STATES = (CONNECTING, CONFIG_ERROR, RUNNING, PROTECTIVE_STOP, TORQUE_OFF, PARKING, OFF)
 STOP_CATEGORY = {PROTECTIVE_STOP: 2, TORQUE_OFF: 1}      # torque off after a controlled stop
+# the latency timer the start-up checks allow for before they measured the adapter's: FTDI's
+# default (and what both SDKs assume), so an adapter left at it is found and named, not missed
+STARTUP_LATENCY_MS = 16.0
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Bridge:
         self.opts = opts or BridgeOptions()
         self.port = port
         self.bus = Bus(cfg, port, self.opts.latency_ms, self.opts.reply_margin_ms)
+        self._latency_ms = self.bus.latency_ms        # the configured latency timer [ms]
         self.model = robot_mod.load()
         self.dyn = dyn or ArmDynamics()
         lim = self.model.limits()
@@ -151,6 +155,7 @@ class Bridge:
         self._next_try = 0.0
         self._fails = 0
         self._fail_joints: set[str] = set()
+        self._unread = np.zeros(6, bool)      # arm joints without a valid reply this cycle
         self._last_goal = None
         self._goal_time = 0.0
         self._park = None
@@ -197,6 +202,8 @@ class Bridge:
             except BusLost as e:
                 self._enter(CONNECTING, str(e), now)
                 return
+        # until _check_latency measured it, the replies may come as late as FTDI's default
+        self.bus.set_latency(max(self._latency_ms, STARTUP_LATENCY_MS))
         try:
             problem = self._check()
             if problem:
@@ -249,30 +256,37 @@ class Bridge:
             self._event('warning', w)
 
     def _check_latency(self) -> None:
-        """The USB adapter's latency timer: from sysfs where it has one, and measured."""
+        """The USB adapter's latency timer: from sysfs where it has one, and measured (the
+        median of 5 pings beyond their wire time). The reply timeouts of the cycle then assume
+        the larger of the configured and the found latency: an adapter left at 16 ms runs
+        slowly, with a warning, instead of timing out every read."""
         dev = os.path.basename(os.path.realpath(self.port))
         path = f'/sys/bus/usb-serial/devices/{dev}/latency_timer'
+        found = 0.0
         if os.path.isfile(path):
             try:
-                val = int(open(path).read().strip())
+                found = float(int(open(path).read().strip()))
             except (OSError, ValueError):
-                val = None
-            if val is not None and val > self.cfg.latency_timer_ms:
-                self.warnings.append(f'{dev}: USB latency timer {val} ms (limits the bus to about '
-                                     f'{1000.0 / val:.0f} reads/s): echo 1 | sudo tee {path}')
+                found = 0.0
+            if found > self.cfg.latency_timer_ms:
+                self.warnings.append(f'{dev}: USB latency timer {found:g} ms (limits the bus to '
+                                     f'about {1000.0 / found:.0f} reads/s): '
+                                     f'echo 1 | sudo tee {path}')
         sid = self.cfg.drives[0].servo_id
         times = []
         for _ in range(5):
             t0 = time.perf_counter()
-            if self.bus.ping(sid)[0] is None:
-                return
-            times.append(time.perf_counter() - t0)
-        wire = 24 * 10.0 / self.cfg.baud
-        excess = (sorted(times)[2] - wire) * 1e3
-        if excess > 2.0:
-            self.warnings.append(f'a ping takes {excess:.1f} ms more than the wire needs: USB '
-                                 'latency timer? (FTDI: echo 1 > /sys/bus/usb-serial/devices/'
-                                 'ttyUSB0/latency_timer)')
+            if self.bus.ping(sid)[0] is not None:
+                times.append(time.perf_counter() - t0)
+        if times:
+            wire = 24 * 10.0 / self.cfg.baud
+            excess = (sorted(times)[len(times) // 2] - wire) * 1e3
+            if excess > 2.0:
+                self.warnings.append(f'a ping takes {excess:.1f} ms more than the wire '
+                                     'needs: USB latency timer? (FTDI: echo 1 > /sys/bus/'
+                                     'usb-serial/devices/ttyUSB0/latency_timer)')
+                found = max(found, excess)
+        self.bus.set_latency(max(self._latency_ms, found))
 
     def _seed_and_enable(self, now: float) -> None:
         """Read the present state, seed every goal register with it, then torque on."""
@@ -318,6 +332,7 @@ class Bridge:
             return False
         self.reads += 1
         ok = [r.ok for r in replies]
+        self._unread[:] = [not k for k in ok[:6]]
         if all(ok):
             self._fails = 0
             self._fail_joints.clear()
@@ -441,7 +456,9 @@ class Bridge:
         if self._fails:
             return False, 'reads still failing: ' + ', '.join(sorted(self._fail_joints))
         try:
-            if self.errors:
+            if self.errors and self.cfg.protocol == 'dynamixel':
+                # a Dynamixel latches its Hardware Error Status until a REBOOT; a Feetech's
+                # status clears with its cause (the next reads tell whether it did)
                 failed = []
                 for d in self.cfg.drives:
                     if d.joint in self.errors:
@@ -450,7 +467,7 @@ class Bridge:
                 time.sleep(0.06)
                 if failed:
                     return False, f'reboot failed on {failed}'
-                self.errors.clear()
+            self.errors.clear()
             self._configure()
             self._seed_and_enable(now)
         except BusLost as e:
@@ -537,9 +554,14 @@ class Bridge:
         return self.dyn.bias()[:6].copy()
 
     def _hold_torque(self, q_ref, qd_ref=None) -> np.ndarray:
-        """Gravity at the measured pose + the PD of the model-derived gains toward ``q_ref``."""
+        """Gravity at the measured pose + the PD of the model-derived gains toward ``q_ref``.
+        A joint that did not answer this cycle gets no PD term: its position and velocity are
+        the last good read, and feedback on a frozen value is a constant torque that drives the
+        joint away (it gets the gravity torque at that pose alone)."""
         qd_ref = np.zeros(6) if qd_ref is None else qd_ref
-        return self._gravity() + self.gains.pd_torque(q_ref, qd_ref, self.q[:6], self.qd[:6])
+        pd = self.gains.pd_torque(q_ref, qd_ref, self.q[:6], self.qd[:6])
+        pd[self._unread] = 0.0
+        return self._gravity() + pd
 
     def _park_step(self, now: float) -> None:
         from ..spinal.reflex import min_jerk

@@ -104,6 +104,16 @@ class Reply:
     corrupt: bool = False
 
 
+def _drop_repeated(ids: list[int], where: dict[int, int], out: list[Reply]) -> bool:
+    """Replies of one read that name an ID twice: one of them came from another servo (a
+    wrong ID on the wire), and which one cannot be told, so neither counts (a joint must never
+    take another joint's position). True when there was one."""
+    repeated = {sid for sid in ids if ids.count(sid) > 1 and sid in where}
+    for sid in repeated:
+        out[where[sid]] = Reply()
+    return bool(repeated)
+
+
 class Bus:
     """One servo bus (either protocol) through its official SDK."""
 
@@ -140,6 +150,12 @@ class Bus:
         if not ok:
             raise BusLost(f'cannot open {self.port_name} at {self.cfg.baud} baud')
         self.port = port
+
+    def set_latency(self, latency_ms: float) -> None:
+        """The adapter latency the reply timeouts assume from now on [ms]."""
+        self.latency_ms = float(latency_ms)
+        if self.port is not None:
+            self.port.latency_ms = self.latency_ms
 
     def close(self) -> None:
         if self.port is not None:
@@ -193,14 +209,13 @@ class Bus:
             if result == self.ok_code and len(data) >= (self.length + 4) * n:
                 where = {sid: i for i, sid in enumerate(self.ids)}
                 step = self.length + 4
-                seen = 0
-                for k in range(n):
-                    seg = data[k * step:(k + 1) * step]
+                segs = [data[k * step:(k + 1) * step] for k in range(n)]
+                for seg in segs:
                     i = where.get(seg[1])
                     if i is not None:
                         out[i] = Reply(True, seg[0], bytes(seg[2:2 + self.length]))
-                        seen += 1
-                if seen == n:
+                _drop_repeated([seg[1] for seg in segs], where, out)
+                if all(r.ok for r in out):
                     return out
             for r in out:
                 if not r.ok:
@@ -217,6 +232,7 @@ class Bus:
         where = {sid: i for i, sid in enumerate(self.ids)}
         got = 0
         corrupt = False
+        seen_ids = []
         while got < n:
             if self.protocol == 'dynamixel':
                 pkt, result = self.ph.rxPacket(self.port, False)
@@ -228,11 +244,13 @@ class Bus:
                     continue            # something broken arrived; the rest may follow
                 corrupt = corrupt or result == self.corrupt_code
                 break
+            seen_ids.append(pkt[id_at])
             i = where.get(pkt[id_at])
             if i is None or out[i].ok:
                 continue
             out[i] = Reply(True, pkt[err_at], bytes(pkt[data_at:data_at + self.length]))
             got += 1
+        corrupt = _drop_repeated(seen_ids, where, out) or corrupt
         for r in out:
             if not r.ok:
                 r.corrupt = corrupt

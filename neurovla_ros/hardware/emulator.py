@@ -19,10 +19,11 @@ limit, ``w_nl`` the model's no-load speed, ``w`` the horn speed):
   step; the STS manual publishes no scale for its loop: this one gives the XM430's default
   stiffness at P = 32), limited by Torque Limit, then ``tau = tau_max * (duty / 1000 - w /
   w_nl)``; Present Load is the duty, Present Current ``tau / kt``;
-* torque off: no motor torque; the gear train (1:353 / 1:345) holds the joint by static
-  friction up to ``HOLD_FRICTION`` of its effort limit and slips beyond it (a stiff spring-damper
-  at the rest position, clipped to that friction), as a real unpowered servo arm rests where it
-  was left; this torque is not motor current (Present Current stays 0);
+* torque off (or rebooting, or a Bus Watchdog stop in current mode): no motor torque; the
+  gear train (1:353 / 1:345) holds the joint by static friction up to ``HOLD_FRICTION`` of its
+  effort limit and slips beyond it (a stiff spring-damper at the rest position, clipped to that
+  friction), as a real unpowered servo arm rests where it was left; this torque is not motor
+  current (Present Current stays 0);
 * the gripper servo (position) sets the World's finger drive to the opening its goal maps to;
 * temperature: first order toward ``25 + 45 (I / I_stall)^2`` degC, 60 s; voltage 12.0 V;
 * Dynamixel Operating Mode writes reset Goal Current / Goal PWM to their limits (as the manual
@@ -233,8 +234,10 @@ class Servo:
         return self.table['id']
 
     # ---- physics (called from the physics thread) ----
-    def torque(self, q: float, qd: float, now: float) -> float:
-        """The joint torque this servo applies in the step starting now [N m]."""
+    def torque(self, q: float, qd: float, now: float) -> float | None:
+        """The joint torque this servo's motor applies in the step starting now [N m]; None
+        when the motor does not drive (torque off, rebooting, stopped by the Bus Watchdog in
+        current mode): then only the gear train's static friction holds the joint."""
         t, d = self.table, self.drive
         self.ticks = d.zero_ticks + (q - (d.lower if d.gripper else 0.0)) / d.scale()
         w = qd / d.scale() * RAD_PER_TICK                  # horn speed [rad/s], servo frame
@@ -244,12 +247,12 @@ class Servo:
                 t['bus_watchdog'] = -1
                 t['goal_position'] = int(round(self.ticks))
             if not t['torque_enable'] or now < self.busy_until:
-                return 0.0
+                return None
             mode = t['operating_mode']
             limit_i = t['current_limit'] * self.model.current_unit
             if mode == models.DXL_OP_CURRENT:
                 if t['bus_watchdog'] == -1:
-                    return 0.0
+                    return None
                 i_cmd = min(max(t['goal_current'], -t['current_limit']), t['current_limit'])
                 tau = i_cmd * self.model.current_unit * self.kt
             else:
@@ -268,7 +271,7 @@ class Servo:
             tau = min(max(tau, lo, -limit_i * self.kt), hi, limit_i * self.kt)
         else:
             if not t['torque_enable'] or now < self.busy_until:
-                return 0.0
+                return None
             e = t['goal_position'] - self.ticks
             de, self.e_prev = e - self.e_prev, e
             self.e_sum = min(max(self.e_sum + e, -1e6), 1e6)
@@ -477,11 +480,12 @@ class ServoBus:
             with self._lock:
                 for i, s in enumerate(self._arm):
                     q, qd = float(d.qpos[s.qadr]), float(d.qvel[s.dof])
-                    s.motor_tau = s.torque(q, qd, now)
-                    if s.table['torque_enable']:
+                    tau = s.torque(q, qd, now)
+                    if tau is not None:
                         s.rest = None
-                        self._tau[i] = s.motor_tau
+                        s.motor_tau = self._tau[i] = tau
                     else:
+                        s.motor_tau = 0.0
                         self._tau[i] = s.brake(q, qd)
                 g = self._grip
                 if g is not None:
