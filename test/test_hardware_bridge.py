@@ -358,7 +358,7 @@ def test_calibrate_records_the_arms_mounting_into_a_file_that_loads(rig, tmp_pat
         emu.bus.move_by_hand(dict(zip(MODEL.arm_joints, np.zeros(6))))
         enter()
         until('2/3')
-        lo, hi = LIM['lower'] * 0.45, LIM['upper'] * 0.45
+        lo, hi = LIM['lower'] * 0.3, LIM['upper'] * 0.3    # clear of the table (0.45: in it)
         for q in (lo, hi, np.zeros(6)):
             emu.bus.move_by_hand(dict(zip(MODEL.arm_joints, q)))
             time.sleep(0.3)

@@ -215,16 +215,18 @@ class Servo:
         self.watchdog_t = 0.0          # last instruction seen [s]
         self.motor_tau = 0.0           # the motor's torque at the joint [N m]
         self.rest = None               # torque off: where static friction holds the joint
+        self.in_hand = False           # a person holds the joint at rest (move_by_hand)
         self._kb = 0.05 * inertia / DT ** 2     # stable explicit spring-damper at 1 ms steps
         self._db = 0.1 * inertia / DT
 
     def brake(self, q: float, qd: float) -> float:
-        """Static friction of the unpowered gear train [N m]: holds, or slips past its limit."""
+        """Static friction of the unpowered gear train [N m]: holds, or slips past its limit
+        (not while a hand holds the joint there)."""
         if self.rest is None:
             self.rest = q
         tau = self._kb * (self.rest - q) - self._db * qd
         lim = HOLD_FRICTION * self.effort_limit
-        if abs(tau) > lim:
+        if abs(tau) > lim and not self.in_hand:
             self.rest = q
             return math.copysign(lim, tau)
         return tau
@@ -482,7 +484,7 @@ class ServoBus:
                     q, qd = float(d.qpos[s.qadr]), float(d.qvel[s.dof])
                     tau = s.torque(q, qd, now)
                     if tau is not None:
-                        s.rest = None
+                        s.rest, s.in_hand = None, False       # the motor has it now
                         s.motor_tau = self._tau[i] = tau
                     else:
                         s.motor_tau = 0.0
@@ -502,7 +504,9 @@ class ServoBus:
                             float(d.qfrc_actuator[g.dof]), DT)
 
     def move_by_hand(self, positions: dict) -> None:
-        """A person moving joints (torque off): {joint: position [rad | m]}, set at rest."""
+        """A person moving joints (torque off): {joint: position [rad | m]}, set at rest and
+        held there (where the unpowered gear train alone would slip under gravity) until the
+        next move or until the motor drives the joint."""
         w = self.world
         with self._lock:
             for s in self.servos:
@@ -510,6 +514,7 @@ class ServoBus:
                     w.data.qpos[s.qadr] = positions[s.drive.joint]
                     w.data.qvel[s.dof] = 0.0
                     s.rest = None
+                    s.in_hand = True
                     if s.drive.gripper:    # the finger stays where the hand left it
                         right = w.model.joint('right_finger_joint').qposadr[0]
                         w.data.qpos[right] = positions[s.drive.joint]
