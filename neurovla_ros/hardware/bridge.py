@@ -257,7 +257,8 @@ class Bridge:
 
     def _check_latency(self) -> None:
         """The USB adapter's latency timer: from sysfs where it has one, and measured (the
-        median of 5 pings beyond their wire time). The reply timeouts of the cycle then assume
+        median of 5 one-register reads beyond their wire time: one transaction each, where a
+        Feetech ping is two). The reply timeouts of the cycle then assume
         the larger of the configured and the found latency: an adapter left at 16 ms runs
         slowly, with a warning, instead of timing out every read."""
         dev = os.path.basename(os.path.realpath(self.port))
@@ -276,13 +277,13 @@ class Bridge:
         times = []
         for _ in range(5):
             t0 = time.perf_counter()
-            if self.bus.ping(sid)[0] is not None:
+            if self.bus.read(sid, 'return_delay_time') is not None:
                 times.append(time.perf_counter() - t0)
         if times:
-            wire = 24 * 10.0 / self.cfg.baud
+            wire = 26 * 10.0 / self.cfg.baud          # a Protocol 2.0 read and its status
             excess = (sorted(times)[len(times) // 2] - wire) * 1e3
             if excess > 2.0:
-                self.warnings.append(f'a ping takes {excess:.1f} ms more than the wire '
+                self.warnings.append(f'a read takes {excess:.1f} ms more than the wire '
                                      'needs: USB latency timer? (FTDI: echo 1 > /sys/bus/'
                                      'usb-serial/devices/ttyUSB0/latency_timer)')
                 found = max(found, excess)
