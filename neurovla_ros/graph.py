@@ -42,6 +42,10 @@ SERVO_BODIES = ('dynamixel', 'feetech')
 # Gazebo, whose active arm controller is forward_position_controller and which adds no gravity
 # compensation to effort commands (the spinal network's torques sit on top of one).
 POSITION_BODIES = ('feetech', 'gazebo')
+# The emulated servos answer from the sim node's Python thread, on the CPU the whole graph
+# shares: a reply may come this late [ms] before the bridge counts it lost (a real servo answers
+# in its own hardware time: the hardware node's reply_margin_ms default).
+EMULATOR_REPLY_MARGIN_MS = 40.0
 LAUNCH_ARGS: tuple[LaunchArg, ...] = (
     LaunchArg('body', '', 'Body: the embedded MuJoCo simulator node (mujoco), a serial-bus servo '
               'arm through the hardware node (dynamixel, feetech), Gazebo (ROS 2 install with '
@@ -110,7 +114,9 @@ NODES: list[NodeSpec] = [
     NodeSpec('hardware', 'hardware_node', 'neurovla_ros.hardware.node',
              'neurovla_ros.hardware.params', enabled_when={'body': SERVO_BODIES},
              arg_params={'protocol': lambda a: a['body'] if a['body'] in SERVO_BODIES else None,
-                         'port': 'port'}),
+                         'port': 'port',
+                         'reply_margin_ms': lambda a: EMULATOR_REPLY_MARGIN_MS
+                         if a['port'] == 'emulator' else None}),
     # ---- brain: one NodeSpec line per node, added by its owner, e.g.
     NodeSpec('spinal', 'spinal_node', 'neurovla_ros.spinal.node', 'neurovla_ros.spinal.params',
              arg_params={'command_interface': lambda a: 'position'
