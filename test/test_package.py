@@ -186,7 +186,8 @@ def test_servo_bodies_start_the_bridge_and_on_the_emulator_the_sim_plays_the_ser
     assert real['spinal'] == {}                         # effort: the default interface
     emu = started({'body': 'feetech', 'port': 'emulator'})
     assert emu['sim'] == {'servo_bus': 'feetech'}
-    assert emu['hardware'] == {'protocol': 'feetech', 'port': 'emulator'}
+    assert emu['hardware'] == {'protocol': 'feetech', 'port': 'emulator',   # a shared CPU
+                               'reply_margin_ms': graph.EMULATOR_REPLY_MARGIN_MS}
     assert emu['spinal'] == {'command_interface': 'position'}   # position-only servos
     sim = started({})
     assert 'hardware' not in sim and sim['sim'] == {}
