@@ -246,8 +246,6 @@ class SimNode(Node):
                 p.base_vibration_amplitude, p.base_vibration_frequency_hz, 0))
         if any(n.endswith('_rate_hz') for n in names):
             self._apply_rates()
-        if 'servo_bus_fault' in names and self.bus is not None:
-            self.bus.set_faults(p.servo_bus_fault)
         if 'speed' in names and self.sim_time:
             self.pacing.reanchor()
 

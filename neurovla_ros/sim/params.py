@@ -85,6 +85,7 @@ PARAMS: list[Param] = [
           '[us] (factory value: Dynamixel 500)', 0, 508, read_only=True),
     Param('servo_bus_fault', '', 'Injected bus faults, "kind:key=value,...;..." (kinds: drop, '
           'truncate, bad_crc, wrong_id, slow, silent, duplicate_id, hw_error, model, vanish; '
-          'keys: ids=1+2, rate, count, duration [s], value); empty = none'),
+          'keys: ids=1+2, rate, count, duration [s], value); empty = none. At start (tests '
+          'inject at run time through the emulator\'s ServoBus.inject)', read_only=True),
     realtime_priority(80),
 ]
