@@ -1,6 +1,8 @@
 """The ``neurovla`` command.
 
-    neurovla bringup [--sim mujoco|none] [--headless] [--duration S] ...   run the graph (pip mode)
+    neurovla bringup [--body mujoco|dynamixel|feetech|none] [--port P|emulator] [--headless]
+                     [--duration S] ...                  run the graph (pip mode)
+    neurovla calibrate --body dynamixel|feetech [--port P] --out FILE   measure an arm's mounting
     neurovla params [--yaml | --markdown | --write | --check]              parameter files
     neurovla bench NAME [args...]       neurovla_ros.bench.NAME.main(argv)
     neurovla train NAME [args...]       neurovla_ros.NAME.train.main(argv)
@@ -23,7 +25,12 @@ GENERATED = (('config/neurovla.yaml', 'yaml'), ('docs/parameters.md', 'markdown'
 
 # ---------------------------------------------------------------- bringup
 def _bringup(opts) -> int:
-    values = {'sim': opts.sim, 'headless': opts.headless,
+    body = opts.body or opts.sim
+    if opts.port and body not in graph.SERVO_BODIES:
+        print(f'neurovla bringup: --port is for a servo-bus body ({", ".join(graph.SERVO_BODIES)})'
+              f', not {body}', file=sys.stderr)
+        return 2
+    values = {'body': body, 'port': opts.port, 'headless': opts.headless,
               'use_sim_time': 'true' if opts.use_sim_time else 'auto',
               'params_file': os.path.abspath(opts.params_file) if opts.params_file else '',
               'instruction': opts.instruction, 'cortex_backend': opts.cortex_backend,
@@ -31,7 +38,7 @@ def _bringup(opts) -> int:
     if opts.show_plan:      # what `ros2 launch neurovla bringup` starts for these arguments
         print(graph.format_plan(graph.launch_plan(values)))
         return 0
-    if opts.sim == 'gazebo':
+    if body == 'gazebo':
         print('neurovla bringup: Gazebo needs a ROS 2 install with ros_gz and gz_ros2_control: '
               'ros2 launch neurovla bringup sim:=gazebo', file=sys.stderr)
         return 2
@@ -123,9 +130,15 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True)
 
     b = sub.add_parser('bringup', help='run the graph (pip mode: each node in its own process)')
+    b.add_argument('--body', default='', choices=graph.BODIES,
+                   help='mujoco (the sim node), dynamixel / feetech (a servo-bus arm through '
+                        'the hardware node), none; gazebo: only with ros2 launch on a ROS 2 '
+                        'install (default: mujoco)')
     b.add_argument('--sim', default=graph.ARGS_BY_NAME['sim'].default,
-                   choices=graph.ARGS_BY_NAME['sim'].choices,
-                   help='body (gazebo: only with ros2 launch on a ROS 2 install)')
+                   choices=graph.ARGS_BY_NAME['sim'].choices, help='older name of --body')
+    b.add_argument('--port', default='',
+                   help='serial port of a servo-bus body (/dev/ttyUSB0, ...); "emulator": the '
+                        'servo-bus emulator behind a pty (default: the hardware file\'s)')
     b.add_argument('--use-sim-time', action='store_true', help='nodes follow /clock')
     b.add_argument('--headless', action='store_true', help='no GUI')
     b.add_argument('--params-file', default='',
@@ -148,6 +161,16 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument('--stop-timeout', type=float, default=10.0,
                    help='seconds a node gets after SIGINT before SIGTERM/SIGKILL [s]')
     b.set_defaults(func=_bringup)
+
+    c = sub.add_parser('calibrate', help='measure a servo arm\'s zero offsets and ranges, '
+                                         'write a hardware file')
+    c.add_argument('--body', required=True, choices=graph.SERVO_BODIES)
+    c.add_argument('--config', default='', help='hardware file to start from (default: the '
+                                                'packaged config/hardware_<body>.yaml)')
+    c.add_argument('--port', default='', help='serial port (default: the file\'s)')
+    c.add_argument('--out', required=True, help='the calibrated hardware file to write')
+    c.set_defaults(func=lambda o: importlib.import_module(
+        'neurovla_ros.hardware.calibrate').main(o))
 
     pp = sub.add_parser('params', help='config/neurovla.yaml and docs/parameters.md '
                                        'from the node schemas')

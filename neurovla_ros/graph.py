@@ -4,8 +4,8 @@ ROS-free. ``launch/bringup.launch.py`` (``ros2 launch neurovla bringup``) and th
 runner (``neurovla bringup``, :mod:`neurovla_ros.runner`) both map over this description, so
 the two ways of starting the stack cannot drift apart:
 
-* :data:`LAUNCH_ARGS` - the launch arguments (``sim``, ``use_sim_time``, ``headless``,
-  ``params_file``, ``instruction``, ``cortex_backend``);
+* :data:`LAUNCH_ARGS` - the launch arguments (``body`` with its alias ``sim``, ``port``,
+  ``use_sim_time``, ``headless``, ``params_file``, ``instruction``, ``cortex_backend``);
 * :data:`NODES` - the neurovla nodes (one :class:`NodeSpec` each);
 * :func:`launch_plan` - everything ``ros2 launch`` starts, as plain data (:class:`Action`):
   the neurovla nodes plus, on a ROS 2 install, robot_state_publisher, rviz2 and the Gazebo
@@ -36,10 +36,26 @@ class LaunchArg:
     choices: tuple[str, ...] = ()
 
 
+BODIES = ('mujoco', 'dynamixel', 'feetech', 'gazebo', 'none')
+SERVO_BODIES = ('dynamixel', 'feetech')
+# Bodies the spinal node commands with positions: position-only servos (Feetech STS), and
+# Gazebo, whose active arm controller is forward_position_controller and which adds no gravity
+# compensation to effort commands (the spinal network's torques sit on top of one).
+POSITION_BODIES = ('feetech', 'gazebo')
+# The emulated servos answer from the sim node's Python thread, on the CPU the whole graph
+# shares: a reply may come this late [ms] before the bridge counts it lost (a real servo answers
+# in its own hardware time: the hardware node's reply_margin_ms default).
+EMULATOR_REPLY_MARGIN_MS = 40.0
 LAUNCH_ARGS: tuple[LaunchArg, ...] = (
-    LaunchArg('sim', 'mujoco', 'Body: the embedded MuJoCo simulator node, Gazebo (ROS 2 install '
-              'with ros_gz + gz_ros2_control only) or none (real arm or an external body)',
-              ('mujoco', 'gazebo', 'none')),
+    LaunchArg('body', '', 'Body: the embedded MuJoCo simulator node (mujoco), a serial-bus servo '
+              'arm through the hardware node (dynamixel, feetech), Gazebo (ROS 2 install with '
+              'ros_gz + gz_ros2_control only) or none (an external body); empty = the value of '
+              'sim', ('', *BODIES)),
+    LaunchArg('sim', 'mujoco', 'The body, older name (mujoco | gazebo | none); used when body '
+              'is empty', ('mujoco', 'gazebo', 'none')),
+    LaunchArg('port', '', 'Serial port of a servo-bus body (e.g. /dev/ttyUSB0); "emulator" '
+              'starts the servo-bus emulator (the MuJoCo arm behind a pty) and connects to it; '
+              'empty = the hardware file\'s'),
     LaunchArg('use_sim_time', 'auto', 'Nodes follow /clock; auto = true with Gazebo, else false',
               ('auto', 'true', 'false')),
     LaunchArg('headless', 'false', 'No GUI: no rviz2, Gazebo runs server-only',
@@ -64,9 +80,12 @@ class NodeSpec:
     ``name`` is the node name and its key in the parameters file; ``executable`` the console
     script (``lib/neurovla/<executable>`` on a ROS install); ``module`` what pip mode runs with
     ``python -m``; ``params_module`` a ROS-free module with ``NODE_NAME`` and ``PARAMS``.
-    ``enabled_when`` maps launch arguments to the values that enable the node (empty: always).
-    ``arg_params`` maps node parameters to launch arguments whose value, when not empty,
-    overrides the parameters file. ``pip``: whether pip mode (no ROS install) can run it.
+    ``enabled_when`` maps launch arguments to the values that enable the node (empty: always);
+    ``enabled_if``, a function of the resolved arguments, must hold as well.
+    ``arg_params`` maps node parameters to a launch argument, whose value, when not empty,
+    overrides the parameters file, or to a function of the resolved arguments, whose value, when
+    not None, does (a parameter that follows from the arguments). ``pip``: whether pip mode (no
+    ROS install) can run it.
     """
     name: str
     executable: str
@@ -74,16 +93,34 @@ class NodeSpec:
     params_module: str | None = None
     enabled_when: dict[str, tuple[str, ...]] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
-    arg_params: dict[str, str] = field(default_factory=dict)
+    arg_params: dict[str, str | Callable[[dict], object]] = field(default_factory=dict)
     pip: bool = True
+    enabled_if: Callable[[dict], bool] | None = None
+
+
+def _emulated(args: dict) -> bool:
+    """A servo-bus body on the emulator: the sim node plays the servos."""
+    return args['body'] in SERVO_BODIES and args['port'] == 'emulator'
 
 
 NODES: list[NodeSpec] = [
     # ---- body ----
     NodeSpec('sim', 'sim_node', 'neurovla_ros.sim.node', 'neurovla_ros.sim.params',
-             enabled_when={'sim': ('mujoco',)}),
+             enabled_if=lambda a: a['body'] == 'mujoco' or _emulated(a),
+             arg_params={'servo_bus': lambda a: a['body'] if _emulated(a) else None,
+                         # openpi's layouts send a wrist view
+                         'wrist_camera_enabled':
+                             lambda a: a['cortex_backend'] == 'openpi' or None}),
+    NodeSpec('hardware', 'hardware_node', 'neurovla_ros.hardware.node',
+             'neurovla_ros.hardware.params', enabled_when={'body': SERVO_BODIES},
+             arg_params={'protocol': lambda a: a['body'] if a['body'] in SERVO_BODIES else None,
+                         'port': 'port',
+                         'reply_margin_ms': lambda a: EMULATOR_REPLY_MARGIN_MS
+                         if a['port'] == 'emulator' else None}),
     # ---- brain: one NodeSpec line per node, added by its owner, e.g.
-    NodeSpec('spinal', 'spinal_node', 'neurovla_ros.spinal.node', 'neurovla_ros.spinal.params'),
+    NodeSpec('spinal', 'spinal_node', 'neurovla_ros.spinal.node', 'neurovla_ros.spinal.params',
+             arg_params={'command_interface': lambda a: 'position'
+                         if a['body'] in POSITION_BODIES else None}),
     NodeSpec('cerebellum', 'cerebellum_node', 'neurovla_ros.cerebellum.node',
              'neurovla_ros.cerebellum.params'),
     NodeSpec('cortex', 'cortex_node', 'neurovla_ros.cortex.node', 'neurovla_ros.cortex.params',
@@ -144,6 +181,10 @@ def resolve(values: dict | None = None) -> dict[str, str]:
         if choices and v not in choices:
             raise ValueError(f'launch argument {k}:={v!r} is not one of {list(choices)}')
         out[k] = v
+    if out['body'] and out['sim'] != ARGS_BY_NAME['sim'].default and out['sim'] != out['body']:
+        raise ValueError(f'launch arguments body:={out["body"]} and sim:={out["sim"]} disagree '
+                         '(sim is the older name of body)')
+    out['body'] = out['body'] or out['sim']
     return out
 
 
@@ -155,7 +196,7 @@ def namespace(args: dict) -> str:
 
 def use_sim_time(args: dict) -> bool:
     mode = args['use_sim_time']
-    return mode == 'true' or (mode == 'auto' and args['sim'] == 'gazebo')
+    return mode == 'true' or (mode == 'auto' and args['body'] == 'gazebo')
 
 
 def params_file(args: dict) -> str:
@@ -163,7 +204,8 @@ def params_file(args: dict) -> str:
 
 
 def enabled(spec: NodeSpec, args: dict) -> bool:
-    return all(args[k] in values for k, values in spec.enabled_when.items())
+    return (all(args[k] in values for k, values in spec.enabled_when.items())
+            and (spec.enabled_if is None or spec.enabled_if(args)))
 
 
 def nodes(args: dict, pip_only: bool = False) -> list[NodeSpec]:
@@ -172,12 +214,13 @@ def nodes(args: dict, pip_only: bool = False) -> list[NodeSpec]:
 
 
 def forwarded_params(spec: NodeSpec, args: dict) -> dict:
-    """Node parameters set from non-empty launch arguments (``arg_params``), and those that
-    follow from them: the sim renders the wrist camera when the cortex's backend (openpi, whose
-    layouts send a wrist view) needs it."""
-    out: dict = {p: args[a] for p, a in spec.arg_params.items() if args[a] != ''}
-    if spec.name == 'sim' and args['cortex_backend'] == 'openpi':
-        out['wrist_camera_enabled'] = True
+    """Node parameters set from the launch arguments (``arg_params``): a non-empty argument, or
+    a function of the arguments that gives a value (not None)."""
+    out = {}
+    for p, a in spec.arg_params.items():
+        v = a(args) if callable(a) else (args[a] or None)
+        if v is not None:
+            out[p] = v
     return out
 
 
@@ -263,7 +306,7 @@ def launch_plan(values: dict | None = None, str_value: Callable = str,
     """
     args = resolve(values)
     sim_time = use_sim_time(args)
-    gazebo = args['sim'] == 'gazebo'
+    gazebo = args['body'] == 'gazebo'
     headless = args['headless'] == 'true' or not installed('rviz2')
     missing = [p for p in GAZEBO_PACKAGES if gazebo and not installed(p)]
     if missing:

@@ -3,6 +3,7 @@ parameter files, the CLI, and the rule that only node (node.py, *_node.py), runn
 CLI modules import rclpy."""
 import ast
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -150,8 +151,8 @@ def test_bringup_without_extension_loads_the_same_file_and_is_tried_as_python():
 # ---------------------------------------------------------------- the graph
 def test_launch_args_are_the_documented_ones():
     assert [a.name for a in graph.LAUNCH_ARGS] == [
-        'sim', 'use_sim_time', 'headless', 'params_file', 'instruction', 'cortex_backend',
-        'namespace', 'show_plan']
+        'body', 'sim', 'port', 'use_sim_time', 'headless', 'params_file', 'instruction',
+        'cortex_backend', 'namespace', 'show_plan']
     for a in graph.LAUNCH_ARGS:
         assert a.description and (not a.choices or a.default in a.choices)
 
@@ -163,6 +164,36 @@ def test_resolve_fills_defaults_and_refuses_bad_values():
         graph.resolve({'sim': 'webots'})
     with pytest.raises(ValueError, match='unknown launch argument'):
         graph.resolve({'simulator': 'mujoco'})
+
+
+def test_body_takes_sim_as_its_older_name():
+    assert graph.resolve({})['body'] == 'mujoco'
+    assert graph.resolve({'sim': 'none'})['body'] == 'none'
+    assert graph.resolve({'body': 'dynamixel'})['body'] == 'dynamixel'
+    with pytest.raises(ValueError, match='disagree'):
+        graph.resolve({'body': 'feetech', 'sim': 'gazebo'})
+    with pytest.raises(ValueError, match='body'):
+        graph.resolve({'body': 'webots'})
+
+
+def test_servo_bodies_start_the_bridge_and_on_the_emulator_the_sim_plays_the_servos():
+    def started(values):
+        args = graph.resolve(values)
+        return {s.name: graph.forwarded_params(s, args) for s in graph.nodes(args)}
+    real = started({'body': 'dynamixel', 'port': '/dev/ttyUSB0'})
+    assert 'sim' not in real
+    assert real['hardware'] == {'protocol': 'dynamixel', 'port': '/dev/ttyUSB0'}
+    assert real['spinal'] == {}                         # effort: the default interface
+    emu = started({'body': 'feetech', 'port': 'emulator'})
+    assert emu['sim'] == {'servo_bus': 'feetech'}
+    assert emu['hardware'] == {'protocol': 'feetech', 'port': 'emulator',   # a shared CPU
+                               'reply_margin_ms': graph.EMULATOR_REPLY_MARGIN_MS}
+    assert emu['spinal'] == {'command_interface': 'position'}   # position-only servos
+    sim = started({})
+    assert 'hardware' not in sim and sim['sim'] == {}
+    spinal = next(s for s in graph.NODES if s.name == 'spinal')
+    cmd = graph.ros_arguments(spinal, graph.resolve({'body': 'feetech'}))
+    assert "command_interface:='position'" in cmd
 
 
 def test_use_sim_time_follows_gazebo_unless_set():
@@ -183,7 +214,7 @@ def test_node_specs_are_consistent():
             assert mod.NODE_NAME == spec.name
         for arg, values in spec.enabled_when.items():
             assert set(values) <= set(graph.ARGS_BY_NAME[arg].choices)
-        assert set(spec.arg_params.values()) <= set(graph.ARGS_BY_NAME)
+        assert {a for a in spec.arg_params.values() if not callable(a)} <= set(graph.ARGS_BY_NAME)
         for src, dst in spec.remappings:
             assert src and dst
     assert 'sim' in names
@@ -241,6 +272,53 @@ def test_gazebo_plan():
     assert all(args[args.index('--param-file') + 1] == controllers_file for args in spawners)
     gui = graph.launch_plan({'sim': 'gazebo'})
     assert '-s' not in [a for a in gui if a.kind == 'include'][0].kwargs['gz_args'].split()
+
+
+def _command_topics(action) -> set[str]:
+    """The ros2_control command topics a neurovla node of the plan publishes: the literal
+    ``*_controller/*`` topics of its module's create_publisher calls, and the spinal node's
+    command topic from its parameters (the file, then the plan's overrides)."""
+    from neurovla_ros.spinal.params import command_topic
+    kw = action.kwargs
+    (spec,) = [s for s in graph.NODES if s.name == kw['name']]
+    src = ast.parse(open(importlib.util.find_spec(spec.module).origin).read())
+    topics = {c.args[1].value for c in ast.walk(src) if isinstance(c, ast.Call)
+              and getattr(c.func, 'attr', '') == 'create_publisher' and len(c.args) > 1
+              and isinstance(c.args[1], ast.Constant) and '_controller/' in c.args[1].value}
+    if spec.name == 'spinal':
+        with open(kw['parameters'][0]) as f:
+            p = {**yaml.safe_load(f)['spinal']['ros__parameters'], **kw['parameters'][1]}
+        topics.add(command_topic(p['command_topic'], p['command_interface']))
+    return topics
+
+
+@pytest.mark.parametrize('args', [{'sim': 'gazebo'}, {'body': 'gazebo', 'headless': True}])
+def test_gazebo_commands_go_to_active_controllers(args):
+    """Every neurovla command topic of the Gazebo plan belongs to a controller that the plan
+    spawns active, defined in config/controllers.yaml, of the interface the node commands
+    (issue 20 item 8: the spinal node's effort commands once went to an inactive controller)."""
+    plan = graph.launch_plan(args)
+    cfg = controllers_yaml()
+    defined = {k for k, v in cfg['controller_manager']['ros__parameters'].items()
+               if isinstance(v, dict)}
+    spawners = [a.kwargs['arguments'] for a in plan if a.kind == 'node'
+                and a.kwargs['executable'] == 'spawner']
+    active = {c for s in spawners if '--inactive' not in s for c in s} & defined
+    ours = [a for a in plan if a.kind == 'node' and a.kwargs['package'] == 'neurovla']
+    topics = {t for a in ours for t in _command_topics(a)}
+    assert {'forward_position_controller/commands', 'gripper_controller/commands'} <= topics
+    for t in topics:
+        controller, leaf = t.split('/')
+        assert leaf == 'commands' and controller in active, (t, sorted(active))
+        if controller.startswith('forward_'):
+            assert cfg[controller]['ros__parameters']['interface_name'] == \
+                controller.split('_')[1]
+    spinal = [a for a in ours if a.kwargs['name'] == 'spinal'][0]
+    assert spinal.kwargs['parameters'][1]['command_interface'] == 'position'
+    # the MuJoCo body keeps the effort interface (the sim compensates gravity)
+    mj = [a for a in graph.launch_plan({'body': 'mujoco'}) if a.kind == 'node'
+          and a.kwargs.get('name') == 'spinal']
+    assert _command_topics(mj[0]) == {'forward_effort_controller/commands'}
 
 
 def test_controllers_yaml_matches_the_urdf():

@@ -19,6 +19,31 @@ def invalid_reason(values, n: int) -> str | None:
     return None
 
 
+LIMIT_TOL = 1e-9     # a command exactly at a URDF limit is inside it
+
+
+def command_reason(mode: str, values, names, lower, upper, velocity, effort) -> str | None:
+    """Why a forward command (``mode`` position | velocity | effort, one value per joint of
+    ``names``) is not acceptable: not ``len(names)`` finite numbers, or beyond the URDF limits
+    (``lower``/``upper`` [rad], ``velocity`` [rad/s], ``effort`` [N m]); None if it is."""
+    reason = invalid_reason(values, len(names))
+    if reason is not None:
+        return reason
+    v = np.asarray(values, dtype=float)
+    if mode == 'position':
+        bad = (v < np.asarray(lower) - LIMIT_TOL) | (v > np.asarray(upper) + LIMIT_TOL)
+        what = 'outside the URDF position range'
+    elif mode == 'velocity':
+        bad = np.abs(v) > np.asarray(velocity) + LIMIT_TOL
+        what = 'beyond the URDF velocity limit'
+    else:
+        bad = np.abs(v) > np.asarray(effort) + LIMIT_TOL
+        what = 'beyond the URDF effort limit'
+    if bad.any():
+        return f'{", ".join(np.array(names)[bad])} {what}'
+    return None
+
+
 class JointLimits:
     """Position, velocity and effort limits of a set of joints, from the URDF."""
 

@@ -181,6 +181,11 @@ class ArmDrives:
         self._g_target = min(max(o, self.gripper_range[0]), self.gripper_range[1])
         return self._g_target
 
+    def place_gripper(self, opening: float) -> None:
+        """Set-point and target of the finger at ``opening`` at once, no profile (the finger
+        was put there from outside, e.g. by hand in the servo-bus emulator)."""
+        self._g_sp = self.command_gripper(opening)
+
     def drive(self):
         """Actuator commands of one physics step (between ``mj_step1`` and ``mj_step2``)."""
         # Hot path (every 1 ms): in-place numpy on cached views, no allocations.

@@ -66,7 +66,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..common import cdr
-from ..common.limits import invalid_reason
+from ..common.limits import LIMIT_TOL, command_reason, invalid_reason
 from ..common.rosutil import (
     COMMAND_QOS,
     LATCHED_QOS,
@@ -82,7 +82,6 @@ from .pacing import Pacing
 from .params import NODE_NAME, PARAMS
 from .world import World
 
-LIMIT_TOL = 1e-9
 CMD_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                      history=HistoryPolicy.KEEP_LAST)
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -123,8 +122,13 @@ class SimNode(Node):
                            position_bandwidth_hz=p.position_bandwidth_hz,
                            velocity_bandwidth_hz=p.velocity_bandwidth_hz,
                            effort_timeout=p.effort_timeout_s,
-                           max_acceleration=p.max_acceleration)
+                           max_acceleration=p.max_acceleration,
+                           gravity_compensation=not p.servo_bus)
         w = self.world
+        self.bus = None             # servo_bus: the emulated servo bus drives the arm
+        if p.servo_bus:
+            from ..hardware.emulator import sim_bus
+            self.bus = sim_bus(w, p, self.sim_time)
         self._arm = list(w.robot.arm_joints)
         self.command_hooks: list = []
         self.disturbance_hooks: list = []
@@ -139,7 +143,8 @@ class SimNode(Node):
         self._apply_rates()
 
         # ---- publishers and preallocated messages
-        self._pub_js = self.create_publisher(JointState, 'joint_states', SENSOR_QOS)
+        self._pub_js = (None if self.bus else
+                        self.create_publisher(JointState, 'joint_states', SENSOR_QOS))
         self._pub_imu = self.create_publisher(Imu, 'imu/data', SENSOR_QOS)
         self._pub_wrench = self.create_publisher(WrenchStamped, 'wrist/wrench', SENSOR_QOS)
         self._pub_clock = (self.create_publisher(Clock, '/clock', CLOCK_QOS)
@@ -159,13 +164,15 @@ class SimNode(Node):
         self._clock_t = cdr.CdrTemplate(serialize_message(Clock()), {})
 
         # ---- commands, disturbances, services
-        for mode, topic in FORWARD.items():
+        for mode, topic in FORWARD.items() if not self.bus else ():  # the bus commands the arm
             self.create_subscription(Float64MultiArray, topic,
                                      lambda m, mode=mode: self._on_forward(mode, m), CMD_QOS)
-        self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
-                                 self._on_trajectory, CMD_QOS)
-        self.create_subscription(Float64MultiArray, 'gripper_controller/commands',
-                                 self._on_gripper, CMD_QOS)
+        if not self.bus:
+            self.create_subscription(JointTrajectory,
+                                     'joint_trajectory_controller/joint_trajectory',
+                                     self._on_trajectory, CMD_QOS)
+            self.create_subscription(Float64MultiArray, 'gripper_controller/commands',
+                                     self._on_gripper, CMD_QOS)
         self.create_subscription(WrenchStamped, '~/apply_wrench', self._on_apply_wrench, CMD_QOS)
         self.create_service(Trigger, '~/reset', self._on_reset)
         self.add_post_set_parameters_callback(self._on_params)
@@ -273,23 +280,12 @@ class SimNode(Node):
     def _on_forward(self, mode: str, msg) -> None:
         self._events += 1
         w = self.world
-        reason = invalid_reason(msg.data, 6)
-        if reason is None:
-            v = np.asarray(msg.data, dtype=float)
-            if mode == 'position':
-                bad = (v < w.lower - LIMIT_TOL) | (v > w.upper + LIMIT_TOL)
-                what = 'outside the URDF position range'
-            elif mode == 'velocity':
-                bad = np.abs(v) > w.vmax + LIMIT_TOL
-                what = 'beyond the URDF velocity limit'
-            else:
-                bad = np.abs(v) > w.effort_limit + LIMIT_TOL
-                what = 'beyond the URDF effort limit'
-            if bad.any():
-                reason = f'{", ".join(np.array(self._arm)[bad])} {what}'
+        reason = command_reason(mode, msg.data, self._arm, w.lower, w.upper, w.vmax,
+                                w.effort_limit)
         if reason is not None:
             self._warn(mode, f'{FORWARD[mode]}: {reason}')
             return
+        v = np.asarray(msg.data, dtype=float)
         w.command(mode, v)
         self._accept(mode, v)
 
@@ -415,7 +411,7 @@ class SimNode(Node):
         if self._pub_clock is not None:
             self._clock_t.set_stamp(ns)
             self._pub_clock.publish(self._clock_t.tobytes())
-        if k % self._js_every == 0:
+        if self._pub_js is not None and k % self._js_every == 0:
             w.joint_state_into(*self._js_views)
             self._js_t.set_stamp(ns)
             self._pub_js.publish(self._js_t.tobytes())
@@ -466,6 +462,8 @@ class SimNode(Node):
             'callback_errors': self.callback_errors,
             'effort_watchdog_trips': self.world.watchdog_trips,
             'drive_mode': self.world.mode, 'mujoco_warnings': str(self.world.warnings())}
+        if self.bus is not None:
+            values.update(self.bus.diagnostics())
         st = diagnostic_status(f'{self.get_name()}: physics', values, 1 if warn else 0,
                                '; '.join(warn) or 'running', self.get_name())
         arr = DiagnosticArray()
@@ -542,6 +540,9 @@ class SimNode(Node):
 
     def close(self) -> None:
         self._stop_camera()
+        if self.bus is not None:    # the body outlives its driver: it parks, then torque off
+            self.bus.linger()
+            self.bus.close()
         self.world.close()
 
 

@@ -70,5 +70,22 @@ PARAMS: list[Param] = [
     Param('base_vibration_amplitude', 0.0, 'Base/table vibration acceleration amplitude '
           '[m/s^2] along x; 0 = off', 0.0, 50.0),
     Param('base_vibration_frequency_hz', 10.0, 'Base vibration frequency [Hz]', 0.0, 200.0),
+    # servo bus emulator (neurovla_ros/hardware/emulator.py)
+    Param('servo_bus', '', 'Emulate a servo bus on a pty instead of the ros2_control-style '
+          'topics: the arm is driven by emulated servos (no gravity compensation but theirs), '
+          'the hardware node talks to them and publishes /joint_states; empty = off',
+          read_only=True, choices=('', 'dynamixel', 'feetech')),
+    Param('servo_bus_config', '', 'Hardware file of the emulated servos; empty = the packaged '
+          'config/hardware_<servo_bus>.yaml', read_only=True),
+    Param('servo_bus_link', '', 'Path linked to the pty; empty = the default the hardware '
+          'node\'s port:=emulator opens', read_only=True),
+    Param('servo_bus_latency_ms', 0.0, 'Emulated USB adapter latency timer (FTDI-like; 0 = '
+          'none, 1 or 16 as real adapters) [ms]', 0.0, 100.0, read_only=True),
+    Param('servo_bus_return_delay_us', 0, 'Return Delay Time the emulated servos start with '
+          '[us] (factory value: Dynamixel 500)', 0, 508, read_only=True),
+    Param('servo_bus_fault', '', 'Injected bus faults, "kind:key=value,...;..." (kinds: drop, '
+          'truncate, bad_crc, wrong_id, slow, silent, duplicate_id, hw_error, model, vanish; '
+          'keys: ids=1+2, rate, count, duration [s], value); empty = none. At start (tests '
+          'inject at run time through the emulator\'s ServoBus.inject)', read_only=True),
     realtime_priority(80),
 ]

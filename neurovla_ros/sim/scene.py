@@ -74,10 +74,11 @@ def draw_objects(rng, n: int) -> list[dict]:
 
 
 def build_spec(robot, urdf: str, objects: list[dict], width: int, height: int,
-               sleep: bool = True):
+               sleep: bool = True, gravity_compensation: bool = True):
     """The MjSpec of the world: the arm of ``urdf`` (``robot``: its RobotModel) with drives,
     sensors, cameras, lights, the table and ``objects`` (free bodies, placed by
-    :func:`place_objects`)."""
+    :func:`place_objects`). ``gravity_compensation=False`` leaves the actuators' gravity
+    compensation out (the servo-bus emulator, whose servos carry the arm themselves)."""
     cam_specs = camera_specs(urdf)
     spec = mujoco.MjSpec.from_string(urdf)
     spec.modelname = 'neurovla_world'
@@ -91,12 +92,12 @@ def build_spec(robot, urdf: str, objects: list[dict], width: int, height: int,
     for body in spec.bodies:
         if body.name == 'world':
             continue
-        body.gravcomp = 1.0
+        body.gravcomp = 1.0 if gravity_compensation else 0.0
         for g in body.geoms:
             g.contype, g.conaffinity = ARM_CONTYPE, ARM_CONAFFINITY
     armature = dict(zip(arm, robot.armature()))
     for j in spec.joints:
-        j.actgravcomp = True
+        j.actgravcomp = gravity_compensation
         if j.name in armature:  # reflected motor inertia of the drive (robot model)
             j.armature = armature[j.name]
     for name in (*arm, gripper):

@@ -15,6 +15,8 @@ Conventions
   convention), at most one step older than ``joint_state()``.
 * The drives (:mod:`.drives`): ros2_control-like position, velocity, effort (on top of gravity
   compensation, Franka-style) and trajectory modes, the gripper, the effort watchdog.
+  ``gravity_compensation=False`` leaves the compensation out (the servo-bus emulator, whose
+  servos carry the arm themselves).
   ``joint_state()`` effort = total applied actuator torque, never beyond the URDF effort limit.
 * The disturbances (:mod:`.disturbances`): pushes, tremor, base vibration. The scene
   (:mod:`.scene`): the arm from the URDF, sensors, cameras, table and objects.
@@ -56,7 +58,8 @@ class World:
     def __init__(self, seed: int = 0, n_objects: int = 4, cameras: bool = False,
                  width: int = 320, height: int = 240, *, position_bandwidth_hz: float = 20.0,
                  velocity_bandwidth_hz: float = 10.0, effort_timeout: float = 0.05,
-                 max_acceleration: float = 20.0, sleep: bool = True):
+                 max_acceleration: float = 20.0, sleep: bool = True,
+                 gravity_compensation: bool = True):
         if not 0 <= n_objects <= len(PALETTE):
             raise ValueError(f'n_objects: {n_objects} not in 0..{len(PALETTE)}')
         self.robot = robot_mod.load()
@@ -66,7 +69,7 @@ class World:
         self._camera_specs = camera_specs(urdf)
         self._object_specs = draw_objects(self._rng, n_objects)
         spec = build_spec(self.robot, urdf, self._object_specs, self.width, self.height,
-                          bool(sleep))
+                          bool(sleep), bool(gravity_compensation))
         self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
         self.dt = float(self.model.opt.timestep)

@@ -3,7 +3,9 @@
 ``SpinalController.step(q, qd, effort, t, dt, now)`` is one 1 kHz tick: it runs the collision
 detector on the new joint state, picks the reference (live, hold, withdrawal, compliant hold or
 the blend back), runs the spiking network and returns the joint torques to command (effort
-interface: on top of the body's gravity compensation), inside the URDF limits.
+interface: on top of the body's gravity compensation), inside the URDF limits. With
+``command_interface='position'`` (position-only servos) it returns the tick's desired position
+instead (inside the soft limits) and the network is not run.
 
 Modes (``MODES``):
 
@@ -48,6 +50,7 @@ class SpinalConfig:
     feedforward: bool = True         # add the reference's effort field to the torque
     gain_omega_max: float = 40.0     # bandwidth cap of the model-derived gains [rad/s]
     gain_e_sat: float = 0.05         # error that saturates a joint's effort [rad]
+    command_interface: str = 'effort'  # or 'position': the tick's desired position is the command
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     withdraw: WithdrawConfig = field(default_factory=WithdrawConfig)
 
@@ -308,6 +311,9 @@ class SpinalController:
             self.reset_requested = False
             q_des, qd_des = self._engage(qa, t, now)
         compliant = self.mode == COMPLIANT
+        if cfg.command_interface == 'position':   # position-only servos close the loop
+            self.command = np.clip(q_des, self.lower, self.upper).tolist()
+            return self.command
         ff = self.ref_tau if follow and cfg.feedforward and not compliant else None
         if self._core is not None:   # the same as below, in C
             self.command = self._core.step(q_des, qd_des, qa, qda, dt,

@@ -4,7 +4,8 @@ Interfaces
     /joint_states [sensor_msgs/JointState]            measured state; every sample is one tick
     <reference_topic> [sensor_msgs/JointState]        desired position (+ velocity, + effort)
     <wrench_topic> [geometry_msgs/WrenchStamped]      only when wrench_threshold > 0
-    <command_topic> [std_msgs/Float64MultiArray]      arm torques, effort interface
+    <command_topic> [std_msgs/Float64MultiArray]      arm torques (effort interface) or
+                                                      positions (command_interface position)
     ~/reflex [diagnostic_msgs/DiagnosticArray]        one status per reflex event / recovery
     /diagnostics [diagnostic_msgs/DiagnosticArray]    mode, tick timing, firing rates, energy
     ~/reset [std_srvs/Trigger]                        leave the reflex
@@ -56,7 +57,7 @@ from ..common.rosutil import (
 from ..robot.model import FINGER_JOINTS
 from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
 from .lif import WEIGHTS_FILE, NetParams
-from .params import NODE_NAME, PARAMS
+from .params import NODE_NAME, PARAMS, command_topic
 from .reflex import DetectorConfig, WithdrawConfig, WrenchDetector
 from .safety import PROTECTIVE, BrakeConfig, StateWatchdog, StopState
 
@@ -66,7 +67,7 @@ def config_from(p) -> SpinalConfig:
     return SpinalConfig(
         reference_timeout=p.reference_timeout, engage_time=p.engage_time,
         reflex_enabled=p.reflex_enabled, hold_scale=p.hold_scale, quiet_time=p.quiet_time,
-        feedforward=p.feedforward,
+        feedforward=p.feedforward, command_interface=p.command_interface,
         detector=DetectorConfig(
             thresholds=(p.reflex_threshold_arm,) * 3 + (p.reflex_threshold_wrist,) * 3,
             dyn_fraction=p.reflex_dynamic_fraction, gain=p.observer_gain,
@@ -89,7 +90,8 @@ class SpinalNode(Node):
         self._cmd = float64_array_template(6)    # serialized in place, published as bytes
         (self._cmd_data,) = self._cmd.views('data')
         self._reader = JointStateReader(decoder(JointState))
-        self.cmd_pub = self.create_publisher(Float64MultiArray, p.command_topic, COMMAND_QOS)
+        topic = command_topic(p.command_topic, p.command_interface)
+        self.cmd_pub = self.create_publisher(Float64MultiArray, topic, COMMAND_QOS)
         self.reflex_pub = self.create_publisher(DiagnosticArray, '~/reflex', COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
         self.create_subscription(JointState, 'joint_states', self._on_state, LATEST_QOS,
@@ -135,7 +137,7 @@ class SpinalNode(Node):
         self.get_logger().info(
             f'spinal: {self.ctrl.net.n_neurons} LIF neurons ({self.ctrl.params.n_hidden} per '
             f'joint, {self.ctrl.params.substeps} substeps/tick), commands on '
-            f'{p.command_topic}, reflex {"on" if p.reflex_enabled else "off"}')
+            f'{topic}, reflex {"on" if p.reflex_enabled else "off"}')
 
     # ---------------------------------------------------------------- parameters
     def _on_params(self, params) -> None:

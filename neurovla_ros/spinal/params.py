@@ -9,11 +9,25 @@ NODE_NAME = 'spinal'
 # "Loihi: A Neuromorphic Manycore Processor with On-Chip Learning", IEEE Micro 38(1), 2018).
 LOIHI_J_PER_SOP = 23.6e-12
 
+
+
+def command_topic(topic: str, interface: str) -> str:
+    """The topic the spinal node commands on: ``command_topic``, or when empty the forward
+    controller of ``command_interface``."""
+    return topic or f'forward_{interface}_controller/commands'
+
+
 PARAMS: list[Param] = [
     # ---- interfaces ----
-    Param('command_topic', 'forward_effort_controller/commands',
-          'Joint torque commands (std_msgs/Float64MultiArray, 6 arm joints, effort interface: '
-          'torque on top of gravity compensation) [topic]', read_only=True),
+    Param('command_interface', 'effort',
+          'Arm command interface: effort = the spiking network\'s joint torques (on top of '
+          'gravity compensation); position = the tick\'s desired position (reference, hold, '
+          'engage blend, reflex withdrawal) for position-only servos such as the Feetech STS, '
+          'whose own loop closes it (the network is then not in the loop)', read_only=True,
+          choices=('effort', 'position')),
+    Param('command_topic', '',
+          'Joint commands (std_msgs/Float64MultiArray, 6 arm joints) [topic]; empty = '
+          'forward_<command_interface>_controller/commands', read_only=True),
     Param('reference_topic', 'cerebellum/reference',
           'Desired joint state (sensor_msgs/JointState: position, optional velocity and '
           'feed-forward effort) [topic]', read_only=True),
