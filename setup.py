@@ -37,6 +37,7 @@ setup(
             'cortex_node = neurovla_ros.cortex.node:main',
             'spinal_node = neurovla_ros.spinal.node:main',
             'cerebellum_node = neurovla_ros.cerebellum.node:main',
+            'relay_node = neurovla_ros.relay.node:main',
         ],
     },
 )
