@@ -25,15 +25,14 @@ import importlib
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from ..common.relay import LossDelayLine
-from ..common.rosutil import COMMAND_QOS, declare_params, diagnostic_status, run
+from ..common.rosutil import COMMAND_QOS, declare_params, diagnostic_status, run, spin
 from .params import IN_PREFIX, NODE_NAME, PARAMS, parse_topics
 
 DIAGNOSTICS_PERIOD = 1.0    # [s]
-MAX_WAIT = 0.1              # [s] longest spin_once: stop requests and diagnostics are seen
+MAX_WAIT = 0.1              # [s] longest spin_once
 
 
 def message_type(name: str):
@@ -62,7 +61,7 @@ class RelayNode(Node):
                                                                       (i, data)),
                                      COMMAND_QOS, raw=True)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', COMMAND_QOS)
-        self._stop = False
+        self._next_diag = time.monotonic()
         self.get_logger().info(
             f'relaying {", ".join(t for t, _ in topics)} from {IN_PREFIX}...: loss {p.loss:g}, '
             f'delay {p.delay_s:g} s, seed {p.seed}')
@@ -90,36 +89,20 @@ class RelayNode(Node):
         arr.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(arr)
 
-    def run(self, executor=None) -> None:
-        """Serve messages until shutdown or ``stop()``: spin until the next one is due."""
-        from rclpy.experimental import EventsExecutor
-        ex = executor or EventsExecutor(context=self.context)
-        if self not in ex.get_nodes():
-            ex.add_node(self)
-        ctx = self.context
-        next_diag = time.monotonic()
-        try:
-            while not self._stop and ctx.ok():
-                now = time.monotonic()
-                self.forward(now)
-                if now >= next_diag:
-                    self._publish_diagnostics()
-                    next_diag = now + DIAGNOSTICS_PERIOD
-                due = self.line.next_due()
-                wait = min(MAX_WAIT, next_diag - now, MAX_WAIT if due is None else due - now)
-                ex.spin_once(timeout_sec=max(0.0, wait))
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        except Exception:  # noqa: BLE001
-            if ctx.ok():
-                raise
-            # shut down under our feet (Ctrl-C / SIGTERM): handles are gone, just stop
-        finally:
-            if executor is None:
-                ex.remove_node(self)
+    def step(self) -> float:
+        """Publish what is due and, each period, the diagnostics; the time to wait [s] until
+        the next message is due (at most MAX_WAIT)."""
+        now = time.monotonic()
+        self.forward(now)
+        if now >= self._next_diag:
+            self._publish_diagnostics()
+            self._next_diag = now + DIAGNOSTICS_PERIOD
+        due = self.line.next_due()
+        return min(MAX_WAIT, self._next_diag - now, MAX_WAIT if due is None else due - now)
 
-    def stop(self) -> None:
-        self._stop = True
+    def run(self) -> None:
+        """Serve messages until shutdown: spin_once until the next one is due."""
+        spin(self, step=self.step)
 
 
 def main(args=None) -> int:
