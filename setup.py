@@ -38,6 +38,7 @@ setup(
             'spinal_node = neurovla_ros.spinal.node:main',
             'cerebellum_node = neurovla_ros.cerebellum.node:main',
             'hardware_node = neurovla_ros.hardware.node:main',
+            'relay_node = neurovla_ros.relay.node:main',
         ],
     },
 )

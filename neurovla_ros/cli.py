@@ -1,7 +1,7 @@
 """The ``neurovla`` command.
 
     neurovla bringup [--body mujoco|dynamixel|feetech|none] [--port P|emulator] [--headless]
-                     [--duration S] ...                  run the graph (pip mode)
+                     [--duration S] ... [ARG:=VALUE ...]  run the graph (pip mode)
     neurovla calibrate --body dynamixel|feetech [--port P] --out FILE   measure an arm's mounting
     neurovla params [--yaml | --markdown | --write | --check]              parameter files
     neurovla bench NAME [args...]       neurovla_ros.bench.NAME.main(argv)
@@ -35,8 +35,19 @@ def _bringup(opts) -> int:
               'params_file': os.path.abspath(opts.params_file) if opts.params_file else '',
               'instruction': opts.instruction, 'cortex_backend': opts.cortex_backend,
               'namespace': opts.namespace}
+    for a in opts.assignments:          # ros2 launch style: relay:=true relay_loss:=0.1
+        name, sep, value = a.partition(':=')
+        if not sep:
+            print(f'neurovla bringup: {a!r} is not NAME:=VALUE', file=sys.stderr)
+            return 2
+        values[name] = value
+    try:
+        plan = graph.launch_plan(values)    # checks every argument
+    except ValueError as e:
+        print(f'neurovla bringup: {e}', file=sys.stderr)
+        return 2
     if opts.show_plan:      # what `ros2 launch neurovla bringup` starts for these arguments
-        print(graph.format_plan(graph.launch_plan(values)))
+        print(graph.format_plan(plan))
         return 0
     if body == 'gazebo':
         print('neurovla bringup: Gazebo needs a ROS 2 install with ros_gz and gz_ros2_control: '
@@ -160,6 +171,10 @@ def parser() -> argparse.ArgumentParser:
                    help='seconds for every node to appear on the graph [s]')
     b.add_argument('--stop-timeout', type=float, default=10.0,
                    help='seconds a node gets after SIGINT before SIGTERM/SIGKILL [s]')
+    b.add_argument('assignments', nargs='*', metavar='ARG:=VALUE',
+                   help='launch arguments as `ros2 launch neurovla bringup` takes them (e.g. '
+                        'relay:=true relay_loss:=0.1 relay_delay_s:=0.05); they win over the '
+                        'options above')
     b.set_defaults(func=_bringup)
 
     c = sub.add_parser('calibrate', help='measure a servo arm\'s zero offsets and ranges, '

@@ -5,7 +5,8 @@ runner (``neurovla bringup``, :mod:`neurovla_ros.runner`) both map over this des
 the two ways of starting the stack cannot drift apart:
 
 * :data:`LAUNCH_ARGS` - the launch arguments (``body`` with its alias ``sim``, ``port``,
-  ``use_sim_time``, ``headless``, ``params_file``, ``instruction``, ``cortex_backend``);
+  ``use_sim_time``, ``headless``, ``params_file``, ``instruction``, ``cortex_backend``,
+  ``namespace``, ``relay``, ...);
 * :data:`NODES` - the neurovla nodes (one :class:`NodeSpec` each);
 * :func:`launch_plan` - everything ``ros2 launch`` starts, as plain data (:class:`Action`):
   the neurovla nodes plus, on a ROS 2 install, robot_state_publisher, rviz2 and the Gazebo
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .cortex.params import BACKENDS
+from .relay.params import IN_PREFIX as RELAY_IN
+from .relay.params import TOPICS as RELAY_TOPICS
 
 PACKAGE = 'neurovla'
 
@@ -67,6 +70,12 @@ LAUNCH_ARGS: tuple[LaunchArg, ...] = (
               ('', *BACKENDS)),
     LaunchArg('namespace', '', 'ROS namespace of the whole stack (e.g. arm1: /arm1/joint_states, '
               '/arm1/cerebellum/reference, ...), so several arms share a graph; empty = none'),
+    LaunchArg('relay', 'false', 'Start the loss/delay relay and route the cortex\'s goals and '
+              'gripper commands through it (relay_in/...): message loss and delay between the '
+              'cortex and the body side where the kernel has no netem', ('true', 'false')),
+    LaunchArg('relay_loss', '', 'Relay: initial message loss probability 0..1; empty = the '
+              'parameters file'),
+    LaunchArg('relay_delay_s', '', 'Relay: initial delay [s] 0..5; empty = the parameters file'),
     LaunchArg('show_plan', 'false', 'Print what this launch would start (every node with its '
               'parameters, remappings and arguments) and start nothing', ('true', 'false')),
 )
@@ -125,7 +134,13 @@ NODES: list[NodeSpec] = [
              'neurovla_ros.cerebellum.params'),
     NodeSpec('cortex', 'cortex_node', 'neurovla_ros.cortex.node', 'neurovla_ros.cortex.params',
              arg_params={'instruction': 'instruction', 'backend': 'cortex_backend'}),
+    NodeSpec('relay', 'relay_node', 'neurovla_ros.relay.node', 'neurovla_ros.relay.params',
+             enabled_when={'relay': ('true',)},
+             arg_params={'loss': 'relay_loss', 'delay_s': 'relay_delay_s'}),
 ]
+# relay:=true: the cortex's outputs go to the relay, which publishes them under their own names
+RELAYED = {'cortex': tuple((t, RELAY_IN + t) for t in (e.split('@')[0] for e in RELAY_TOPICS))}
+
 
 # Gazebo (sim:=gazebo): ros2_control controllers, spawned active / inactive (forward command
 # controllers of the same joints exclude each other; switch with `ros2 control switch_controllers`).
@@ -213,12 +228,39 @@ def nodes(args: dict, pip_only: bool = False) -> list[NodeSpec]:
     return [s for s in NODES if enabled(s, args) and (s.pip or not pip_only)]
 
 
+def remappings(spec: NodeSpec, args: dict) -> list[tuple[str, str]]:
+    """The node's remappings: its own, and with ``relay:=true`` the cortex's outputs to the
+    relay's inputs (:data:`RELAYED`)."""
+    return [*spec.remappings, *(RELAYED.get(spec.name, ()) if args['relay'] == 'true' else ())]
+
+
+def _arg_value(spec: NodeSpec, param: str, arg: str, text: str):
+    """A launch argument's text as the value of the node parameter it sets: typed as the
+    schema's default and checked; ValueError naming the argument."""
+    if not spec.params_module:
+        return text
+    p = next((p for p in importlib.import_module(spec.params_module).PARAMS
+              if p.name == param), None)
+    if p is None or isinstance(p.default, str):
+        return text
+    try:
+        if isinstance(p.default, bool) and text not in ('true', 'false'):
+            raise ValueError('expected true or false')
+        value = text == 'true' if isinstance(p.default, bool) else type(p.default)(text)
+        p.check(value)
+    except ValueError as e:
+        raise ValueError(f'launch argument {arg}:={text!r}: {e}') from None
+    return value
+
+
 def forwarded_params(spec: NodeSpec, args: dict) -> dict:
-    """Node parameters set from the launch arguments (``arg_params``): a non-empty argument, or
-    a function of the arguments that gives a value (not None)."""
+    """Node parameters set from the launch arguments (``arg_params``): a non-empty argument
+    (typed as the node's schema says), or a function of the arguments that gives a value (not
+    None)."""
     out = {}
     for p, a in spec.arg_params.items():
-        v = a(args) if callable(a) else (args[a] or None)
+        v = a(args) if callable(a) else (_arg_value(spec, p, a, args[a]) if args[a] != ''
+                                         else None)
         if v is not None:
             out[p] = v
     return out
@@ -261,7 +303,7 @@ def ros_arguments(spec: NodeSpec, args: dict, overrides: dict | None = None) -> 
     out = ['--ros-args', '-r', f'__node:={spec.name}', *ns, '--params-file', params_file(args),
            *param_args({'use_sim_time': use_sim_time(args), **forwarded_params(spec, args),
                         **(overrides or {})})]
-    for src, dst in spec.remappings:
+    for src, dst in remappings(spec, args):
         out += ['-r', f'{src}:={dst}']
     return out
 
@@ -343,7 +385,7 @@ def launch_plan(values: dict | None = None, str_value: Callable = str,
     for spec in nodes(args):
         plan.append(_node(PACKAGE, spec.executable, name=spec.name, namespace=namespace(args),
                           parameters=node_parameters(spec, args, str_value),
-                          remappings=list(spec.remappings),
+                          remappings=remappings(spec, args),
                           # plain lines in the launch log: no tty (no colour codes), unbuffered
                           additional_env={'PYTHONUNBUFFERED': '1'}))
     return plan

@@ -158,8 +158,9 @@ class NodeGraph:
     ``log``: a path with ``{name}`` for each node's output (``log_mode`` 'w' or 'a'); without
     one, each node's output is read by a thread and, with ``echo``, written there line by line
     with a ``[name]`` prefix. ``domain``: the DDS domain (default: the environment's; a
-    benchmark calls ``bench.common.private_graph()`` first). Unknown node names are a
-    ValueError. Start with :meth:`start` (or ``with``), then :meth:`wait_up`.
+    benchmark calls ``bench.common.private_graph()`` first). ``prefix``: words put before each
+    node's command (e.g. ``ip netns exec NS``: the nodes on another host's network). Unknown
+    node names are a ValueError. Start with :meth:`start` (or ``with``), then :meth:`wait_up`.
     """
 
     ENV = {'PYTHONUNBUFFERED': '1', 'RCUTILS_COLORIZED_OUTPUT': '0'}
@@ -167,7 +168,8 @@ class NodeGraph:
     def __init__(self, values: dict | None = None, overrides: dict | None = None,
                  only=None, skip=(), in_process=(), log: str | None = None,
                  log_mode: str = 'w', echo: TextIO | None = None, domain: int | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, prefix=()):
+        self.prefix = list(prefix)
         self.args = graph.resolve(values)
         specs = graph.nodes(self.args, pip_only=True)
         known = [sp.name for sp in specs]
@@ -193,7 +195,8 @@ class NodeGraph:
         return [sp.name for sp in self.specs]
 
     def command(self, spec: graph.NodeSpec) -> list[str]:
-        return graph.command(spec, self.args, overrides=self.overrides.get(spec.name))
+        return [*self.prefix, *graph.command(spec, self.args,
+                                             overrides=self.overrides.get(spec.name))]
 
     def cli_args(self, name: str) -> list[str]:
         """``--ros-args ...`` of node ``name`` as bringup gives them (with its overrides)."""

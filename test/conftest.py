@@ -18,7 +18,7 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # command-line tools the tests run -> the Debian package (debian-packages.txt) that has it
-DEBIAN_TOOLS = {'check_urdf': 'liburdfdom-tools'}
+DEBIAN_TOOLS = {'check_urdf': 'liburdfdom-tools', 'ip': 'iproute2'}
 
 
 def tool(name: str) -> str:

@@ -152,7 +152,7 @@ def test_bringup_without_extension_loads_the_same_file_and_is_tried_as_python():
 def test_launch_args_are_the_documented_ones():
     assert [a.name for a in graph.LAUNCH_ARGS] == [
         'body', 'sim', 'port', 'use_sim_time', 'headless', 'params_file', 'instruction',
-        'cortex_backend', 'namespace', 'show_plan']
+        'cortex_backend', 'namespace', 'relay', 'relay_loss', 'relay_delay_s', 'show_plan']
     for a in graph.LAUNCH_ARGS:
         assert a.description and (not a.choices or a.default in a.choices)
 
@@ -488,3 +488,43 @@ def test_show_plan_prints_what_a_launch_starts_and_starts_nothing():
     assert "param backend: 'scripted'" in out
     assert 'robot_description: <' in out                 # the URDF by its size
     assert graph.ARGS_BY_NAME['show_plan'].choices == ('true', 'false')
+
+
+def test_relay_is_off_by_default_and_relay_true_routes_the_cortex_through_it():
+    default = graph.launch_plan({'headless': True})
+    assert 'relay_node' not in _by_exe(default)
+    assert not _by_exe(default)['cortex_node'].kwargs['remappings']
+    plan = _by_exe(graph.launch_plan({'headless': True, 'relay': True, 'relay_loss': '0.1',
+                                      'relay_delay_s': '0.05', 'namespace': 'arm1'}))
+    relay = plan['relay_node'].kwargs
+    assert relay['name'] == 'relay' and relay['namespace'] == '/arm1'
+    assert relay['parameters'][1] == {'use_sim_time': False, 'loss': 0.1, 'delay_s': 0.05}
+    from neurovla_ros.relay.params import TOPICS
+    remaps = plan['cortex_node'].kwargs['remappings']
+    assert remaps == [(t, 'relay_in/' + t) for t in (e.split('@')[0] for e in TOPICS)]
+    assert [t.split('@')[0] for t in TOPICS] == ['cortex/goal_pose', 'cortex/joint_goal',
+                                                 'gripper_controller/commands']
+    for name in ('sim_node', 'spinal_node', 'cerebellum_node'):     # the body side unchanged
+        assert plan[name].kwargs['remappings'] == []
+    spec = next(s for s in graph.NODES if s.name == 'cortex')
+    args = graph.resolve({'relay': 'true'})
+    assert graph.ros_arguments(spec, args)[-6:] == [
+        a for src, dst in remaps for a in ('-r', f'{src}:={dst}')]
+    for bad in ({'relay_loss': '1.5'}, {'relay_loss': 'lots'}, {'relay_delay_s': '-1'}):
+        with pytest.raises(ValueError, match='launch argument relay_'):
+            graph.launch_plan({'relay': 'true', **bad})
+
+
+def test_show_plan_with_relay_shows_the_remaps():
+    res = subprocess.run([sys.executable, '-m', 'neurovla_ros.cli', 'bringup', '--show-plan',
+                          '--headless', 'relay:=true', 'relay_loss:=0.3',
+                          'relay_delay_s:=0.2'], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert 'node neurovla/relay_node (name relay)' in out
+    assert 'param loss: 0.3' in out and 'param delay_s: 0.2' in out
+    for t in ('cortex/goal_pose', 'cortex/joint_goal', 'gripper_controller/commands'):
+        assert f'remap {t} -> relay_in/{t}' in out
+    bad = subprocess.run([sys.executable, '-m', 'neurovla_ros.cli', 'bringup', '--show-plan',
+                          'relay:=maybe'], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "relay:='maybe' is not one of" in bad.stderr

@@ -1,9 +1,9 @@
 """Parameters mean what they say (issue 14): every writable parameter of the spinal, cortex,
-cerebellum and sim nodes, set over DDS (their parameter services, from another node) to a valid
-new value, is in force in the running node before its next tick or plan; read-only ones and
-invalid values are refused with a reason. The live value is read from the object that uses it,
-not from the parameter store (or, where a value is read at each use, from the live namespace
-that use reads)."""
+cerebellum, sim and relay nodes, set over DDS (their parameter services, from another node) to
+a valid new value, is in force in the running node before its next tick or plan; read-only
+ones and invalid values are refused with a reason. The live value is read from the object that
+uses it, not from the parameter store (or, where a value is read at each use, from the live
+namespace that use reads)."""
 from __future__ import annotations
 
 import time
@@ -54,6 +54,8 @@ def new_value(p):
         return next(c for c in p.choices if c != p.default)
     if isinstance(p.default, str):
         return p.default + '_x'
+    if isinstance(p.default, list) and all(isinstance(v, str) for v in p.default):
+        return p.default[:1]
     if isinstance(p.default, list):
         return [v + 0.01 for v in p.default]
     hi = p.max if p.max is not None else p.default * 2 + 1
@@ -320,3 +322,25 @@ def test_list_parameters_are_checked_for_length_and_finiteness():
                      ([0.0, True, 0.0], 'finite'), (0.5, 'expected 3 values')):
         with pytest.raises(ValueError, match=why):
             p.check(bad)
+
+
+RELAY_LIVE = {
+    'loss': lambda n: n.line.loss,              # the line draws each message against it
+    'delay_s': lambda n: n.line.delay_s,
+}
+
+
+def test_every_relay_parameter_takes_effect_or_is_refused():
+    from neurovla_ros.relay.node import RelayNode
+    from neurovla_ros.relay.params import PARAMS
+    rclpy.init()
+    try:
+        node = RelayNode()
+        try:
+            check_node(node, PARAMS, RELAY_LIVE)
+            node.line.configure(loss=0.0)
+            assert node.line.push(0.0, b'x') and node.line.pop_due(node.line.delay_s) == [b'x']
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()

@@ -216,6 +216,11 @@ def test_node_graph_is_the_bringup_graph_with_overrides_and_choices():
     assert g.cli_args('sim') == graph.ros_arguments(specs[0], graph.resolve(args),
                                                     {'seed': 3})
     assert NodeGraph(args, only=['sim']).names == ['sim']
+    wrapped = NodeGraph(args, only=['sim'], prefix=['ip', 'netns', 'exec', 'host_b'])
+    assert wrapped.command(specs[0]) == ['ip', 'netns', 'exec', 'host_b',
+                                         *graph.command(specs[0], graph.resolve(args))]
+    assert NodeGraph({**args, 'relay': 'true'}).names == ['sim', 'spinal', 'cerebellum',
+                                                          'cortex', 'relay']
     for bad in ({'only': ['brain']}, {'skip': ['brain']}, {'in_process': ['brain']},
                 {'overrides': {'brain': {}}}):
         with pytest.raises(ValueError, match='brain: not among the nodes'):

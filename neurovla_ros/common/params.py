@@ -37,7 +37,13 @@ class Param:
                 raise ValueError(f'{self.name}: {value!r} is above the maximum {self.max}')
         if self.choices and value not in self.choices:
             raise ValueError(f'{self.name}: {value!r} is not one of {list(self.choices)}')
-        if isinstance(self.default, (list, tuple)):
+        if isinstance(self.default, (list, tuple)) and all(isinstance(v, str)
+                                                           for v in self.default):
+            if (isinstance(value, (str, bytes)) or not hasattr(value, '__len__') or not value
+                    or not all(isinstance(v, str) and v for v in value)):
+                raise ValueError(f'{self.name}: expected a list of non-empty strings, got '
+                                 f'{value!r}')
+        elif isinstance(self.default, (list, tuple)):
             if (isinstance(value, (str, bytes)) or not hasattr(value, '__len__')
                     or len(value) != len(self.default)):
                 raise ValueError(f'{self.name}: expected {len(self.default)} values, got '

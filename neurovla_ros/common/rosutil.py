@@ -311,15 +311,18 @@ def go_realtime(node) -> None:
         node.get_logger().info(f'SCHED_FIFO priority {prio} for all threads of this process')
 
 
-def spin(node, executor=None) -> None:
-    """Spin with the EventsExecutor through spin_once (its spin() hangs on this platform)."""
+def spin(node, executor=None, step=None) -> None:
+    """Spin with the EventsExecutor through spin_once (its spin() hangs on this platform).
+
+    ``step``: called before each spin_once, does the node's own timed work and returns how
+    long [s] the spin may wait for an event (a loop finer than rclpy's timers)."""
     from rclpy.experimental import EventsExecutor
     ex = executor or EventsExecutor(context=node.context)
     ex.add_node(node)
     try:
         while rclpy.ok(context=node.context):
             try:
-                ex.spin_once(timeout_sec=0.1)
+                ex.spin_once(timeout_sec=0.1 if step is None else max(0.0, step()))
             except RuntimeError:
                 # SIGINT while an event is being taken ("Unable to convert call argument"):
                 # part of the shutdown, not a failure
