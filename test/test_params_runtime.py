@@ -194,7 +194,8 @@ CORTEX_LIVE = {
 
 def test_every_cortex_parameter_takes_effect_or_is_refused():
     from neurovla_ros.cortex.node import CortexNode
-    rclpy.init(args=['--ros-args', '-p', 'backend:=scripted'])
+    # realtime_priority 0: this test process stays off SCHED_FIFO and the PM QoS request
+    rclpy.init(args=['--ros-args', '-p', 'backend:=scripted', '-p', 'realtime_priority:=0'])
     try:
         node = CortexNode()
         try:
@@ -242,7 +243,7 @@ CEREBELLUM_LIVE = {
 def test_every_cerebellum_parameter_takes_effect_or_is_refused():
     from neurovla_ros.cerebellum.node import CerebellumNode
     from neurovla_ros.cerebellum.params import PARAMS
-    rclpy.init()
+    rclpy.init(args=['--ros-args', '-p', 'realtime_priority:=0'])   # see the cortex's
     try:
         node = CerebellumNode()
         try:

@@ -466,8 +466,8 @@ class Cerebellum(Shared):
         """Adaptation and estimation status (diagnostics values)."""
         canc, est, gi = self.canceller, self.estimator, self.intake
         est.derived()
-        goal_age = (self.t - gi.goals.t if gi.source == SPARSE and gi.goals.active
-                    else float('nan'))
+        streaming = gi.source == SPARSE and gi.goals.active
+        goal_age = self.t - gi.goals.t if streaming else math.inf   # inf: no goal stream
         return {
             'source': gi.source,
             'smoothing': self.smoothing,
@@ -493,7 +493,7 @@ class Cerebellum(Shared):
             'imu_used': est.imu_used,
             'tracking_error_rad': float(np.max(np.abs(self.ref_pos - self.q))),
             'goal_age_s': goal_age,           # since the last sparse goal (the cortex's)
-            'goals_stale': goal_age > gi.goals.timeout,
+            'goals_stale': streaming and goal_age > gi.goals.timeout,
             'goals_accepted': gi.accepted,
             'goals_rejected': gi.rejected,
             'goals_rejected_not_ready': gi.rejected_not_ready,
