@@ -17,7 +17,7 @@ from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from neurovla_ros import robot
-from neurovla_ros.common.rosutil import COMMAND_QOS, LATCHED_QOS, LATEST_QOS
+from neurovla_ros.common.rosutil import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
 
 ARM = list(robot.ARM_JOINTS)
 LIM = robot.load().limits()
@@ -29,7 +29,9 @@ class Probe:
         self.samples = []          # (stamp [s], q, qd) of every /joint_states sample
         self.commands = []         # (wall time, torques)
         self.safety = []           # ~/safety statuses as dicts
-        node.create_subscription(JointState, '/joint_states', self._js, LATEST_QOS)
+        # reliable, as the sim publishes it: every sample, also when this process gets the CPU
+        # late (a best-effort reader behind the FIFO nodes on 2 cores lost them all in CI)
+        node.create_subscription(JointState, '/joint_states', self._js, SENSOR_QOS)
         node.create_subscription(Float64MultiArray, '/forward_effort_controller/commands',
                                  self._cmd, COMMAND_QOS)
         node.create_subscription(DiagnosticArray, '/spinal/safety', self._safety, LATCHED_QOS)
@@ -223,6 +225,8 @@ def test_cerebellum_holds_and_refuses_goals_while_stopped(ros_process, rclpy_nod
     assert probe.spin(lambda: diag.get('stopped') == 'true', 10), diag
     assert diag['message'].startswith('stopped')
     assert probe.spin(lambda: probe.last_safety().get('standstill') == 'true', 10)
+    assert probe.spin(lambda: probe.samples, 10), ('no /joint_states reached the test',
+                                                   _output(sim))
     q_stop = probe.q.copy()
     before = float(diag.get('rejected_goal', 0))
     target = q_stop + np.array([0.3, 0, 0, 0, 0, 0])
