@@ -776,6 +776,25 @@ class ServoBus:
             return tau > s.effort_limit * (1 + 1e-6) + s.model.current_unit * s.kt
         return False
 
+    def _sync_write(self, targets, p, addr: int, length: int, first: int, now: float,
+                    skip_errors: bool) -> list:
+        """A broadcast Sync Write: from ``first``, each servo's ID then ``length`` data bytes
+        for ``addr``; ``skip_errors``: a write its table refuses is not reported as a goal
+        (Dynamixel), else it is (Feetech). No reply."""
+        by_id = {s.servo_id: s for s in targets}
+        written = {}
+        for k in range(first, len(p) - length, length + 1):
+            s = by_id.get(p[k])
+            if s is None:
+                continue
+            names, err = s.table.write(addr, p[k + 1:k + 1 + length])
+            self._record(s, names, now)
+            if not (err and skip_errors):
+                written[s.servo_id] = {n: s.table[n] for n in names}
+        if written:
+            self._goal_written(now, written)
+        return []
+
     def _goal_written(self, now: float, written: dict) -> None:
         for hook in self.goal_hooks:
             hook(time.time_ns(), self.world.step_count, now, written)
@@ -858,20 +877,8 @@ class ServoBus:
                 start += len(pkt) * self.wire.byte_s
             return out
         if inst == protocol.SYNC_WRITE and broadcast and len(p) >= 5:
-            addr, length = p[0] | p[1] << 8, p[2] | p[3] << 8
-            by_id = {s.servo_id: s for s in targets}
-            written = {}
-            for k in range(4, len(p) - length, length + 1):
-                s = by_id.get(p[k])
-                if s is None:
-                    continue
-                names, err = s.table.write(addr, p[k + 1:k + 1 + length])
-                self._record(s, names, now)
-                if not err:
-                    written[s.servo_id] = {n: s.table[n] for n in names}
-            if written:
-                self._goal_written(now, written)
-            return []
+            return self._sync_write(targets, p, p[0] | p[1] << 8, p[2] | p[3] << 8, 4, now,
+                                    skip_errors=True)
         if not broadcast and targets:       # not emulated: Instruction Error
             s = targets[0]
             return self._reply(s, protocol.dxl_status(s.servo_id,
@@ -946,19 +953,7 @@ class ServoBus:
                 start += len(pkt) * self.wire.byte_s
             return out
         if inst == protocol.SYNC_WRITE and broadcast and len(p) >= 3:
-            addr, length = p[0], p[1]
-            by_id = {s.servo_id: s for s in targets}
-            written = {}
-            for k in range(2, len(p) - length, length + 1):
-                s = by_id.get(p[k])
-                if s is None:
-                    continue
-                names, _err = s.table.write(addr, p[k + 1:k + 1 + length])
-                self._record(s, names, now)
-                written[s.servo_id] = {n: s.table[n] for n in names}
-            if written:
-                self._goal_written(now, written)
-            return []
+            return self._sync_write(targets, p, p[0], p[1], 2, now, skip_errors=False)
         if inst == protocol.STS_RESTART:
             for s in targets:
                 s.table.reset_ram()
