@@ -799,6 +799,16 @@ class ServoBus:
         for hook in self.goal_hooks:
             hook(time.time_ns(), self.world.step_count, now, written)
 
+    def _ping(self, targets, start: float, now: float, status) -> list:
+        """Every addressed servo answers a ping in ID order, each after its return delay."""
+        out: list = []
+        for s in sorted(targets, key=lambda x: x.servo_id):
+            start += self._delay(s)
+            pkt = status(s)
+            out += self._reply(s, pkt, start, now)
+            start += len(pkt) * self.wire.byte_s
+        return out
+
     # ---- Dynamixel Protocol 2.0 ----
     def _dxl(self, ins: protocol.Instruction, t_end: float) -> list:
         now = time.monotonic()
@@ -815,15 +825,9 @@ class ServoBus:
         out: list = []
         start = t_end
         if inst == protocol.PING:
-            for s in sorted(targets, key=lambda x: x.servo_id):
-                start += self._delay(s)
-                mn = s.model_number
-                pkt = protocol.dxl_status(s.servo_id, s.error_byte(),
-                                          bytes([mn & 0xFF, mn >> 8, s.table['firmware_version']]))
-                got = self._reply(s, pkt, start, now)
-                out += got
-                start += len(pkt) * self.wire.byte_s
-            return out
+            return self._ping(targets, start, now, lambda s: protocol.dxl_status(
+                s.servo_id, s.error_byte(),
+                bytes([s.model_number & 0xFF, s.model_number >> 8, s.table['firmware_version']])))
         if inst == protocol.READ and not broadcast and targets and len(p) == 4:
             s = targets[0]
             data, err = s.table.read(p[0] | p[1] << 8, p[2] | p[3] << 8)
@@ -915,12 +919,8 @@ class ServoBus:
         out: list = []
         start = t_end
         if inst == protocol.PING:
-            for s in sorted(targets, key=lambda x: x.servo_id):
-                start += self._delay(s)
-                pkt = protocol.sts_status(s.servo_id, s.error_byte())
-                out += self._reply(s, pkt, start, now)
-                start += len(pkt) * self.wire.byte_s
-            return out
+            return self._ping(targets, start, now,
+                              lambda s: protocol.sts_status(s.servo_id, s.error_byte()))
         if inst == protocol.READ and not broadcast and targets and len(p) == 2:
             s = targets[0]
             data, err = s.table.read(p[0], p[1])

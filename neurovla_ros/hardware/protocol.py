@@ -90,8 +90,12 @@ class Instruction:
     nbytes: int = 0          # length on the wire
 
 
-class DynamixelParser:
-    """Bytes in, :class:`Instruction` out (a stream: partial packets wait for more bytes)."""
+class _PacketStream:
+    """Bytes in, :class:`Instruction` out (a stream: partial packets wait for more bytes).
+    A protocol gives its header, the packet's total length from the bytes at the buffer's head
+    (``_length``: None = wait for more, a negative number = drop that many bytes, a bad
+    length) and the decoding of one whole packet."""
+    header = b''
 
     def __init__(self):
         self.buf = bytearray()
@@ -100,26 +104,40 @@ class DynamixelParser:
         self.buf += data
         out = []
         while True:
-            i = self.buf.find(DXL_HEADER)
-            if i < 0:
-                del self.buf[:max(0, len(self.buf) - 3)]   # keep a possible partial header
+            i = self.buf.find(self.header)
+            if i < 0:       # keep a possible partial header
+                del self.buf[:max(0, len(self.buf) - len(self.header) + 1)]
                 return out
-            if i:
-                del self.buf[:i]
-            if len(self.buf) < 7:
+            del self.buf[:i]
+            total = self._length(self.buf)
+            if total is None:
                 return out
-            length = self.buf[5] | (self.buf[6] << 8)
-            if length < 3 or length > 1024:
-                del self.buf[:1]
+            if total < 0:
+                del self.buf[:-total]
                 continue
-            total = 7 + length
             if len(self.buf) < total:
                 return out
             pkt = bytes(self.buf[:total])
             del self.buf[:total]
-            crc_ok = crc16(pkt[:-2]) == (pkt[-2] | (pkt[-1] << 8))
-            body = unstuff(pkt[7:-2])
-            out.append(Instruction(pkt[4], body[0] if body else 0, body[1:], crc_ok, total))
+            out.append(self._decode(pkt))
+
+
+class DynamixelParser(_PacketStream):
+    """Protocol 2.0 instruction packets (byte-stuffed, CRC-16)."""
+    header = DXL_HEADER
+
+    @staticmethod
+    def _length(buf):
+        if len(buf) < 7:
+            return None
+        length = buf[5] | (buf[6] << 8)
+        return -1 if length < 3 or length > 1024 else 7 + length
+
+    @staticmethod
+    def _decode(pkt):
+        crc_ok = crc16(pkt[:-2]) == (pkt[-2] | (pkt[-1] << 8))
+        body = unstuff(pkt[7:-2])
+        return Instruction(pkt[4], body[0] if body else 0, body[1:], crc_ok, len(pkt))
 
 
 def dxl_status(servo_id: int, error: int, params: bytes = b'') -> bytes:
@@ -165,38 +183,22 @@ def sts_checksum(data) -> int:
     return (~sum(data)) & 0xFF
 
 
-class FeetechParser:
-    """Bytes in, :class:`Instruction` out, for the SCS/STS protocol."""
+class FeetechParser(_PacketStream):
+    """SCS/STS instruction packets (one-byte length, inverted-sum checksum)."""
+    header = STS_HEADER
 
-    def __init__(self):
-        self.buf = bytearray()
+    @staticmethod
+    def _length(buf):
+        while len(buf) > 2 and buf[2] == 0xFF:   # a run of FF: the header is the last two
+            del buf[:1]
+        if len(buf) < 4:
+            return None
+        return -2 if buf[3] < 2 else 4 + buf[3]
 
-    def feed(self, data: bytes) -> list[Instruction]:
-        self.buf += data
-        out = []
-        while True:
-            i = self.buf.find(STS_HEADER)
-            if i < 0:
-                del self.buf[:max(0, len(self.buf) - 1)]
-                return out
-            if i:
-                del self.buf[:i]
-            # a run of FF: the header is the last two before the ID
-            while len(self.buf) > 2 and self.buf[2] == 0xFF:
-                del self.buf[:1]
-            if len(self.buf) < 4:
-                return out
-            length = self.buf[3]
-            if length < 2:
-                del self.buf[:2]
-                continue
-            total = 4 + length
-            if len(self.buf) < total:
-                return out
-            pkt = bytes(self.buf[:total])
-            del self.buf[:total]
-            ok = sts_checksum(pkt[2:-1]) == pkt[-1]
-            out.append(Instruction(pkt[2], pkt[4], pkt[5:-1], ok, total))
+    @staticmethod
+    def _decode(pkt):
+        ok = sts_checksum(pkt[2:-1]) == pkt[-1]
+        return Instruction(pkt[2], pkt[4], pkt[5:-1], ok, len(pkt))
 
 
 def sts_status(servo_id: int, error: int, params: bytes = b'') -> bytes:
