@@ -29,6 +29,10 @@ SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
 # Control-loop subscriptions only want the newest sample.
 LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
                         history=HistoryPolicy.KEEP_LAST)
+# The body's command inputs (ros2_control forward controllers, gripper, wrench): best effort
+# so a command publisher of either reliability matches.
+BODY_COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
+                              history=HistoryPolicy.KEEP_LAST)
 # Commands and events: reliable, short queue.
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          history=HistoryPolicy.KEEP_LAST)

@@ -1,7 +1,7 @@
 """``hardware`` node: a serial-bus servo arm as a body, through the servos' official SDKs.
 
-Publishes
-  /joint_states [sensor_msgs/JointState]      6 arm joints, left/right finger, at the bus rate;
+Publishes (topic names relative to the node's namespace; /diagnostics and /clock global)
+  joint_states [sensor_msgs/JointState]      6 arm joints, left/right finger, at the bus rate;
                                               effort = Present Current x torque constant
   ~/commanded [sensor_msgs/JointState]        what went on the wire each cycle (position goals
                                               [rad], effort commands [N m], stamp = write time);
@@ -9,9 +9,9 @@ Publishes
   /diagnostics [diagnostic_msgs/DiagnosticArray]  status ``hardware: bus`` (state, stop
                                               category, cycle rate, failures, hardware errors)
 Subscribes (best effort, as the sim)
-  /forward_effort_controller/commands [std_msgs/Float64MultiArray]    current interface only
-  /forward_position_controller/commands [std_msgs/Float64MultiArray]
-  /gripper_controller/commands [std_msgs/Float64MultiArray]  [opening of left_finger_joint, m]
+  forward_effort_controller/commands [std_msgs/Float64MultiArray]    current interface only
+  forward_position_controller/commands [std_msgs/Float64MultiArray]
+  gripper_controller/commands [std_msgs/Float64MultiArray]  [opening of left_finger_joint, m]
 Services
   ~/resume [std_srvs/Trigger]   leave a protective stop / torque-off (the only way out)
 
@@ -28,13 +28,13 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ..common.limits import LIMIT_TOL, command_reason, invalid_reason
 from ..common.rosutil import (
+    BODY_COMMAND_QOS,
     COMMAND_QOS,
     SENSOR_QOS,
     Throttled,
@@ -47,8 +47,6 @@ from . import config
 from .emulator import default_link
 from .params import NODE_NAME, PARAMS
 
-CMD_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
-                     history=HistoryPolicy.KEEP_LAST)
 LEVEL = {br.RUNNING: DiagnosticStatus.OK, br.PARKING: DiagnosticStatus.OK,
          br.OFF: DiagnosticStatus.OK}
 
@@ -87,9 +85,9 @@ class HardwareNode(Node):
         self._lo, self._hi, self._eff = lim['lower'], lim['upper'], lim['effort']
         for kind in ('effort', 'position'):
             self.create_subscription(Float64MultiArray, f'forward_{kind}_controller/commands',
-                                     lambda m, k=kind: self._on_command(k, m), CMD_QOS)
+                                     lambda m, k=kind: self._on_command(k, m), BODY_COMMAND_QOS)
         self.create_subscription(Float64MultiArray, 'gripper_controller/commands',
-                                 self._on_gripper, CMD_QOS)
+                                 self._on_gripper, BODY_COMMAND_QOS)
         self.create_service(Trigger, '~/resume', self._on_resume)
         self.add_post_set_parameters_callback(self._on_params)
         self._answering = False

@@ -1,20 +1,20 @@
 """``sim`` node: the embedded MuJoCo body at 1 kHz, commanded like ros2_control controllers.
 
-Publishes
-  /joint_states [sensor_msgs/JointState]      6 arm joints, left/right finger; effort = applied
+Publishes (topic names relative to the node's namespace; /diagnostics and /clock global)
+  joint_states [sensor_msgs/JointState]      6 arm joints, left/right finger; effort = applied
                                               actuator torque (incl. gravity compensation)
-  /imu/data [sensor_msgs/Imu]                 imu_link, noise/bias per parameters, covariances set
-  /wrist/wrench [geometry_msgs/WrenchStamped] tool0 frame: what the gripper side exerts on the
+  imu/data [sensor_msgs/Imu]                 imu_link, noise/bias per parameters, covariances set
+  wrist/wrench [geometry_msgs/WrenchStamped] tool0 frame: what the gripper side exerts on the
                                               wrist (raw: the gripper weight is in it)
-  /camera/image_raw [sensor_msgs/Image] rgb8 + /camera/camera_info [sensor_msgs/CameraInfo]
+  camera/image_raw [sensor_msgs/Image] rgb8 + camera/camera_info [sensor_msgs/CameraInfo]
                                               rendered in a separate process (``camera.py``)
-  /wrist_camera/image_raw + /wrist_camera/camera_info
+  wrist_camera/image_raw + wrist_camera/camera_info
                                               the same, from the wrist camera, with
                                               wrist_camera_enabled
   /clock [rosgraph_msgs/Clock]                only with use_sim_time
   ~/objects [visualization_msgs/MarkerArray]  transient local, base_link
   ~/disturbance [geometry_msgs/WrenchStamped] every disturbance, header.stamp = start of the
-                                              first step where it acts (the first /joint_states
+                                              first step where it acts (the first joint_states
                                               showing it is stamped 1 ms later): a push
                                               (frame_id = link, vectors as received), a
                                               tremor change (frame_id
@@ -24,11 +24,11 @@ Publishes
                                               force.y = frequency [Hz])
   /diagnostics [diagnostic_msgs/DiagnosticArray]  status ``sim: physics``
 Subscribes (best effort, so any publisher matches)
-  /forward_position_controller/commands, /forward_velocity_controller/commands,
-  /forward_effort_controller/commands [std_msgs/Float64MultiArray] 6 arm joints
-  /joint_trajectory_controller/joint_trajectory [trajectory_msgs/JointTrajectory] any order,
+  forward_position_controller/commands, forward_velocity_controller/commands,
+  forward_effort_controller/commands [std_msgs/Float64MultiArray] 6 arm joints
+  joint_trajectory_controller/joint_trajectory [trajectory_msgs/JointTrajectory] any order,
       a subset holds the other joints; an empty trajectory holds the current position
-  /gripper_controller/commands [std_msgs/Float64MultiArray] [left_finger_joint opening, m]
+  gripper_controller/commands [std_msgs/Float64MultiArray] [left_finger_joint opening, m]
   ~/apply_wrench [geometry_msgs/WrenchStamped] header.frame_id = link; vectors in the frame of
       parameter ``wrench_frame``; applied at the link's centre of mass for ``wrench_duration_s``
 Services
@@ -68,6 +68,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from ..common import cdr
 from ..common.limits import LIMIT_TOL, command_reason, invalid_reason
 from ..common.rosutil import (
+    BODY_COMMAND_QOS,
     COMMAND_QOS,
     LATCHED_QOS,
     SENSOR_QOS,
@@ -82,8 +83,6 @@ from .pacing import Pacing
 from .params import NODE_NAME, PARAMS
 from .world import World
 
-CMD_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
-                     history=HistoryPolicy.KEEP_LAST)
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                        history=HistoryPolicy.KEEP_LAST)
 FORWARD = {'position': 'forward_position_controller/commands',
@@ -166,14 +165,16 @@ class SimNode(Node):
         # ---- commands, disturbances, services
         for mode, topic in FORWARD.items() if not self.bus else ():  # the bus commands the arm
             self.create_subscription(Float64MultiArray, topic,
-                                     lambda m, mode=mode: self._on_forward(mode, m), CMD_QOS)
+                                     lambda m, mode=mode: self._on_forward(mode, m),
+                                     BODY_COMMAND_QOS)
         if not self.bus:
             self.create_subscription(JointTrajectory,
                                      'joint_trajectory_controller/joint_trajectory',
-                                     self._on_trajectory, CMD_QOS)
+                                     self._on_trajectory, BODY_COMMAND_QOS)
             self.create_subscription(Float64MultiArray, 'gripper_controller/commands',
-                                     self._on_gripper, CMD_QOS)
-        self.create_subscription(WrenchStamped, '~/apply_wrench', self._on_apply_wrench, CMD_QOS)
+                                     self._on_gripper, BODY_COMMAND_QOS)
+        self.create_subscription(WrenchStamped, '~/apply_wrench', self._on_apply_wrench,
+                                 BODY_COMMAND_QOS)
         self.create_service(Trigger, '~/reset', self._on_reset)
         self.add_post_set_parameters_callback(self._on_params)
 
