@@ -14,9 +14,6 @@ Interfaces
                                                      feed-forward effort for the spinal layer
     estop, spinal/safety [latched]                   stopped (common.rosutil.StopSignal):
                                                      hold the measured pose, refuse goals
-    ~/predicted_effort [sensor_msgs/JointState]      forward model: predicted joint position
-                                                     and velocity, and the predicted periodic
-                                                     disturbance (tremor) torque [N m] as effort
     ~/ee_pose, ~/ee_twist, ~/ee_accel                state estimate of the tcp (base_link):
         [geometry_msgs/PoseStamped, TwistStamped, AccelStamped]
     /diagnostics [diagnostic_msgs/DiagnosticArray]   adaptation status (tremor frequency,
@@ -118,10 +115,7 @@ class CerebellumNode(Node):
         # outputs (messages reused)
         self.ref_out = joint_state_template(self.arm)     # serialized in place, published raw
         self.ref_pub = self.create_publisher(JointState, p.reference_topic, SENSOR_QOS)
-        self.pred_out = joint_state_template(self.arm)
         self._ref_views = self.ref_out.views('position', 'velocity', 'effort')
-        self._pred_views = self.pred_out.views('position', 'velocity', 'effort')
-        self.pred_pub = self.create_publisher(JointState, '~/predicted_effort', SENSOR_QOS)
         self.pose_pub = self.create_publisher(PoseStamped, '~/ee_pose', SENSOR_QOS)
         self.twist_pub = self.create_publisher(TwistStamped, '~/ee_twist', SENSOR_QOS)
         self.accel_pub = self.create_publisher(AccelStamped, '~/ee_accel', SENSOR_QOS)
@@ -153,8 +147,6 @@ class CerebellumNode(Node):
         self._t_stamp = None       # stamp of the last joint sample [s]
         self._t_tick = -math.inf   # stamp of the last tick [s]
         self._period = 1.0 / p.rate_hz
-        self._pred_period = 1.0 / p.prediction_rate_hz if p.prediction_rate_hz > 0 else 0.0
-        self._t_pred = -math.inf
         self._last_tick_wall = -math.inf
         self._stamp_msg = Time()
         # statistics (the last STATS_S seconds of ticks)
@@ -364,15 +356,6 @@ class CerebellumNode(Node):
         eff[:] = core.ref_eff
         try:
             self.ref_pub.publish(out.tobytes())
-            if self._pred_period and now - self._t_pred >= self._pred_period:
-                self._t_pred = now
-                pm = self.pred_out
-                pm.set_stamp(ns)
-                pos, vel, eff = self._pred_views
-                pos[:] = core.fm.q
-                vel[:] = core.fm.qd
-                eff[:] = core.tremor_torque
-                self.pred_pub.publish(pm.tobytes())
         except Exception:  # noqa: BLE001 - at shutdown the context is gone: not an error
             if self.context.ok():
                 raise

@@ -19,9 +19,6 @@ PARAMS: list[Param] = [
     Param('adapt_rate_hz', 250.0,
           'State estimation and canceller learning rate (the correction itself is output at '
           'rate_hz) [Hz]', 50.0, 1000.0, read_only=True),
-    Param('prediction_rate_hz', 100.0,
-          'Rate of ~/predicted_effort (forward model: predicted joint state and periodic '
-          'disturbance torque) [Hz]; 0 = off', 0.0, 1000.0, read_only=True),
     Param('state_rate_hz', 10.0,
           'Rate of the state estimate ~/ee_pose, ~/ee_twist, ~/ee_accel [Hz]; 0 = off',
           0.0, 500.0, read_only=True),
@@ -137,8 +134,8 @@ PARAMS: list[Param] = [
 ]
 
 # parameters that are node-only (not CerebellumConfig fields)
-NODE_ONLY = ('reference_topic', 'prediction_rate_hz', 'state_rate_hz', 'diagnostics_rate_hz',
-             'reflex_topic', 'realtime_priority', 'background_priority')
+NODE_ONLY = ('reference_topic', 'state_rate_hz', 'diagnostics_rate_hz', 'reflex_topic',
+             'realtime_priority', 'background_priority')
 
 CerebellumConfig = config_class(
     'CerebellumConfig', PARAMS, NODE_ONLY,
