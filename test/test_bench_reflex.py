@@ -109,3 +109,37 @@ def test_a_short_run_counts_every_push(graph, tmp_path):
         assert {'cerebellum_process_cpu', 'cortex_process_cpu'} <= set(res)
     else:
         assert 'cortex_plans' not in res and 'cerebellum_process_cpu' not in res
+
+
+def test_the_reflex_through_the_emulated_dynamixel_bus(tmp_path):
+    """``--body dynamixel``: the sim's servos behind a pty, the hardware node between them and
+    the spinal layer; each detection's withdrawal command is found as a goal write on the bus.
+    (The figures of such a run are the bench's business; here: the path and the accounting.)"""
+    log = tmp_path / 'bench.log'
+    p = procs.Proc([sys.executable, '-m', 'neurovla_ros.cli', 'bench', 'reflex', '--body',
+                    'dynamixel', '--collisions', '3', '--weak', '1', '--false-trigger-s', '2'],
+                   'bench', log=str(log), cwd=str(tmp_path),
+                   env={**os.environ, 'PYTHONPATH': REPO})
+    try:
+        rc = p.wait(240)
+    finally:
+        procs.stop([p])
+    text = log.read_text()
+    assert rc == 0, text[-4000:]
+    res = json.loads(text.strip().splitlines()[-1])
+    assert res['body'] == 'dynamixel' and res['graph'] == 'full'
+    assert res['collisions'] == 4 and sum(res['pushes_by_excess'].values()) == 4
+    assert res['hardware']['state'] == 'running' and float(res['hardware']['cycle_hz']) > 100
+    assert int(res['hardware']['commands']) > 0.5 * int(res['hardware']['reads'])
+    detected = [r for r in json.loads((tmp_path / 'bench_out' /
+                                       'reflex_collisions.json').read_text()) if r['detected']]
+    assert detected, text[-3000:]
+    # every detection's command was seen arriving on the bus, after the push began
+    assert res['commands_unmatched'] == 0 and res['latency_ms_p50'] > 0
+    assert res['reflex_latency_ms_p99_dynamixel'] == res['latency_ms_p99']
+
+
+def test_a_bus_body_needs_the_full_graph_in_real_time():
+    for extra in (['--graph', 'minimal'], ['--speed', '0.5']):
+        with pytest.raises(SystemExit):
+            reflex.main(['--body', 'dynamixel', *extra])

@@ -32,6 +32,24 @@ def add_speed_option(ap, default: float = 1.0, what: str = 'body') -> None:
                          'a loaded machine slack')
 
 
+def add_set_option(ap) -> None:
+    ap.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
+                    help='a parameter override (YAML value), e.g. spinal.stop_deceleration=20')
+
+
+def with_sets(overrides: dict, items) -> dict:
+    """``overrides`` ({node: {param: value}}) with each ``--set node.param=value`` added."""
+    import yaml
+    out = {k: dict(v) for k, v in overrides.items()}
+    for item in items:
+        key, eq, value = item.partition('=')
+        name, dot, param = key.partition('.')
+        if not (eq and dot and name and param):
+            raise SystemExit(f'--set {item!r}: expected NODE.PARAM=VALUE')
+        out.setdefault(name, {})[param] = yaml.safe_load(value)
+    return out
+
+
 def pct(values, q: float) -> float:
     """q-th percentile of ``values`` (NaN when empty), rounded for printing."""
     v = np.asarray(values, float)
@@ -51,14 +69,15 @@ MINIMAL_SIM = {'camera_enabled': False, 'n_objects': 0, 'imu_rate_hz': 50.0,
 
 def graph_with_sim(bench_name: str, overrides: dict | None = None, only=None,
                    speed: float = 1.0, log_name: str = '{bench}_{name}.log',
-                   sim_time_for_all: bool = True):
+                   sim_time_for_all: bool = True, args: dict | None = None):
     """The bringup's graph (``runner.NodeGraph``) with the sim in this process, for benches
     that drive the body themselves: the other nodes (``only``: just these) are started first,
     their output in bench_out/``log_name``; then the ``SimNode`` is built with the arguments
     bringup gives it and takes its FIFO priority (this process is the body). ``overrides``:
     ``{node: {parameter: typed value}}``. ``speed`` < 1 runs every node on sim time at that
     fraction of real time (``sim_time_for_all`` False: only the sim; the others keep the wall
-    clock and take no /clock stream). Returns (NodeGraph, rclpy context, SimNode)."""
+    clock and take no /clock stream). ``args``: further bringup arguments (e.g. ``{'body':
+    'dynamixel', 'port': 'emulator'}``). Returns (NodeGraph, rclpy context, SimNode)."""
     import rclpy
 
     from ..common.rosutil import go_realtime
@@ -69,7 +88,8 @@ def graph_with_sim(bench_name: str, overrides: dict | None = None, only=None,
     slow = speed != 1.0
     if slow:
         overrides.setdefault('sim', {}).update(use_sim_time=True, speed=float(speed))
-    nodes = NodeGraph({'headless': True, 'use_sim_time': slow and sim_time_for_all},
+    nodes = NodeGraph({**(args or {}), 'headless': True,
+                       'use_sim_time': slow and sim_time_for_all},
                       overrides=overrides,
                       only=only, in_process=('sim',),
                       log=os.path.join(out_dir(), log_name.format(bench=bench_name,

@@ -56,7 +56,16 @@ import time
 
 import numpy as np
 
-from .common import emit, graph_with_sim, out_dir, pct, private_graph, stop_sim_with_spinal
+from .common import (
+    add_set_option,
+    emit,
+    graph_with_sim,
+    out_dir,
+    pct,
+    private_graph,
+    stop_sim_with_spinal,
+    with_sets,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TABLE = os.path.join(HERE, '..', '..', 'config', 'faults.yaml')
@@ -675,8 +684,7 @@ def main(argv=None) -> int:
     ap.add_argument('--table', default=TABLE, help='the fault table (YAML)')
     ap.add_argument('--only', default='', help='comma-separated row names, without #n '
                                                '(default: all)')
-    ap.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
-                    help='a parameter override (YAML value), e.g. spinal.stop_deceleration=20')
+    add_set_option(ap)
     args = ap.parse_args(argv)
     table = load_table(args.table)
     if args.only:
@@ -691,13 +699,8 @@ def main(argv=None) -> int:
 
     from .. import robot
     rate = {'diagnostics_rate_hz': DIAG_RATE_HZ}
-    overrides = {'sim': dict(rate), 'cerebellum': dict(rate), 'cortex': dict(rate),
-                 'spinal': {'diagnostics_period': 1.0 / DIAG_RATE_HZ}}
-    import yaml
-    for item in args.set:
-        key, _, value = item.partition('=')
-        name, _, param = key.partition('.')
-        overrides.setdefault(name, {})[param] = yaml.safe_load(value)
+    overrides = with_sets({'sim': dict(rate), 'cerebellum': dict(rate), 'cortex': dict(rate),
+                           'spinal': {'diagnostics_period': 1.0 / DIAG_RATE_HZ}}, args.set)
     t_start = time.monotonic()
     log(f'starting the full graph (overrides {overrides})')
     nodes, ctx, sim = graph_with_sim('faults', overrides)

@@ -6,8 +6,13 @@ this process, spinal, cerebellum and cortex in their own; the cortex plans on th
 in ``dry_run`` (its load on the machine, no goals of its own). The bench plays the cortex: its
 motion goes to the cerebellum as tcp goal poses on /cortex/goal_pose at the cortex's goal rate,
 with the tremor scenario's goal noise, and the cerebellum's reference drives the spinal layer.
-``--graph minimal`` is the setting the bench had before: sim (no camera, no objects, IMU and
-wrench at 50 Hz) and spinal only, the reference streamed by the bench from the physics loop.
+``--body dynamixel`` (or ``feetech``) puts the emulated servo bus between the body and the
+brain, as ``neurovla bringup --body dynamixel --port emulator`` does: the sim's servos answer
+on a pty, the ``hardware`` node drives them through the official SDK and publishes
+/joint_states, and a withdrawal command reaches the body as a goal write on the bus (matched to
+the spinal's command within half a register unit). ``--graph minimal`` is the setting the bench
+had before: sim (no camera, no objects, IMU and wrench at 50 Hz) and spinal only, the reference
+streamed by the bench from the physics loop.
 The bench injects the pushes directly into the physics, so it knows exactly in which step
 each one starts (``command_hooks`` tell when each command reaches the body).
 
@@ -58,6 +63,7 @@ from ..common.procs import cpu_seconds
 from .common import (
     MINIMAL_SIM,
     ReferenceStream,
+    add_set_option,
     add_speed_option,
     emit,
     graph_with_sim,
@@ -66,6 +72,7 @@ from .common import (
     platform_wake_ms,
     private_graph,
     stop_sim_with_spinal,
+    with_sets,
 )
 
 LINKS = ('upper_arm_link', 'forearm_link', 'wrist_1_link', 'wrist_2_link', 'wrist_3_link',
@@ -79,6 +86,8 @@ MISS_EXCESS = 2.0          # a push of at least this excess must be detected
 DETECT_WINDOW_S = PUSH_S + 0.15
 RELEASE_STEPS = 400        # after a detection: withdrawal 0.25 s + hold, then reset
 GRAPHS = ('full', 'minimal')
+BODIES = ('sim', 'dynamixel', 'feetech')
+BUS_GRAVITY_TOL = 0.1      # [N m] the bridge's gravity term (its last read) vs. the body's pose
 
 
 def log(msg: str) -> None:
@@ -496,13 +505,51 @@ def detection_figure(cols, out_png, result) -> None:
     plt.close(fig)
 
 
-def start_graph(graph: str, speed: float):
-    """The bench's graph (module docstring): (NodeGraph, rclpy context, SimNode)."""
-    overrides = {'spinal': {'quiet_time': 0.0}}        # the bench resets the reflex itself
+def start_graph(graph: str, speed: float, body: str = 'sim', sets=()):
+    """The bench's graph (module docstring): (NodeGraph, rclpy context, SimNode); ``sets``:
+    ``--set`` overrides."""
+    overrides = with_sets({'spinal': {'quiet_time': 0.0}}, sets)   # the bench resets the reflex
     if graph == 'minimal':
         return graph_with_sim('reflex', {**overrides, 'sim': MINIMAL_SIM}, only=('spinal',),
                               speed=speed, sim_time_for_all=False)
-    return graph_with_sim('reflex', {**overrides, 'cortex': {'dry_run': True}}, speed=speed)
+    bus = {} if body == 'sim' else {'body': body, 'port': 'emulator'}
+    return graph_with_sim('reflex', {**overrides, 'cortex': {'dry_run': True}}, speed=speed,
+                          args=bus)
+
+
+def bus_arrivals(bus, arm, arrivals) -> np.ndarray:
+    """Record each goal write on the emulated bus as the joint command it encodes in
+    ``arrivals`` (wall ns, step, values): on the current interface the torque minus the gravity
+    term the hardware bridge adds (:func:`hardware.bridge.Bridge._gravity`, here at the body's
+    pose as the write arrives), on the position interface the position. Returns the tolerance
+    of a match per joint: half a register unit, plus :data:`BUS_GRAVITY_TOL` for the gravity
+    the bridge computed at its last read."""
+    from ..robot.dynamics import ArmDynamics
+    current = bus.cfg.interface == 'current'
+    drives = {s.servo_id: s.drive for s in bus.servos if not s.drive.gripper}
+    col = {sid: arm.index(d.joint) for sid, d in drives.items()}
+    tol = np.zeros(len(arm))
+    for sid, d in drives.items():
+        tol[col[sid]] = (0.5 * d.model.current_unit * d.torque_constant + BUS_GRAVITY_TOL
+                         if current else 0.5 * abs(d.scale()) + 1e-9)
+    dyn = ArmDynamics() if current else None
+    qadr = [bus.world.model.joint(j).qposadr[0] for j in arm]
+    values = np.full(len(arm), np.nan)
+
+    def hook(wall_ns, step, _now, written):
+        for sid, regs in written.items():
+            d = drives.get(sid)
+            if d is not None and current and 'goal_current' in regs:
+                values[col[sid]] = d.effort(regs['goal_current'])
+            elif d is not None and 'goal_position' in regs:
+                values[col[sid]] = d.to_joint(regs['goal_position'])
+        out = values.copy()
+        if current:
+            dyn.set_state(bus.world.data.qpos[qadr])
+            out -= dyn.bias()[:len(arm)]
+        arrivals.append((wall_ns, step, out))
+    bus.goal_hooks.append(hook)
+    return tol
 
 
 def main(argv=None) -> int:
@@ -525,10 +572,16 @@ def main(argv=None) -> int:
                     help='tremor during the free motion [N m] (the tremor scenario\'s)')
     ap.add_argument('--tremor-hz', type=float, default=tremor_scn.tremor_hz,
                     help='tremor frequency [Hz]')
+    ap.add_argument('--body', choices=BODIES, default='sim',
+                    help='sim: the simulator commanded directly; dynamixel / feetech: through '
+                         'the emulated servo bus and the hardware node (full graph, real time)')
     ap.add_argument('--seed', type=int, default=0)
     add_speed_option(ap)
+    add_set_option(ap)
     args = ap.parse_args(argv)
     speed = args.speed
+    if args.body != 'sim' and (args.graph != 'full' or speed != 1.0):
+        ap.error('--body with a bus runs the full graph in real time (the bus has no sim time)')
     private_graph()
 
     import rclpy
@@ -547,7 +600,7 @@ def main(argv=None) -> int:
 
     full = args.graph == 'full'
     log(f'graph {args.graph}: starting')
-    nodes, ctx, sim = start_graph(args.graph, speed)
+    nodes, ctx, sim = start_graph(args.graph, speed, args.body, args.set)
     node = rclpy.create_node('bench_reflex', context=ctx)
     model = robot.load()
     world = sim.world
@@ -567,12 +620,18 @@ def main(argv=None) -> int:
     else:
         ref = ReferenceStream(node, model.arm_joints)
     diags = Diagnostics(node)
-    arrivals = collections.deque(maxlen=4000)    # (wall ns, step, values)
+    arrivals = collections.deque(maxlen=4000)    # (wall ns, step, values); the bus appends
+    # from its own thread: read a copy
 
-    def hook(kind, k, t, values):
-        if kind == 'effort':
-            arrivals.append((time.time_ns(), k, values))
-    sim.command_hooks.append(hook)
+    if sim.bus is not None:
+        match_tol = bus_arrivals(sim.bus, list(model.arm_joints), arrivals)
+    else:
+        match_tol = 0.0
+
+        def hook(kind, k, t, values):
+            if kind == 'effort':
+                arrivals.append((time.time_ns(), k, values))
+        sim.command_hooks.append(hook)
 
     def on_reflex(msg):
         for st in msg.status:
@@ -630,10 +689,10 @@ def main(argv=None) -> int:
                 if c.get('event') is None or 'matched' in c:
                     continue
                 onset = c['onset_wall_ns']
-                for wall_ns, k, values in reversed(arrivals):   # newest first, down to onset
+                for wall_ns, k, values in reversed(list(arrivals)):  # newest first, to onset
                     if wall_ns < onset:
                         break
-                    if np.array_equal(values, c['command']):
+                    if np.all(np.abs(values - c['command']) <= match_tol):
                         c['latency_ms'] = (wall_ns - onset) * 1e-6
                         c['latency_steps'] = k - c['onset_step']
                         c['matched'] = True
@@ -673,7 +732,7 @@ def main(argv=None) -> int:
     cereb = status.get('cerebellum', {})
     spinal = status.get('spinal: controller', {})
     res = {
-        'graph': args.graph,
+        'graph': args.graph, 'body': args.body,
         'collisions': len(cols),
         'collisions_in_force_range': sum(1 for c in cols if c['force_n'] >= FORCE_N[0]),
         'misses': sum(1 for c in cols if c['excess'] >= MISS_EXCESS and c.get('event') is None),
@@ -706,6 +765,10 @@ def main(argv=None) -> int:
             'cortex_infer_ms_p50': cortex.get('infer_ms_p50')} if full else {}),
         **{f'platform_wake_ms_{k}': v for k, v in wake.items()},
     }
+    if args.body != 'sim':
+        res[f'reflex_latency_ms_p99_{args.body}'] = res['latency_ms_p99']
+        res['hardware'] = {k: status.get('hardware: bus', {}).get(k) for k in
+                           ('state', 'cycle_hz', 'reads', 'commands', 'read_failures')}
     if sc.false_events:
         log(f"false triggers: {[(e['phase'], e['values'].get('joints')) for e in sc.false_events]}")
     log(f"{res['collisions']} pushes ({res['misses']} missed above {MISS_EXCESS:g}x, "
