@@ -50,6 +50,9 @@ def parse(argv):
     p.add_argument('--protocol-calls', type=int, default=300)
     p.add_argument('--offline-scenes', type=int, default=100)
     p.add_argument('--skip-stack', action='store_true', help='protocol + offline parts only')
+    p.add_argument('--remote-only', action='store_true',
+                   help='the remote backends\' part only: protocol overhead and the fault '
+                        'table (no closed-loop episodes, no offline scenes; ~4 min)')
     p.add_argument('--remote-faults', choices=('on', 'off'), default='on',
                    help='the remote backends\' fault table in the bringup graph '
                         '(bench/_cortex_faults.py)')
@@ -504,7 +507,7 @@ def main(argv=None) -> int:
     if proto:
         result['protocol_overhead_ms_p50'] = max(pct(v, 50) for v in proto.values())
     off = None
-    if args.offline_scenes > 0:
+    if args.offline_scenes > 0 and not args.remote_only:
         log('offline: local VLA vs scripted on rendered held-out scenes')
         off = offline_inference(args.offline_scenes)
         result['offline_infer_ms_p50'] = pct(off['ms'], 50)
@@ -517,10 +520,12 @@ def main(argv=None) -> int:
         ctx = rclpy.Context()
         rclpy.init(context=ctx)
         try:
+            backends = [] if args.remote_only else args.backends.split(',')
             n_worlds = -(-args.episodes // args.per_world)
             seeds = ([int(x) for x in args.seeds.split(',')] if args.seeds
-                     else heldout_worlds(n_worlds + 4))   # spares for aborted worlds
-            for backend in args.backends.split(','):
+                     else heldout_worlds(n_worlds + 4) if backends   # spares for aborted worlds
+                     else [])
+            for backend in backends:
                 log(f'closed loop: backend {backend}, {args.episodes} episodes')
                 phases[backend] = stack_phase(backend, seeds, args.episodes, args.per_world,
                                               args.timeout, ctx, args.speed)
