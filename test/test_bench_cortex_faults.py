@@ -56,3 +56,14 @@ def test_the_fault_list_and_the_summary_count_every_row():
     s = summary(rows)
     assert s['remote_faults'] == 2 and s['remote_faults_safe'] == 1
     assert s['remote_unrecovered'] == 1 and s['remote_recovery_s_max'] is None
+
+
+def test_protocol_overhead_per_backend_and_layout_against_server_processes():
+    from neurovla_ros.bench.cortex import parse, protocol_overhead
+    overhead, prep = protocol_overhead(5)
+    assert sorted(overhead) == ['neurovla-server_neurovla', 'openpi_droid', 'openpi_libero']
+    assert sorted(prep) == ['openpi_droid', 'openpi_libero']
+    for v in (*overhead.values(), *prep.values()):
+        assert len(v) == 5 and np.all(np.isfinite(v)) and np.all(v > 0)
+    a = parse(['--remote-only'])
+    assert a.remote_only and a.remote_faults == 'on'

@@ -200,6 +200,40 @@ def test_openpi_joint_chunks_are_published_as_a_joint_trajectory(ros_process, rc
             scene.close()
 
 
+def test_openpi_droid_layout_integrates_joint_velocities_and_closes_the_gripper(ros_process,
+                                                                              rclpy_node):
+    from trajectory_msgs.msg import JointTrajectory
+
+    from neurovla_ros.cortex.testservers import OpenpiTestServer
+
+    def policy(_obs):      # DROID: 7 joint velocities [rad/s] + gripper position (0.7: closed)
+        a = np.zeros((3, 8), np.float32)
+        a[:, 0], a[:, 7] = 0.2, 0.7
+        return a
+    with OpenpiTestServer(horizon=3, layout='droid', policy=policy) as server:
+        ros_process('neurovla_ros.cortex.node', {
+            'backend': 'openpi', 'server_uri': server.uri, 'openpi_layout': 'droid',
+            'action_dt': 0.1, 'instruction': 'wave', 'plan_rate_hz': 2.0})
+        scene = Scene(rclpy_node)
+        listen = Listener(rclpy_node)
+        trajs = []
+        rclpy_node.create_subscription(JointTrajectory, '/cortex/joint_goal', trajs.append,
+                                       COMMAND_QOS)
+        try:
+            assert spin_until(rclpy_node, lambda: len(trajs) >= 1 and listen.grip, 30.0)
+            q_now = np.array(scene.joints.position[:6])
+            t = trajs[-1]
+            times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in t.points]
+            assert times == pytest.approx([0.1, 0.2, 0.3])
+            assert np.allclose(t.points[-1].positions, q_now + [0.06, 0, 0, 0, 0, 0], atol=1e-5)
+            assert listen.grip[-1].data[0] == pytest.approx(0.0)      # closed
+            req = server.requests[-1]
+            assert req['observation/joint_position'] == pytest.approx(np.r_[q_now, 0.0])
+            assert server.violations == []
+        finally:
+            scene.close()
+
+
 def test_dry_run_plans_and_reports_but_publishes_no_goals_until_switched_off(ros_process,
                                                                             rclpy_node):
     from rclpy.parameter import Parameter

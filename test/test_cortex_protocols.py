@@ -231,6 +231,48 @@ def test_gripper_convention_per_backend(backend, convention, closes_above):
         b.close()
 
 
+@pytest.mark.parametrize('backend,layout,value,closed', [
+    # LIBERO: robosuite moves the gripper by the action's sign (-1 open, +1 close)
+    ('openpi', 'libero', 0.3, True), ('openpi', 'libero', -0.3, False),
+    # DROID: openpi's DROID client binarises the gripper position at 0.5 (1 = closed)
+    ('openpi', 'droid', 0.3, False), ('openpi', 'droid', 0.7, True),
+    # NeuroVLA: 1 = open, binarised at 0.5
+    ('neurovla-server', '', 0.3, True), ('neurovla-server', '', 0.7, False)])
+def test_gripper_threshold_per_backend_and_layout(backend, layout, value, closed):
+    from neurovla_ros.cortex.backends import make
+    dim = 8 if layout == 'droid' else 7
+
+    def policy(_request):
+        a = np.zeros((16, dim), np.float32)
+        a[:, -1] = value
+        return a
+    if backend == 'openpi':
+        server = OpenpiTestServer(horizon=16, layout=layout, policy=policy)
+    else:
+        server = NeuroVLATestServer(chunk=16, policy=policy)
+    with server as s:
+        b = make(backend, server_uri=s.uri, openpi_layout=layout or 'libero')
+        assert b.plan(obs()).gripper == pytest.approx(0.0 if closed else 0.04)
+        assert s.violations == []
+        b.close()
+
+
+def test_droid_joint_velocities_are_clipped_like_openpis_droid_client():
+    from neurovla_ros import robot
+    q0 = robot.load().home_pose()
+
+    def policy(_obs):
+        a = np.zeros((3, 8), np.float32)
+        a[:, 0], a[:, 1] = 3.0, -0.25     # 3 rad/s is clipped to 1; -0.25 passes
+        return a
+    with OpenpiTestServer(horizon=3, layout='droid', policy=policy) as s:
+        b = OpenpiBackend(s.uri, layout='droid', action_dt=0.1)
+        p = b.plan(obs(q0))
+        assert p.trajectory[-1][1][0] == pytest.approx(q0[0] + 1.0 * 0.3)
+        assert p.trajectory[-1][1][1] == pytest.approx(q0[1] - 0.25 * 0.3)
+        b.close()
+
+
 def test_openpi_backend_refuses_a_statistics_file(tmp_path):
     from neurovla_ros.cortex.backends import make
     path = tmp_path / 'norm_stats.json'

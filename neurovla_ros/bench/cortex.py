@@ -50,6 +50,9 @@ def parse(argv):
     p.add_argument('--protocol-calls', type=int, default=300)
     p.add_argument('--offline-scenes', type=int, default=100)
     p.add_argument('--skip-stack', action='store_true', help='protocol + offline parts only')
+    p.add_argument('--remote-only', action='store_true',
+                   help='the remote backends\' part only: protocol overhead and the fault '
+                        'table (no closed-loop episodes, no offline scenes; ~2 min)')
     p.add_argument('--remote-faults', choices=('on', 'off'), default='on',
                    help='the remote backends\' fault table in the bringup graph '
                         '(bench/_cortex_faults.py)')
@@ -62,11 +65,13 @@ def parse(argv):
 
 
 # ---------------------------------------------------------------- protocol overhead
-def protocol_overhead(calls: int) -> dict:
-    """Client round trip against a do-nothing server in another process, per backend and
-    layout (``<backend>_<layout>``), minus the server's own compute time where it reports one
-    (openpi's ``server_timing``): NeuroVLA with one 320x240 view, openpi's layouts with their
-    two 224x224 images, built by the backend itself (resizing included)."""
+def protocol_overhead(calls: int) -> tuple[dict, dict]:
+    """Client round trip (request sent to reply parsed) against a do-nothing server in another
+    process, per backend and layout (``<backend>_<layout>``), minus the server's own time where
+    it reports one (openpi's ``server_timing.infer_ms``: its input transforms and policy):
+    NeuroVLA with one 320x240 view, openpi's layouts with their two 224x224 images. Returns
+    (overhead [ms] per key, observation preparation [ms] per key: the openpi backend building
+    its layout's map, the two images resized with padding, before the request)."""
     from .. import robot
     from ..cortex.backends import OpenpiBackend
     from ..cortex.clients import NeuroVLAClient
@@ -77,7 +82,7 @@ def protocol_overhead(calls: int) -> dict:
     q = model.home_pose()
     sample = Observation('touch the red cube', img, 0.0, None, q, np.array([0.04, 0.04]), 0.0,
                          model.fk(q), wrist_image=img, wrist_image_age=0.0)
-    out = {}
+    out, prep = {}, {}
     for key, proto, layout in (('neurovla-server_neurovla', 'neurovla', ''),
                                ('openpi_libero', 'openpi', 'libero'),
                                ('openpi_droid', 'openpi', 'droid')):
@@ -87,37 +92,43 @@ def protocol_overhead(calls: int) -> dict:
         try:
             port = int(srv.stdout.readline().split()[1])
             uri = f'ws://127.0.0.1:{port}'
-            times, server_ms = [], []
+            times, prep_ms = [], []
             if proto == 'neurovla':
                 c = NeuroVLAClient(uri, reply_timeout=5.0)
                 states = np.zeros((1, 16, 8), np.float32)
 
                 def call():
+                    t0 = time.perf_counter()
                     c.infer([[img]], ['touch the red cube'], states)
-                    return 0.0
+                    return 0.0, (time.perf_counter() - t0) * 1e3
             else:
                 backend = OpenpiBackend(uri, layout=layout,
                                         client_options={'reply_timeout': 5.0})
                 c = backend.client
 
                 def call():
-                    reply = c.infer(backend.observation(sample))
-                    return float(reply['server_timing']['infer_ms'])
+                    t0 = time.perf_counter()
+                    observation = backend.observation(sample)
+                    t1 = time.perf_counter()
+                    reply = c.infer(observation)
+                    dt = (time.perf_counter() - t1) * 1e3
+                    return (t1 - t0) * 1e3, dt - float(reply['server_timing']['infer_ms'])
             for k in range(calls + 20):
-                t0 = time.perf_counter()
-                s_ms = call()
-                dt = (time.perf_counter() - t0) * 1e3
+                p_ms, o_ms = call()
                 if k >= 20:              # warm-up excluded
-                    times.append(dt - s_ms)
-                    server_ms.append(s_ms)
+                    times.append(o_ms)
+                    prep_ms.append(p_ms)
             c.close()
             out[key] = np.asarray(times)
             log(f'protocol {key}: overhead p50 {np.median(times):.2f} ms, '
-                f'p99 {np.percentile(times, 99):.2f} ms')
+                f'p99 {np.percentile(times, 99):.2f} ms; observation prepared in '
+                f'{np.median(prep_ms):.2f} ms p50')
+            if proto != 'neurovla':
+                prep[key] = np.asarray(prep_ms)
         finally:
             srv.stdin.close()
             srv.wait(timeout=10)
-    return out
+    return out, prep
 
 
 # ---------------------------------------------------------------- offline inference
@@ -473,8 +484,9 @@ def plots(phases: dict, offline: dict | None, proto: dict | None) -> str:
     ax[0].set(xlabel='final distance to the object [cm]', ylabel='episodes',
               title='closed loop, held-out episodes')
     ax[1].set(xlabel='time [s]', ylabel='success rate', title='success within time')
-    ax[0].legend()
-    ax[1].legend()
+    if phases:
+        ax[0].legend()
+        ax[1].legend()
     if offline is not None:
         ax[2].hist(offline['ms'], bins=30, alpha=0.7, label='local VLA inference [ms]')
     if proto:
@@ -497,14 +509,16 @@ def main(argv=None) -> int:
         path = os.path.join(out_dir(), f'cortex_{name}.log')
         if os.path.exists(path):
             os.remove(path)
-    proto = protocol_overhead(args.protocol_calls) if args.protocol_calls > 0 else {}
+    proto, prep = protocol_overhead(args.protocol_calls) if args.protocol_calls > 0 else ({}, {})
     for k, v in proto.items():
         result[f'protocol_overhead_ms_p50_{k.replace("-", "_")}'] = pct(v, 50)
         result[f'protocol_overhead_ms_p99_{k.replace("-", "_")}'] = pct(v, 99)
+    for k, v in prep.items():
+        result[f'observation_prep_ms_p50_{k}'] = pct(v, 50)
     if proto:
         result['protocol_overhead_ms_p50'] = max(pct(v, 50) for v in proto.values())
     off = None
-    if args.offline_scenes > 0:
+    if args.offline_scenes > 0 and not args.remote_only:
         log('offline: local VLA vs scripted on rendered held-out scenes')
         off = offline_inference(args.offline_scenes)
         result['offline_infer_ms_p50'] = pct(off['ms'], 50)
@@ -517,10 +531,12 @@ def main(argv=None) -> int:
         ctx = rclpy.Context()
         rclpy.init(context=ctx)
         try:
+            backends = [] if args.remote_only else args.backends.split(',')
             n_worlds = -(-args.episodes // args.per_world)
             seeds = ([int(x) for x in args.seeds.split(',')] if args.seeds
-                     else heldout_worlds(n_worlds + 4))   # spares for aborted worlds
-            for backend in args.backends.split(','):
+                     else heldout_worlds(n_worlds + 4) if backends   # spares for aborted worlds
+                     else [])
+            for backend in backends:
                 log(f'closed loop: backend {backend}, {args.episodes} episodes')
                 phases[backend] = stack_phase(backend, seeds, args.episodes, args.per_world,
                                               args.timeout, ctx, args.speed)

@@ -13,14 +13,16 @@ Each has ``name``, ``needs_image``, ``needs_joints`` (``needs_wrist_image`` wher
   overlapping chunks ensembled; the ensembled step is a pose delta from the current tcp pose
   (``translation_scale`` metres and ``rotation_scale`` radians per unit, LIBERO's OSC scale).
   Gripper: above 0.5 OPENS (NeuroVLA's checkpoints use 1 = open; its LIBERO interface
-  binarises that way).
+  binarises that way, at 0.5).
 * ``openpi``: an openpi policy server, in one of openpi's published layouts
   (:class:`OpenpiBackend`: ``libero``, ``droid``; both need the wrist camera); its ``actions``
   chunk (already unnormalised by the server's output transforms: no statistics here) is
   end-effector deltas (``ee_delta``, ensembled like the above), joint velocities integrated
   into a joint trajectory (``joint_velocity``) or absolute joint positions
-  (``joint_position``). Gripper: above 0.5 CLOSES (LIBERO's action convention, -1 open / +1
-  close, that openpi's LIBERO policies return; DROID's gripper position, 1 = closed).
+  (``joint_position``). Gripper: a high value CLOSES. ``libero``: above 0 (LIBERO's action
+  convention, -1 open / +1 close, that openpi's LIBERO policies return; robosuite's Panda
+  gripper, which LIBERO drives, moves by the action's sign); ``droid``: above 0.5 (DROID's
+  gripper position, 1 = closed, binarised at 0.5 by openpi's DROID example client).
 
 Chunks are aged by time (``action_dt`` per row) and the ensembler is cleared after any failed
 call, so the first plans after an outage never blend predictions made before it.
@@ -105,6 +107,7 @@ class ScriptedBackend:
 class _RemoteBase:
     needs_image = needs_joints = True
     HIGH_CLOSES = True     # the backend's gripper convention (module docstring: its source)
+    GRIPPER_THRESHOLD = 0.5    # the gripper action's switching value (ditto)
 
     def __init__(self, translation_scale: float = 0.05, rotation_scale: float = 0.5,
                  ensemble_horizon: int = 3, ensemble_decay: float = 0.5, action_dt: float = 0.1,
@@ -122,6 +125,7 @@ class _RemoteBase:
                                 else gripper_opening)
         self.gripper_high_closes = (self.HIGH_CLOSES if gripper_convention == 'backend'
                                     else gripper_convention == 'high_closes')
+        self.gripper_threshold = self.GRIPPER_THRESHOLD
         self.clock = clock
         self.last_kind = ''
 
@@ -136,8 +140,9 @@ class _RemoteBase:
         return Plan(position=pos, rotation=rot, gripper=self._gripper(a[6]))
 
     def _gripper(self, value: float) -> float:
-        """The finger opening [m] for a gripper action (threshold 0.5, the backend's sign)."""
-        return 0.0 if (value > 0.5) == self.gripper_high_closes else self.gripper_opening
+        """The finger opening [m] for a gripper action (the backend's threshold and sign)."""
+        closes = (value > self.gripper_threshold) == self.gripper_high_closes
+        return 0.0 if closes else self.gripper_opening
 
     def _state(self, obs: Observation) -> np.ndarray:
         s = eef_state(obs.tcp, obs.fingers if obs.fingers is not None else (0.0, 0.0))
@@ -160,7 +165,8 @@ class _RemoteBase:
                 'consecutive_failures': c.failures, 'last_error_kind': self.last_kind,
                 'outage_cause': f'{kind}: {message}' if kind else '',
                 'outage_s': self.clock() - since if since is not None else 0.0,
-                'gripper_high_closes': self.gripper_high_closes}
+                'gripper_high_closes': self.gripper_high_closes,
+                'gripper_threshold': self.gripper_threshold}
 
     def close(self) -> None:
         self.client.close()
@@ -206,12 +212,13 @@ class OpenpiBackend(_RemoteBase):
     * ``libero``: ``observation/image`` (scene camera) and ``observation/wrist_image``, both
       224x224x3 uint8 (resized with padding), ``observation/state`` (8: tcp position,
       axis-angle, two finger positions), ``prompt``; actions H x 7 end-effector deltas +
-      gripper (+1 closes).
+      gripper (above 0 closes: robosuite moves LIBERO's gripper by the action's sign).
     * ``droid``: ``observation/exterior_image_1_left`` and ``observation/wrist_image_left``
       (224x224x3 uint8), ``observation/joint_position`` (7: DROID's arm has 7 joints; this arm's
       6, then 0), ``observation/gripper_position`` (1: 0 open .. 1 closed), ``prompt``; actions
-      H x 8 joint velocities [rad/s] (the 7th ignored) + gripper position (> 0.5 closes),
-      integrated over ``action_dt`` per step into a joint trajectory.
+      H x 8 joint velocities [rad/s] (the 7th ignored; clipped to [-1, 1] as openpi's DROID
+      client does before ``env.step``) + gripper position (above 0.5 closes, the client's
+      binarisation), integrated over ``action_dt`` per step into a joint trajectory.
 
     ``action_space`` ``layout`` takes the layout's meaning; ``ee_delta``, ``joint_position``
     (absolute joints, first 6, gripper at index 6) or ``joint_velocity`` override it.
@@ -219,10 +226,11 @@ class OpenpiBackend(_RemoteBase):
     name = 'openpi'
     needs_wrist_image = True
     LAYOUTS = {'libero': {'image': 'observation/image', 'wrist': 'observation/wrist_image',
-                          'size': 224, 'actions': 'ee_delta'},
+                          'size': 224, 'actions': 'ee_delta', 'gripper_threshold': 0.0},
                'droid': {'image': 'observation/exterior_image_1_left',
                          'wrist': 'observation/wrist_image_left', 'size': 224,
-                         'actions': 'joint_velocity'}}
+                         'actions': 'joint_velocity', 'gripper_threshold': 0.5}}
+    MAX_JOINT_VELOCITY = 1.0    # [rad/s]: openpi's DROID client clips every action to [-1, 1]
     ACTION_SPACES = ('layout', 'ee_delta', 'joint_position', 'joint_velocity')
     ACTION_DIMS = {'ee_delta': ACTION_DIM, 'joint_position': 6, 'joint_velocity': 8}
 
@@ -234,6 +242,7 @@ class OpenpiBackend(_RemoteBase):
         if action_space not in self.ACTION_SPACES:
             raise ValueError(f'action_space {action_space!r} not in {self.ACTION_SPACES}')
         self.layout = layout
+        self.gripper_threshold = self.LAYOUTS[layout]['gripper_threshold']
         self.action_space = (self.LAYOUTS[layout]['actions'] if action_space == 'layout'
                              else action_space)
         self.client = OpenpiClient(uri, action_dim=self.ACTION_DIMS[self.action_space],
@@ -262,7 +271,8 @@ class OpenpiBackend(_RemoteBase):
             grip = self._gripper(acts[0, 6]) if acts.shape[1] > 6 else None
             return Plan(trajectory=traj, gripper=grip)
         if self.action_space == 'joint_velocity':
-            q = np.asarray(obs.q, float) + np.cumsum(acts[:, :6] * self.action_dt, axis=0)
+            v = np.clip(acts[:, :6], -self.MAX_JOINT_VELOCITY, self.MAX_JOINT_VELOCITY)
+            q = np.asarray(obs.q, float) + np.cumsum(v * self.action_dt, axis=0)
             traj = [((k + 1) * self.action_dt, qk) for k, qk in enumerate(q)]
             return Plan(trajectory=traj, gripper=self._gripper(acts[0, 7]))
         return self._delta_plan(self.ensembler.add(acts[:, :ACTION_DIM], self.clock()), obs)

@@ -79,10 +79,11 @@ PARAMS: list[Param] = [
           '(LIBERO OSC: 0.5)', 0.0, 3.2, read_only=True),
     Param('ensemble_horizon', 3, 'Remote: overlapping chunks averaged per step', 1, 16,
           read_only=True),
-    Param('gripper_convention', 'backend', 'Remote: the gripper action\'s meaning above 0.5: '
-          'backend = the backend\'s own (neurovla-server: opens, NeuroVLA checkpoints use 1 = '
-          'open; openpi: closes, LIBERO\'s +1 = close), or high_closes / high_opens',
-          read_only=True, choices=('backend', 'high_closes', 'high_opens')),
+    Param('gripper_convention', 'backend', 'Remote: the gripper action\'s sign: backend = the '
+          'backend\'s own (neurovla-server: above 0.5 opens, NeuroVLA checkpoints use 1 = open; '
+          'openpi libero: above 0 closes, LIBERO\'s -1 open / +1 close; openpi droid: above 0.5 '
+          'closes, DROID\'s gripper position), or high_closes / high_opens (the threshold stays '
+          'the backend\'s)', read_only=True, choices=('backend', 'high_closes', 'high_opens')),
     Param('connect_timeout_s', 2.0, 'Remote: connect + metadata timeout [s]', 0.05, 30.0,
           read_only=True),
     Param('reply_timeout_s', 1.0, 'Remote: reply timeout [s]; later = error, reconnect with '
