@@ -279,8 +279,9 @@ def test_reset_reflex_only_when_active():
 # ---------------------------------------------------------------- the tick in C
 def test_compiled_tick_is_built_and_equals_the_numpy_reference():
     """_core.c against the numpy code, closed loop on the MuJoCo body: follow with feed-forward
-    torques (for 0.1 s at the effort limit: the guard clips), a withdrawal, the compliant hold.
-    Same operations in the same order: the commands agree to the last bit."""
+    torques (for 0.1 s at the effort limit: the guard clips), a stale reference (the PD servo's
+    hold and the hand-over back), a stop's hold through ``track``, a withdrawal, the compliant
+    hold. Same operations in the same order: the commands agree to the last bit."""
     from neurovla_ros.sim.world import World
     from neurovla_ros.spinal.motion import random_motion
     cfg = SpinalConfig(quiet_time=0.0)
@@ -290,21 +291,31 @@ def test_compiled_tick_is_built_and_equals_the_numpy_reference():
     q_ref, qd_ref = random_motion(np.random.default_rng(3), 3.0)
     effort = fast.model.limits()['effort']
     world.reset(q=q_ref[0])
+    weights = []
     for k in range(len(q_ref)):
         q, qd, eff = world.joint_state()
         t = world.time
         cmds = []
         for c in (fast, ref):
-            c.set_reference(q_ref[k], qd_ref[k], effort if 1500 <= k < 1600 else 0.02 * effort,
-                            now=t)
+            if 1700 <= k < 1800:
+                c.track(q_ref[1700], np.zeros(6), t)
+            elif not 1100 <= k < 1400:
+                c.set_reference(q_ref[k], qd_ref[k],
+                                effort if 1500 <= k < 1600 else 0.02 * effort, now=t)
+            if k == 1800:
+                c.hold(q)
             if k == 2000:
                 c.external_trigger(q, qd, t)
             cmds.append(c.step(q, qd, eff, t, 1e-3, t))
             c.after_tick(q, qd, eff, 1e-3)
         assert cmds[0] == cmds[1], (k, fast.mode, cmds)
-        assert fast.mode == ref.mode
+        assert fast.mode == ref.mode and fast.hold_weight == ref.hold_weight
+        weights.append(fast.hold_weight)
         world.command('effort', np.array(cmds[0]))
         world.step()
+    # the servo's share: hold (stale reference), back to the network, the stop's hold, resume
+    assert weights[1350] == 1.0 and 0.0 < weights[1420] < 1.0 and weights[1600] == 0.0
+    assert weights[1799] > 0.95 and weights[1850] < 0.5
     assert fast.events == 1 and fast.mode == COMPLIANT
     assert fast.guard.clipped == ref.guard.clipped > 0
     assert fast.net.spikes == ref.net.spikes > 0 and fast.net.sops == ref.net.sops
@@ -318,9 +329,9 @@ def test_compiled_tick_rejects_wrong_arrays():
     home = np.r_[c.model.home_pose(), 0.04, 0.04]
     with pytest.raises(TypeError):
         c._core.step(home[:6], np.zeros(6), home.astype(np.float32), np.zeros(8), 1e-3, 1.0,
-                     None, False)
+                     None, False, 0.0)
     with pytest.raises(ValueError):
-        c._core.step(home[:6], np.zeros(5), home, np.zeros(8), 1e-3, 1.0, None, False)
+        c._core.step(home[:6], np.zeros(5), home, np.zeros(8), 1e-3, 1.0, None, False, 0.0)
 
 
 # ---------------------------------------------------------------- motions: the bench's are unseen
@@ -392,3 +403,119 @@ def test_hindsight_labels_give_the_teachers_error_dynamics(gains):
     expect = wanted[:-1] + (tau[:-1] - gains.inertia * accel) / gains.tau_unit
     np.testing.assert_allclose(hindsight_targets(out, qd_ref, gains, 1.0)[:-1],
                                np.clip(expect, -U_CAP, U_CAP), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- the hold: no creep, no jump
+def _closed_loop(world, ctrl, n, before=None, delay=0):
+    """n ticks of ctrl on the MuJoCo arm (``before(k, q, qd, t)`` may set the reference), each
+    command applied ``delay`` ticks late (the graph's state-to-command transport); the measured
+    positions and velocities (n, 6) and the commands (n, 6)."""
+    qs, qds, cmds = np.zeros((n, 6)), np.zeros((n, 6)), np.zeros((n, 6))
+    for k in range(n):
+        q, qd, eff = world.joint_state()
+        t = world.time
+        if before is not None:
+            before(k, q, qd, t)
+        cmds[k] = ctrl.step(q, qd, eff, t, world.dt, t)
+        ctrl.after_tick(q, qd, eff, world.dt)
+        qs[k], qds[k] = q[:6], qd[:6]
+        world.command('effort', cmds[k - delay] if k >= delay else np.zeros(6))
+        world.step()
+    return qs, qds, cmds
+
+
+@pytest.mark.parametrize('pose, offset', [
+    ('home', [0.12, -0.1, 0.1, -0.15, 0.15, -0.2]),
+    ('home', [-0.12, 0.1, -0.1, 0.15, -0.15, 0.2]),
+    ('side', [-0.3, 0.0, 0.0, 0.0, 0.0, 0.0]),      # the creep of the fault suite: pan ~0.8
+])
+@pytest.mark.parametrize('compiled', [True, False])
+def test_hold_away_from_the_pose_returns_and_does_not_creep(pose, offset, compiled):
+    """A hold whose arm is far from the held pose (a stale reference latched during a fast
+    move; a push): beyond the errors the network was trained on the PD servo takes over, so
+    the arm comes back and stays. With the weights of 0d724b0 alone pan crept at 0.14 rad/s."""
+    from neurovla_ros.sim.world import World
+    ctrl = SpinalController(cfg=SpinalConfig(reflex_enabled=False), compiled=compiled)
+    assert ctrl.compiled == compiled
+    home = ctrl.model.home_pose()
+    hold = home if pose == 'home' else home + np.array([0.8, 0.2, -0.2, 0.3, 0.3, 0.5])
+    world = World(seed=1, n_objects=0, sleep=False)
+    world.reset(q=hold + np.array(offset))
+    ctrl.hold(np.r_[hold, 0.04, 0.04])
+    qs, qds, cmds = _closed_loop(world, ctrl, 3000)
+    assert ctrl.mode == HOLD and ctrl.hold_weight == 1.0
+    err = np.abs(qs[-1] - hold).max()
+    creep = np.abs(qs[-1] - qs[1000]).max()       # the last 2 s
+    assert err < 1e-3 and creep < 1e-3, (err, creep, qs[-1] - hold)
+    assert np.abs(qds[-500:]).max() < 1e-3         # standstill
+    assert np.all(np.abs(cmds) <= ctrl.model.limits()['effort'] + 1e-9)
+
+
+@pytest.mark.parametrize('seed, delay', [(0, 0), (1, 2), (2, 4), (3, 4)])
+def test_stop_from_a_fast_move_holds_without_creep(seed, delay):
+    """An emergency stop at the fastest point of a random move at the URDF velocity limit,
+    commands 0-4 ms late as in the graph: the brake and the hold go to the PD servo;
+    standstill within 0.2 s, then the arm stays within 1 mrad for 3 s. (The network alone,
+    4 ms late, never reached standstill: a 0.01-0.02 rad limit cycle.)"""
+    from neurovla_ros.sim.world import World
+    from neurovla_ros.spinal.motion import motion_rng, random_motion
+    from neurovla_ros.spinal.safety import EMERGENCY, StopState
+    ctrl = SpinalController(cfg=SpinalConfig(reflex_enabled=False))
+    q_ref, qd_ref = random_motion(motion_rng('bench_live', 50 + seed), 3.0, speed=1.0,
+                                  rest_prob=0.0)
+    k_stop = 300 + int(np.argmax(np.abs(qd_ref[300:1500]).max(axis=1)))
+    world = World(seed=seed, n_objects=0, sleep=False)
+    world.reset(q=q_ref[0])
+    stop = StopState()
+    still = []
+
+    def before(k, q, qd, t):
+        if k < k_stop:
+            ctrl.set_reference(q_ref[k], qd_ref[k], None, now=t)
+            return
+        if k == k_stop:
+            stop.request(EMERGENCY)
+        ref = stop.update(q, qd, t)
+        ctrl.track(ref[0], ref[1], t)
+        if stop.standstill and not still:
+            still.append(k)
+
+    qs, qds, cmds = _closed_loop(world, ctrl, k_stop + 3500, before, delay)
+    assert np.abs(qds[k_stop]).max() > 0.8, 'not a fast move'
+    assert still and still[0] - k_stop <= 200, still
+    k0 = still[0]
+    drift = np.abs(qs[k0 + 500:] - qs[k0 + 500]).max()
+    assert drift < 1e-3, drift
+    assert np.abs(qds[-500:]).max() < 1e-3
+    assert not stop.violated and stop.violation < 0.05
+    assert ctrl.hold_weight == 1.0
+
+
+def test_hand_over_between_the_network_and_the_servo_is_smooth():
+    """hold (servo) -> engage a reference (network) -> stale reference (servo): the weight
+    ramps over servo_blend_time and no tick's command jumps (per-tick change well below a
+    tenth of the effort limit, the hold's own torque steps)."""
+    from neurovla_ros.sim.world import World
+    cfg = SpinalConfig(reflex_enabled=False, servo_blend_time=0.1, engage_time=0.3)
+    ctrl = SpinalController(cfg=cfg)
+    home = ctrl.model.home_pose()
+    target = home + np.array([0.03, -0.02, 0.02, 0.05, -0.05, 0.05])
+    world = World(seed=2, n_objects=0, sleep=False)
+    world.reset(q=home)
+    ctrl.hold(np.r_[home, 0.04, 0.04])
+    weights = []
+
+    def before(k, q, qd, t):
+        if 500 <= k < 1500:
+            ctrl.set_reference(target, np.zeros(6), None, now=t)
+        weights.append(ctrl.hold_weight)
+
+    qs, qds, cmds = _closed_loop(world, ctrl, 2200, before)
+    w = np.array(weights)            # the weight before each tick
+    assert w[499] == 1.0 and w[1400] == 0.0 and w[-1] == 1.0
+    assert 0.0 < w[550] < 1.0        # ramps down over 0.1 s once the reference engages
+    assert np.abs(np.diff(w)).max() <= 1e-3 / 0.1 + 1e-12     # dt / servo_blend_time
+    effort = ctrl.model.limits()['effort']
+    step = np.abs(np.diff(cmds, axis=0)) / effort
+    assert step.max() < 0.05, (step.max(), np.unravel_index(step.argmax(), step.shape))
+    assert np.abs(qs[1400] - target).max() < 2e-3   # the network followed

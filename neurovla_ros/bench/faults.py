@@ -19,7 +19,8 @@ row, from the body's state recorded at every physics step in this process:
   arm's speed, averaged over 50 ms, stays under 0.05 rad/s for 50 ms. ``vibration_rad_s``: the
   RMS of the speed around that average over the window (what the average hides).
 * ``excursion_rad``: hold/stop rows: the largest joint move after standstill until the window
-  ends (the held arm must stay put); reject/ride rows: the largest tracking error
+  ends (the held arm must stay put; an IMU outage: until the IMU is back, when the cerebellum
+  resumes the motion by design); reject/ride rows: the largest tracking error
   |q - cerebellum reference| in the window (the motion goes on); body pauses: the same from
   0.5 s after the state returns (after the watchdog's hold and engage blend).
 * ``outside_limits``: commands the sim refused as outside the URDF limits (NaN, range,
@@ -497,10 +498,12 @@ class Suite:
         standstill_ms, excursion = float('nan'), float('nan')
         if row['expect'] in ('hold', 'stop') and kind != 'body_pause':
             start = k0 if stop_row else (k_det if detected else k0)
-            ks = standstill_index(slow[:k_end], start)
+            # an IMU outage holds while it lasts: the cerebellum resumes the motion after it
+            k_hold = body.index_at(t0 + int(row['ms'] * 1e6)) if kind == 'imu_pause' else k_end
+            ks = standstill_index(slow[:k_hold], start)
             if ks is not None:
                 standstill_ms = (ks - start) * 1.0
-                excursion = float(np.abs(body.q[ks:k_end] - body.q[ks]).max())
+                excursion = float(np.abs(body.q[ks:k_hold] - body.q[ks]).max())
         else:
             # the arm on its reference: reject/ride rows over the window, body pauses from
             # 0.5 s after the state returns (after the watchdog's hold and engage blend)

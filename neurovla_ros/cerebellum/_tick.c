@@ -726,7 +726,7 @@ static void learn(Tick *t, double da, int fresh_j, int fresh_i, int cereb, int a
     estimator_update(t, da, fresh_i);
     if (!cereb) {
         canc_fade(t, da);
-    } else if (fresh_j && cs[C_TREMOR] != 0.0) {
+    } else if (fresh_j && fresh_i && cs[C_TREMOR] != 0.0) {   /* stale: the correction fades */
         const int n = t->n;
         model_step(t, da, t->a[A_TR_X], t->a[A_TR_V], t->a[A_REF_EFF]);
         double *err = t->a[A_ERR];

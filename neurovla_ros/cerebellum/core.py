@@ -360,7 +360,8 @@ class Cerebellum(Shared):
             qd = est.update(da, self.q, self.qd, defer=True)
         if not cereb:
             canc.fade(da)
-        elif fresh_j and self.tremor_enabled:
+        elif fresh_j and fresh_i and self.tremor_enabled:
+            # (either sensor stale: the reference holds, the correction fades below)
             # sensory prediction error: the motion the shaped reference does not explain
             tr = self.tracker
             self.fm.step(da, tr.x, tr.v, self.ref_eff)

@@ -29,7 +29,8 @@ enum {
     NB
 };
 /* scalars */
-enum { S_INV_E, S_INV_VEPS, S_X_MAX, S_ACC_TAU, S_ACC_MAX_DT, S_INPUT_EVENT, S_IN_OPS, NS };
+enum { S_INV_E, S_INV_VEPS, S_X_MAX, S_ACC_TAU, S_ACC_MAX_DT, S_INPUT_EVENT, S_IN_OPS,
+       S_BAND_LO, S_BAND_INV, NS };   /* the servo band: |z_pos| where the PD servo takes over */
 
 typedef struct {
     PyObject_HEAD
@@ -198,11 +199,12 @@ static void net_tick(Core *c)
     c->p[B_COUNTS][1] += n_in * c->s[S_IN_OPS];
 }
 
-/* step(q_des, qd_des, q, qd, dt, scale, ff, primed) -> list of J limited torques */
+/* step(q_des, qd_des, q, qd, dt, scale, ff, primed, hold) -> list of J limited torques */
 static PyObject *core_step(Core *c, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "step(q_des, qd_des, q, qd, dt, scale, ff, primed)");
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "step(q_des, qd_des, q, qd, dt, scale, ff, primed, hold)");
         return NULL;
     }
     const int J = c->J;
@@ -214,6 +216,7 @@ static PyObject *core_step(Core *c, PyObject *const *args, Py_ssize_t nargs)
         if (get_doubles(args[got < 4 ? got : 6], &in[got], 0, J, names[got]) < 0)
             goto done;
     double dt = PyFloat_AsDouble(args[4]), scale = PyFloat_AsDouble(args[5]);
+    double hold = PyFloat_AsDouble(args[8]);
     int primed = PyObject_IsTrue(args[7]);
     if (PyErr_Occurred() || primed < 0)
         goto done;
@@ -244,18 +247,29 @@ static PyObject *core_step(Core *c, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     net_tick(c);
-    /* decoder, compliance scale, feed-forward, then the limit guard */
+    /* decoder, the PD servo's share (the hold weight, or the position error leaving the
+     * trained range), compliance scale, feed-forward, then the limit guard */
     const double *y = c->p[B_OUT], *unit = c->p[B_UNIT], *lim = c->p[B_LIMITS];
     result = PyList_New(J);
     if (!result)
         goto done;
     int changed = 0;
     for (int j = 0; j < J; j++) {
-        double t = y[j] * unit[j] * scale + (ff ? ff[j] : 0.0);
-        tau[j] = t;
         double eff = lim[j], vmax = lim[J + j], vstart = lim[2 * J + j], kv = lim[3 * J + j];
         double kp = lim[4 * J + j], kd = lim[5 * J + j], upper = lim[6 * J + j];
         double lower = lim[7 * J + j], vi = qd[j], qi = q[j];
+        double t = y[j] * unit[j];
+        double u = clamp((fabs(q_des[j] - qi) * s[S_INV_E] - s[S_BAND_LO]) * s[S_BAND_INV],
+                         0.0, 1.0);
+        double w = u * (u * (3.0 - 2.0 * u));
+        if (hold > w)
+            w = hold;
+        double pd = kp * (q_des[j] - qi) + kd * (qd_des[j] - vi);
+        t += (pd - t) * w;
+        t *= scale;
+        if (ff)
+            t += ff[j];
+        tau[j] = t;
         double hi = eff, lo = -eff, b;
         if (vi > vstart)
             hi = fmin(hi, kv * (vmax - vi));
@@ -290,7 +304,7 @@ done:
 
 static PyMethodDef core_methods[] = {
     {"step", (PyCFunction)(void (*)(void))core_step, METH_FASTCALL,
-     "step(q_des, qd_des, q, qd, dt, scale, ff, primed) -> list of limited torques"},
+     "step(q_des, qd_des, q, qd, dt, scale, ff, primed, hold) -> list of limited torques"},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject CoreType = {

@@ -17,6 +17,22 @@ Modes (``MODES``):
   until ``reset_reflex()`` or ``quiet_time`` [s] without contact (0 = only on reset), then
   ``engage`` again.
 
+The classical servo (``servo_torque``: PD on the model-derived gains of
+:class:`neurovla_ros.common.servo.JointGains`) shares the torque with the network, per joint,
+with a weight ``w`` in [0, 1]: ``tau = net + w (pd - net)``. ``w`` is the larger of
+
+* the hold weight: it ramps to 1 over ``servo_blend_time`` while the arm is held (``hold`` mode,
+  or tracking a stop's brake and hold through ``track``) and back to 0 over the same time once
+  a reference engages: a hold is the classical servo's, with no jump either way;
+* the error weight: a smoothstep from 0 to 1 as the position error |q_des - q| goes from
+  ``servo_band[0]`` to ``servo_band[1]`` times the network's error unit ``e_ref``. Beyond the
+  errors it was trained on the network's torque is not a restoring one (its input channels
+  saturate; with the weights of 0d724b0 it even has the wrong sign past ~2 e_ref, so a hold
+  pushed past it crept away at a constant speed): there the servo takes over.
+
+The effort interface is on top of the body's gravity compensation, so the servo adds no gravity
+term (the position interface does not run either).
+
 Times: ``t`` is the joint-state time (the body's clock, for the reflex motion), ``now`` a
 monotonic clock (for the reference timeout). Both in seconds.
 """
@@ -51,6 +67,8 @@ class SpinalConfig:
     gain_omega_max: float = 40.0     # bandwidth cap of the model-derived gains [rad/s]
     gain_e_sat: float = 0.05         # error that saturates a joint's effort [rad]
     command_interface: str = 'effort'  # or 'position': the tick's desired position is the command
+    servo_band: tuple = (1.0, 2.0)   # |position error| / e_ref where the PD servo takes over
+    servo_blend_time: float = 0.1    # hold weight ramp to the PD servo and back [s]
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     withdraw: WithdrawConfig = field(default_factory=WithdrawConfig)
 
@@ -180,6 +198,11 @@ class SpinalController:
         self.hold_q = None
         self.engage_t0 = 0.0
         self.last_contact = -np.inf
+        self.hold_weight = 0.0         # the PD servo's share while holding (module docstring)
+        self.stopped = False           # a stop tracks its brake and hold (``track``)
+        self.hold_drift = 0.0          # largest |q - hold_q| in the current hold [rad]
+        self._pd = np.zeros(6)
+        self._w = np.zeros(6)
         self.q_des = np.zeros(6)
         self.qd_des = np.zeros(6)
         self.tau = np.zeros(6)
@@ -207,16 +230,26 @@ class SpinalController:
         arrays = (e._vel_gain, e._inertia_n, e._damp_n, e._fric_n, a.qdd, a._prev, e.table, e.x,
                   n._wt_t, n._sa, n._out, n._decay, n.v, n._beta, n.tick_spikes, n._counts,
                   self.decoder.unit, self.decoder.tau, g.table, g._clipped)
-        scalars = (e._inv_e, e._inv_veps, e.x_max, a.tau, a.max_dt, INPUT_EVENT, n._in_ops)
+        lo, inv = self._band()
+        scalars = (e._inv_e, e._inv_veps, e.x_max, a.tau, a.max_dt, INPUT_EVENT, n._in_ops,
+                   lo, inv)
         return Core(arrays, scalars, 6, e.x.shape[0], self.params.n_hidden,
                     self.params.substeps, int(n.record))
+
+    def _band(self) -> tuple[float, float]:
+        """The servo band as (start, 1 / width) in units of e_ref."""
+        lo, hi = (float(b) for b in self.cfg.servo_band)
+        if not 0.0 <= lo < hi:
+            raise ValueError(f'servo_band {self.cfg.servo_band}: need 0 <= start < end')
+        return lo, 1.0 / (hi - lo)
 
     def configure(self, cfg: SpinalConfig) -> None:
         """Take a new configuration between two ticks (the node's parameters set at run time).
         The tick reads ``cfg`` every time; a changed collision detector is rebuilt (its observer
         primes on the next sample, as after a dropped one); a withdrawal under way keeps its
         duration. The gains and the limit guard's settings are not run-time settings."""
-        fixed = ('velocity_band', 'limit_margin', 'rest_velocity', 'gain_omega_max', 'gain_e_sat')
+        fixed = ('velocity_band', 'limit_margin', 'rest_velocity', 'gain_omega_max', 'gain_e_sat',
+                 'servo_band')
         changed = [k for k in fixed if getattr(cfg, k) != getattr(self.cfg, k)]
         if changed:
             raise ValueError(f'{changed} are fixed when the controller is built')
@@ -259,12 +292,15 @@ class SpinalController:
     def track(self, q, qd, now: float) -> None:
         """Follow (q, qd) from this tick on, with no engage blend and no feed-forward torque: a
         stop's brake profile or hold (spinal/safety.py), which starts at the measured state.
-        Ends a reflex in progress (a stop allows no withdrawal motion)."""
+        Ends a reflex in progress (a stop allows no withdrawal motion). The PD servo holds
+        (the hold weight ramps to 1) until ``hold`` re-seeds the hold at the resume."""
         self.set_reference(q, qd, None, now)
         self.mode = FOLLOW
+        self.stopped = True
 
     def hold(self, q) -> None:
         """Hold the measured pose ``q`` now; a fresh reference engages from it by the blend."""
+        self.stopped = False
         self._hold_here(q)
 
     def reference_fresh(self, now: float) -> bool:
@@ -311,6 +347,13 @@ class SpinalController:
             self.reset_requested = False
             q_des, qd_des = self._engage(qa, t, now)
         compliant = self.mode == COMPLIANT
+        T = cfg.servo_blend_time
+        h = self.hold_weight
+        if self.mode == HOLD or self.stopped:
+            h = 1.0 if T <= 0 else min(1.0, h + dt / T)
+        elif h > 0.0:
+            h = 0.0 if T <= 0 else max(0.0, h - dt / T)
+        self.hold_weight = h
         if cfg.command_interface == 'position':   # position-only servos close the loop
             self.command = np.clip(q_des, self.lower, self.upper).tolist()
             return self.command
@@ -318,19 +361,37 @@ class SpinalController:
         if self._core is not None:   # the same as below, in C
             self.command = self._core.step(q_des, qd_des, qa, qda, dt,
                                            cfg.hold_scale if compliant else 1.0, ff,
-                                           self.accel.primed)
+                                           self.accel.primed, h)
             self.accel.primed = True
             return self.command
         qdd_des = self.accel.update(qd_des, dt)
         # ---- spiking network ----
         x = self.encoder.encode(q_des, qd_des, qa, qda, qdd_des)
         tau = self.decoder(self.net.tick(x))
+        w, pd = self._w, self._pd
+        lo, inv = self._band()
+        np.abs(self.encoder.z[0], out=w)      # |q_des - q| / e_ref
+        w -= lo
+        w *= inv
+        np.clip(w, 0.0, 1.0, out=w)
+        np.multiply(w, 3.0 - 2.0 * w, out=pd)
+        np.multiply(w, pd, out=w)             # smoothstep
+        np.maximum(w, h, out=w)
+        pd[:] = self.servo_torque(q_des, qd_des, qa, qda)
+        pd -= tau
+        pd *= w
+        tau += pd
         if compliant:
             tau *= cfg.hold_scale
         elif ff is not None:
             tau += ff
         self.command = self.guard(tau, qa, qda)
         return self.command
+
+    def servo_torque(self, q_des, qd_des, q, qd) -> np.ndarray:
+        """The classical PD servo's torque (before the limit guard) [N m]."""
+        g = self.gains
+        return g.kp * (q_des - q) + g.kd * (qd_des - qd)
 
     def _engage(self, qa, t, now):
         """HOLD / ENGAGE: hold pose, or the blend from it to a fresh live reference."""
@@ -372,6 +433,10 @@ class SpinalController:
             v = qd_des.tolist()
             moving = max(v) > rv or -min(v) > rv
         self.moving = moving
+        if self.mode == HOLD:       # the hold's creep monitor (reported by the node)
+            d = max(abs(a - b) for a, b in zip(q[:6].tolist(), self.hold_q.tolist()))
+            if d > self.hold_drift:
+                self.hold_drift = d
         net = self.net
         d_spk, d_sops = net.spikes - self._spikes_mark, net.sops - self._sops_mark
         self._spikes_mark, self._sops_mark = net.spikes, net.sops
@@ -386,6 +451,7 @@ class SpinalController:
 
     def _hold_here(self, q):
         self.hold_q = np.array(q[:6], float)
+        self.hold_drift = 0.0
         self.mode = HOLD
         self.qd_des.fill(0.0)
         self.accel.reset()

@@ -25,7 +25,10 @@ Each /joint_states sample runs one tick in its callback: the collision detector 
 network, then the command is published; the withdrawal plan of a collision detected in the tick
 (its first command, a brake at the detected pose, does not need it), the reflex event and the
 bookkeeping come after the publish. The work is done by
-the ROS-free :class:`neurovla_ros.spinal.controller.SpinalController`.
+the ROS-free :class:`neurovla_ros.spinal.controller.SpinalController`. Holds (no fresh
+reference, or a stop) are the controller's PD servo; /diagnostics reports its share
+(``hold_weight``) and how far a hold moved from its pose (``hold_drift_rad``: ERROR beyond
+``standstill_tolerance``).
 """
 from __future__ import annotations
 
@@ -444,7 +447,11 @@ class SpinalNode(Node):
         elif tick_hz < 0.9 * self.p.expected_rate:
             level = 1
             msg += f'; control rate {tick_hz:.0f} Hz: joint states missed or late'
+        if mode == 'hold' and ctrl.hold_drift > self.p.standstill_tolerance:
+            level = 2     # the creep monitor of the hold (the PD servo pulls the arm back)
+            msg += f'; hold drifted {ctrl.hold_drift:.3f} rad from the held pose'
         values = {'mode': mode, 'tick_hz': tick_hz,
+                  'hold_weight': ctrl.hold_weight, 'hold_drift_rad': ctrl.hold_drift,
                   'tick_us_p50': float(np.percentile(us, 50)) if n else 0.0,
                   'tick_us_p99': float(np.percentile(us, 99)) if n else 0.0,
                   'reflex_events': ctrl.events, 'limit_clipped_ticks': ctrl.guard.clipped,
