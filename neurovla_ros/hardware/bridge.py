@@ -68,6 +68,7 @@ class BridgeOptions:
     set_return_delay: bool = False    # write Return Delay Time 0 where it is larger
     latency_ms: float | None = None   # the adapter's latency timer (None: the file's)
     reply_margin_ms: float = 10.0     # a reply's timeout beyond wire time and latency [ms]
+    velocity_accel_noise: float = 0.01  # estimator's unexplained accel [rad/s^2/sqrt(Hz)]; 0 off
 
 
 def check_servos(bus: Bus, cfg: HardwareConfig) -> str | None:
@@ -128,6 +129,14 @@ class Bridge:
         g = self.model.joints[robot_mod.GRIPPER_JOINT]
         self.grip_range = (g.lower, g.upper)
         self.current_mode = cfg.interface == 'current'
+        # the published arm velocity: a model-based Kalman filter over the quantised registers
+        # (estimator.py: the raw Present Velocity steps make the reflex's observer trip)
+        self.estimator = None
+        if self.opts.velocity_accel_noise > 0:
+            from .estimator import VelocityEstimator
+            self.estimator = VelocityEstimator(
+                self.dyn, [abs(d.scale()) for d in arm], [abs(d.velocity(1)) for d in arm],
+                self.opts.velocity_accel_noise, lim['damping'], lim['friction'])
         n = len(cfg.drives)
         self.n = n
         # joint state (/joint_states order: 6 arm joints, left finger, right finger = mimic)
@@ -377,6 +386,11 @@ class Bridge:
         if not partial:
             self.stamp_ns = stamp_ns
             self.has_state = True
+        if self.estimator is not None:
+            if partial:
+                self.estimator.reset()
+            else:
+                self.qd[:6] = self.estimator.update(self.q, self.qd, self.effort, stamp_ns * 1e-9)
 
     def _hardware_errors(self, replies, now: float) -> None:
         dxl = self.cfg.protocol == 'dynamixel'

@@ -56,7 +56,8 @@ def _opts(p) -> br.BridgeOptions:
         command_timeout=p.command_timeout_s, fail_stop_reads=p.fail_stop_reads,
         torque_off_after=p.torque_off_after_s, reconnect_s=p.reconnect_s,
         park_time=p.park_time_s, set_return_delay=p.set_return_delay,
-        latency_ms=p.latency_timer_ms or None, reply_margin_ms=p.reply_margin_ms)
+        latency_ms=p.latency_timer_ms or None, reply_margin_ms=p.reply_margin_ms,
+        velocity_accel_noise=p.velocity_accel_noise)
 
 
 class HardwareNode(Node):

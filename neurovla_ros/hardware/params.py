@@ -18,6 +18,11 @@ PARAMS: list[Param] = [
     Param('reply_margin_ms', 10.0, 'A reply may come this much later than wire time and the '
           'latency timer allow before it counts as lost (host scheduling) [ms]', 0.5, 100.0,
           read_only=True),
+    Param('velocity_accel_noise', 0.01, 'Published arm velocity: a Kalman filter over encoder '
+          'position and Present Velocity, predicted with the robot model under the measured '
+          'torque; this is the acceleration it leaves unexplained (contacts, model error), larger '
+          '= faster and noisier; 0 = the raw Present Velocity register [rad/s^2/sqrt(Hz)]',
+          0.0, 100.0, read_only=True),
     Param('set_return_delay', False, 'At start, write Return Delay Time 0 into servos that '
           'answer later than the file allows (EEPROM, torque off)', read_only=True),
     # ---- the loop ----
