@@ -8,8 +8,7 @@ import pytest
 
 from neurovla_ros.robot import model as robot_model
 from neurovla_ros.spinal import rhythm
-from neurovla_ros.spinal.rhythm import (PhaseRing, ProgramError, RhythmConfig, RhythmGenerator,
-                                        parse)
+from neurovla_ros.spinal.rhythm import PhaseRing, ProgramError, RhythmConfig, RhythmGenerator, parse
 
 JOINTS = robot_model.ARM_JOINTS
 LIMITS = rhythm.Limits(JOINTS)
@@ -188,9 +187,9 @@ def test_relock_without_a_jump():
 
 def test_phase_ring_carries_the_phase_and_is_silent_at_rest():
     ring = PhaseRing()
-    for k in range(200):                    # at rest the generator does not step the ring
-        pass
-    assert ring.spikes == 0
+    assert ring.spikes == 0 and math.isnan(ring.decoded())     # nothing before it is driven
+    idle = RhythmGenerator()
+    assert not idle.step(0.001, DT) and idle.ring.spikes == 0  # idle: the ring stays silent
     errs = []
     for k in range(2000):
         phase = 2.0 * k * DT                # 2 Hz

@@ -160,8 +160,8 @@ def _head(text: str, limits: Limits, joint: str, amplitude: float):
             raise ProgramError(f'head: amp={opts["amp"]} is not a number with an optional unit')
         unit = m.group(2) or ('m' if direction else 'rad')
         if (unit in ('m', 'mm')) != bool(direction):
-            raise ProgramError(f'head: amp in {unit} does not fit '
-                               f'{"a tool direction (m, mm)" if direction else "a joint (rad, deg)"}')
+            fits = 'a tool direction (m, mm)' if direction else 'a joint (rad, deg)'
+            raise ProgramError(f'head: amp in {unit} does not fit {fits}')
         amplitude = float(m.group(1)) * {'rad': 1.0, 'deg': math.pi / 180, 'm': 1.0,
                                          'mm': 1e-3}[unit]
     elif direction:
@@ -246,7 +246,8 @@ def check_limits(program: Program, direction, q0, lower, upper, velocity,
                  velocity_scale: float) -> None:
     """ProgramError when the excursion around ``q0`` leaves the joint limits or a stage's
     peak joint speed (A |d| 2 pi f, times SPEED_MARGIN for the adapted frequency and the
-    phase correction; the envelope ramps add none) exceeds ``velocity_scale`` of the URDF velocity limit."""
+    phase correction; the envelope ramps add none) exceeds ``velocity_scale`` of the URDF
+    velocity limit."""
     excursion = program.amplitude * np.abs(direction)
     over = (q0 + excursion > upper) | (q0 - excursion < lower)
     if np.any(over):
