@@ -79,3 +79,21 @@ def spin_until(node, predicate, timeout=10.0):
         return bool(predicate())
     finally:
         ex.remove_node(node)
+
+
+def run_bench(tmp_path, args, timeout: float) -> tuple[str, dict]:
+    """``neurovla bench ARGS`` as a user runs it, in ``tmp_path`` (its bench_out/ there): the
+    output, and the JSON line it ends with (the run must succeed)."""
+    import json
+
+    from neurovla_ros.common import procs
+    log = tmp_path / 'bench.log'
+    p = procs.Proc([sys.executable, '-m', 'neurovla_ros.cli', 'bench', *args], 'bench',
+                   log=str(log), cwd=str(tmp_path), env={**os.environ, 'PYTHONPATH': REPO})
+    try:
+        rc = p.wait(timeout)
+    finally:
+        procs.stop([p])
+    text = log.read_text()
+    assert rc == 0, text[-4000:]
+    return text, json.loads(text.strip().splitlines()[-1])

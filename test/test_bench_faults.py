@@ -3,16 +3,12 @@ bringup's full graph (real DDS, real MuJoCo, real time)."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_bench
 
 from neurovla_ros.bench import faults
-from neurovla_ros.common import procs
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_the_table_covers_the_issue_and_is_well_formed(tmp_path):
@@ -69,19 +65,8 @@ def test_flood_messages_are_refused_by_the_stacks_own_checks():
 
 def test_a_short_run_in_the_full_graph(tmp_path):
     """A watchdog row, a flood, a bad goal, a killed node and one emergency stop."""
-    log = tmp_path / 'bench.log'
-    p = procs.Proc([sys.executable, '-m', 'neurovla_ros.cli', 'bench', 'faults', '--only',
-                    'body_pause_100ms,flood_goal_pose,goal_below_floor,kill_cerebellum,'
-                    'estop_fast_move'],
-                   'bench', log=str(log), cwd=str(tmp_path),
-                   env={**os.environ, 'PYTHONPATH': REPO})
-    try:
-        rc = p.wait(400)
-    finally:
-        procs.stop([p])
-    text = log.read_text()
-    assert rc == 0, text[-4000:]
-    res = json.loads(text.strip().splitlines()[-1])
+    _text, res = run_bench(tmp_path, ['faults', '--only', 'body_pause_100ms,flood_goal_pose,'
+                                      'goal_below_floor,kill_cerebellum,estop_fast_move'], 400)
     assert res['faults'] == res['faults_in_table'] == 9       # 4 rows + 5 estop repeats
     rows = json.loads((tmp_path / 'bench_out' / 'faults.json').read_text())
     assert len(rows) == 9

@@ -1,16 +1,12 @@
 """``neurovla bench reflex``: its pieces, and short runs of both graphs end to end."""
 import json
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_bench
 
 from neurovla_ros.bench import reflex
-from neurovla_ros.common import procs
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_half_point_finds_the_force_where_half_are_detected():
@@ -67,18 +63,8 @@ def test_a_short_run_counts_every_push(graph, tmp_path):
     """A few pushes of each kind and a few seconds of free motion with tremor (short options);
     in the full graph the cortex plans in dry run and publishes nothing, the cerebellum takes
     the bench's goals."""
-    log = tmp_path / 'bench.log'
-    p = procs.Proc([sys.executable, '-m', 'neurovla_ros.cli', 'bench', 'reflex', '--graph',
-                    graph, '--collisions', '3', '--weak', '2', '--false-trigger-s', '2'],
-                   'bench', log=str(log), cwd=str(tmp_path),
-                   env={**os.environ, 'PYTHONPATH': REPO})
-    try:
-        rc = p.wait(240)
-    finally:
-        procs.stop([p])
-    text = log.read_text()
-    assert rc == 0, text[-4000:]
-    res = json.loads(text.strip().splitlines()[-1])
+    _text, res = run_bench(tmp_path, ['reflex', '--graph', graph, '--collisions', '3',
+                                      '--weak', '2', '--false-trigger-s', '2'], 240)
     assert res['graph'] == graph
     assert res['collisions'] == 5 and res['collisions_in_force_range'] >= 3
     assert sum(res['pushes_by_excess'].values()) == 5
@@ -115,18 +101,8 @@ def test_the_reflex_through_the_emulated_dynamixel_bus(tmp_path):
     """``--body dynamixel``: the sim's servos behind a pty, the hardware node between them and
     the spinal layer; each detection's withdrawal command is found as a goal write on the bus.
     (The figures of such a run are the bench's business; here: the path and the accounting.)"""
-    log = tmp_path / 'bench.log'
-    p = procs.Proc([sys.executable, '-m', 'neurovla_ros.cli', 'bench', 'reflex', '--body',
-                    'dynamixel', '--collisions', '3', '--weak', '1', '--false-trigger-s', '2'],
-                   'bench', log=str(log), cwd=str(tmp_path),
-                   env={**os.environ, 'PYTHONPATH': REPO})
-    try:
-        rc = p.wait(240)
-    finally:
-        procs.stop([p])
-    text = log.read_text()
-    assert rc == 0, text[-4000:]
-    res = json.loads(text.strip().splitlines()[-1])
+    text, res = run_bench(tmp_path, ['reflex', '--body', 'dynamixel', '--collisions', '3',
+                                     '--weak', '1', '--false-trigger-s', '2'], 240)
     assert res['body'] == 'dynamixel' and res['graph'] == 'full'
     assert res['collisions'] == 4 and sum(res['pushes_by_excess'].values()) == 4
     assert res['hardware']['state'] == 'running' and float(res['hardware']['cycle_hz']) > 100
