@@ -101,10 +101,10 @@ def test_the_reflex_through_the_emulated_dynamixel_bus(tmp_path):
     """``--body dynamixel``: the sim's servos behind a pty, the hardware node between them and
     the spinal layer; each detection's withdrawal command is found as a goal write on the bus.
     (The figures of such a run are the bench's business; here: the path and the accounting.)"""
-    text, res = run_bench(tmp_path, ['reflex', '--body', 'dynamixel', '--collisions', '3',
+    text, res = run_bench(tmp_path, ['reflex', '--body', 'dynamixel', '--collisions', '5',
                                      '--weak', '1', '--false-trigger-s', '2'], 240)
     assert res['body'] == 'dynamixel' and res['graph'] == 'full'
-    assert res['collisions'] == 4 and sum(res['pushes_by_excess'].values()) == 4
+    assert res['collisions'] == 6 and sum(res['pushes_by_excess'].values()) == 6
     assert res['hardware']['state'] == 'running' and float(res['hardware']['cycle_hz']) > 100
     assert int(res['hardware']['commands']) > 0.5 * int(res['hardware']['reads'])
     detected = [r for r in json.loads((tmp_path / 'bench_out' /

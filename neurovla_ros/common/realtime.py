@@ -11,7 +11,11 @@ clone, threads included): a worker thread that should run at the process's prior
 of its time behind the FIFO loops). Linux keeps
 5 % of each core for normal tasks (``sched_rt_runtime_us``), so a runaway loop cannot lock the
 machine. ``gc.freeze()`` moves everything allocated during start-up out of the collector's
-reach, so later collections walk only the young objects of the loop.
+reach, so later collections walk only the young objects of the loop. The interpreter's switch
+interval drops from 5 ms to :data:`SWITCH_INTERVAL_S`: a thread that wakes (a bus reply, a
+timer) while another holds the GIL gets it within that instead of up to 5 ms later. In the sim
+process with the emulated servo bus (the physics loop and the bus thread), the hardware node's
+bus cycle went from 269 to 691 Hz (p50 1.79 -> 0.77 ms) with it.
 
 A real-time process also asks for a CPU wake-up latency of 0 through the kernel's PM QoS
 interface (``/dev/cpu_dma_latency``, as cyclictest does): while the file stays open an idle
@@ -24,9 +28,11 @@ from __future__ import annotations
 import gc
 import os
 import struct
+import sys
 
 PRIORITY_MAX = 98   # 99 is left to the kernel's own watchdogs
 PM_QOS_DEVICE = '/dev/cpu_dma_latency'
+SWITCH_INTERVAL_S = 5e-5    # the GIL's hand-over interval in a real-time process [s]
 _pm_qos_fd: int | None = None   # open for the life of the process: the request holds while open
 _priority = 0                   # what make_realtime set, for adopt()
 
@@ -55,6 +61,7 @@ def make_realtime(priority: int) -> str | None:
     gc.freeze()
     if priority <= 0:
         return None
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     if not hasattr(os, 'SCHED_FIFO'):
         return 'SCHED_FIFO is not available on this platform'
     global _priority
