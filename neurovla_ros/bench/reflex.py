@@ -45,7 +45,8 @@ bench_out/reflex_collisions.json lists every push (link, force, excess, joints, 
 detected it: 1 = the first state after the push began, detect and latency);
 bench_out/reflex_false_triggers.json every false trigger (the event, the body's state then: joint
 velocities, actuator, tremor and constraint torques, contacts; one while the graph comes up
-counts too, phase ``warmup``); its reflex is reset after 0.4 s so the run goes on. The last stdout line is the JSON result.
+counts too, phase ``warmup``); its reflex is reset after 0.4 s so the run goes on. The last
+stdout line is the JSON result.
 """
 from __future__ import annotations
 
