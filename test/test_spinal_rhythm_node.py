@@ -171,4 +171,5 @@ def test_two_stage_program_with_an_imu_dropout_over_dds(ros_process, rclpy_node)
     probe.send('2 @ 2Hz')
     assert probe.spin(lambda: probe.kinds()[-1] == 'refused', 10)
     assert 'resume first' in probe.events[-1]['reason']
+    probe.spin(lambda: False, 1.5)           # the brake reaches standstill first
     assert probe.call(probe.resume_cli).success
