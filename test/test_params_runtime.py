@@ -21,6 +21,17 @@ from neurovla_ros.spinal.params import PARAMS as SPINAL_PARAMS
 
 # where each writable spinal parameter lives in the running node
 SPINAL_LIVE = {
+    # rhythm: read when a program comes (the generator's gains: at once)
+    'rhythm_joint': lambda n: n.p.rhythm_joint,
+    'rhythm_amplitude': lambda n: n.p.rhythm_amplitude,
+    'rhythm_velocity_scale': lambda n: n.p.rhythm_velocity_scale,
+    'rhythm_preempt_distance': lambda n: n.p.rhythm_preempt_distance,
+    'rhythm_mode': lambda n: n.p.rhythm_mode,     # a new generator at the next program
+    'rhythm_baseline_lead': lambda n: n.p.rhythm_baseline_lead,
+    'rhythm_k_phase': lambda n: n.rhythm.cfg.k_phase,
+    'rhythm_k_freq': lambda n: n.rhythm.cfg.k_freq,
+    'rhythm_max_correction': lambda n: n.rhythm.cfg.max_correction,
+    'rhythm_sensor_timeout': lambda n: n.rhythm.cfg.sensor_timeout,
     'reference_timeout': lambda n: n.ctrl.cfg.reference_timeout,
     'engage_time': lambda n: n.ctrl.cfg.engage_time,
     'feedforward': lambda n: n.ctrl.cfg.feedforward,

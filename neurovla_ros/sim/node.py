@@ -31,6 +31,10 @@ Subscribes (best effort, so any publisher matches)
   gripper_controller/commands [std_msgs/Float64MultiArray] [left_finger_joint opening, m]
   ~/apply_wrench [geometry_msgs/WrenchStamped] header.frame_id = link; vectors in the frame of
       parameter ``wrench_frame``; applied at the link's centre of mass for ``wrench_duration_s``
+  ~/sensor_dropout [std_msgs/Float64] a sensor dropout: imu/data and the camera(s) publish
+      nothing for ``data`` s of sim time from the next step (0 ends one early; negative,
+      NaN/inf or over 600 s are rejected); each is echoed on ~/disturbance (frame_id
+      ``sensor_dropout``, force.x = duration [s], stamp = its first silent step)
 Services
   ~/reset [std_srvs/Trigger]  arm home, gripper open, objects re-placed (sim time keeps running)
 
@@ -47,6 +51,7 @@ call ``run(duration=...)``.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -60,7 +65,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
@@ -174,6 +179,9 @@ class SimNode(Node):
             self.create_subscription(Float64MultiArray, 'gripper_controller/commands',
                                      self._on_gripper, BODY_COMMAND_QOS)
         self.create_subscription(WrenchStamped, '~/apply_wrench', self._on_apply_wrench,
+                                 BODY_COMMAND_QOS)
+        self._silent_until = -1      # IMU and camera publish nothing before this step
+        self.create_subscription(Float64, '~/sensor_dropout', self._on_dropout,
                                  BODY_COMMAND_QOS)
         self.create_service(Trigger, '~/reset', self._on_reset)
         self.add_post_set_parameters_callback(self._on_params)
@@ -363,6 +371,18 @@ class SimNode(Node):
                                frame=self.p.wrench_frame)
         self._disturbance(link, onset, vec[:3], vec[3:])
 
+    def _on_dropout(self, msg: Float64) -> None:
+        self._events += 1
+        sec = float(msg.data)
+        if not (math.isfinite(sec) and 0.0 <= sec <= 600.0):
+            self.rejected += 1
+            self._log.warning('sensor_dropout', f'~/sensor_dropout: {sec} s is not in 0-600 '
+                              's; rejected')
+            return
+        k = self.world.step_count
+        self._silent_until = k + int(round(sec / self.world.dt))
+        self._disturbance('sensor_dropout', self.world.time, (sec, 0.0, 0.0))
+
     def _disturbance(self, frame_id, onset_time, force=(0, 0, 0), torque=(0, 0, 0)):
         k = self.world.step_count  # the onset step (first step where it acts)
         m = WrenchStamped()
@@ -416,7 +436,8 @@ class SimNode(Node):
             w.joint_state_into(*self._js_views)
             self._js_t.set_stamp(ns)
             self._pub_js.publish(self._js_t.tobytes())
-        if k % self._imu_every == 0:
+        silent = k < self._silent_until      # a sensor dropout (~/sensor_dropout)
+        if k % self._imu_every == 0 and not silent:
             quat, gyro, acc = w.imu()
             f = self._imu_t.fields
             f['orientation'][:] = quat
@@ -431,7 +452,7 @@ class SimNode(Node):
             f[3:] = torque
             self._wrench_t.set_stamp(ns)
             self._pub_wrench.publish(self._wrench_t.tobytes())
-        if self._camera is not None and k % self._cam_every == 0:
+        if self._camera is not None and k % self._cam_every == 0 and not silent:
             if not self._camera.frame(w.data.qpos, ns):
                 self.get_logger().error('camera process ended; no more images', once=True)
                 self._camera = None

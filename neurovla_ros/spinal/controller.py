@@ -298,9 +298,12 @@ class SpinalController:
         self.mode = FOLLOW
         self.stopped = True
 
-    def hold(self, q) -> None:
-        """Hold the measured pose ``q`` now; a fresh reference engages from it by the blend."""
+    def hold(self, q, drop_reference: bool = False) -> None:
+        """Hold the measured pose ``q`` now; a fresh reference engages from it by the blend.
+        ``drop_reference``: the live reference counts as stale from now (until a new one)."""
         self.stopped = False
+        if drop_reference:
+            self.ref_time = -np.inf
         self._hold_here(q)
 
     def reference_fresh(self, now: float) -> bool:
@@ -484,11 +487,13 @@ class SpinalController:
                                       channel=channel)
 
     # ---- figures ----
-    def firing_rates(self, tick_s: float = 1e-3) -> tuple[float, float]:
-        """Mean hidden firing rate at rest and in motion [spikes / neuron / s]."""
-        n = self.net.n_neurons
+    def firing_rates(self, tick_s: float = 1e-3, extra_neurons: int = 0,
+                     extra_motion_spikes: float = 0.0) -> tuple[float, float]:
+        """Mean hidden firing rate at rest and in motion [spikes / neuron / s]; ``extra_*``:
+        another population that fires only in motion (the rhythm generator's ring)."""
+        n = self.net.n_neurons + extra_neurons
         rest = self.rest_spikes / max(1, self.rest_ticks) / n / tick_s
-        motion = self.motion_spikes / max(1, self.motion_ticks) / n / tick_s
+        motion = (self.motion_spikes + extra_motion_spikes) / max(1, self.motion_ticks) / n / tick_s
         return rest, motion
 
     def reset_stats(self) -> None:

@@ -12,6 +12,21 @@ Interfaces
     estop [std_msgs/Bool, latched]                    true: emergency stop (category 1)
     ~/stop, ~/resume [std_srvs/Trigger]               protective stop (category 2); resume
     ~/safety [diagnostic_msgs/DiagnosticArray, latched]  stop and watchdog state, on change
+    ~/rhythm [std_msgs/String]                        a rhythm program (docs/rhythm.md)
+    ~/rhythm_events [diagnostic_msgs/DiagnosticArray] one status per program event: started,
+                                                      stage_done, finished, aborted, refused
+    <rhythm_imu_topic> [sensor_msgs/Imu]              wrist IMU the generator entrains to
+
+Rhythm programs (:mod:`neurovla_ros.spinal.rhythm`): while one runs, each tick's reference is
+the generator's offset around the base, the cerebellum reference (the pose at the program
+start while the cerebellum holds it, with its tremor correction), or the pose at the start when
+no cerebellum reference is fresh. The IMU is taken at ``rhythm_sense_rate_hz`` after the
+command is out (``LatestSample``: nothing per message). A stop (estop, ~/stop), a reflex, the
+state watchdog or a cerebellum reference ``rhythm_preempt_distance`` away from the start
+(a new goal) aborts the program at once (a stop brakes from there; a new goal engages by the
+blend from the measured pose); ``stop`` ends it at the end of the current cycle. At the end the
+PD servo holds the base pose (not the measured one, which the arm's tracking lag leaves a few
+mrad off), and a fresh cerebellum reference engages from there.
 
 Stop functions and the state watchdog (the logic: :mod:`neurovla_ros.spinal.safety`): while
 stopped, each tick tracks the brake profile, then the held measured pose (``ctrl.track``); a
@@ -41,15 +56,16 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
-from ..common.cdr import JointStateReader
+from ..common.cdr import ImuReader, JointStateReader
 from ..common.rosutil import (
     COMMAND_QOS,
     LATCHED_QOS,
     LATEST_QOS,
+    LatestSample,
     Throttled,
     declare_params,
     decoder,
@@ -62,6 +78,17 @@ from .controller import COMPLIANT, WITHDRAW, SpinalConfig, SpinalController
 from .lif import WEIGHTS_FILE, NetParams
 from .params import NODE_NAME, PARAMS, command_topic
 from .reflex import DetectorConfig, WithdrawConfig, WrenchDetector
+from .rhythm import (
+    AxisSensor,
+    Limits,
+    ProgramError,
+    RhythmConfig,
+    RhythmGenerator,
+    WindowRhythm,
+    check_limits,
+    joint_direction,
+    parse,
+)
 from .safety import PROTECTIVE, BrakeConfig, StateWatchdog, StopState
 
 
@@ -78,6 +105,21 @@ def config_from(p) -> SpinalConfig:
         withdraw=WithdrawConfig(distance=p.withdraw_distance, duration=p.withdraw_time,
                                 max_joint=p.withdraw_max_joint,
                                 min_height=p.withdraw_min_height))
+
+
+def rhythm_config(p) -> RhythmConfig:
+    return RhythmConfig(k_phase=p.rhythm_k_phase, k_freq=p.rhythm_k_freq,
+                        max_correction=p.rhythm_max_correction,
+                        sensor_timeout=p.rhythm_sensor_timeout)
+
+
+def rhythm_generator(p) -> RhythmGenerator:
+    """The generator of ``rhythm_mode``: the oscillator or a baseline (``WindowRhythm``)."""
+    cfg = rhythm_config(p)
+    if p.rhythm_mode == 'oscillator':
+        return RhythmGenerator(cfg)
+    return WindowRhythm(1 if p.rhythm_mode == 'memoryless' else 16, p.rhythm_baseline_lead,
+                        1.0 / p.rhythm_sense_rate_hz, cfg)
 
 
 class SpinalNode(Node):
@@ -116,6 +158,22 @@ class SpinalNode(Node):
         self.create_service(Trigger, '~/resume', self._on_resume)
         self._check_timer = self.create_timer(p.state_timeout / 2, self._check_state)
         self._publish_safety()       # latched: the state from the start
+        # rhythm generator
+        self.rhythm = rhythm_generator(p)
+        self._rh_mode, self._rh_next_mode = p.rhythm_mode, False
+        self._rh_limits = Limits(tuple(self.arm))
+        self._rh_sensor = None
+        self._rh_base = np.zeros((3, 6))      # base q, qd, effort (module docstring)
+        self._rh_q0 = np.zeros(6)
+        self._rh_cmd = np.zeros((2, 6))
+        self._rh_every = max(1, round(p.expected_rate / p.rhythm_sense_rate_hz))
+        self._rh_k = 0
+        self._rh_refused = 0
+        self._rh_last = ('', '')              # last refusal or abort: (kind, reason)
+        self._imu = LatestSample(self, Imu, p.rhythm_imu_topic)
+        self._imu_reader = ImuReader(decoder(Imu))
+        self.rhythm_pub = self.create_publisher(DiagnosticArray, '~/rhythm_events', COMMAND_QOS)
+        self.create_subscription(String, '~/rhythm', self._on_program, COMMAND_QOS)
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
         self.add_post_set_parameters_callback(self._on_params)
         # joint-state bookkeeping
@@ -150,6 +208,9 @@ class SpinalNode(Node):
         names = {prm.name for prm in params}
         p = self.p
         self.ctrl.configure(config_from(p))
+        self.rhythm.cfg = rhythm_config(p)
+        if 'rhythm_mode' in names or 'rhythm_baseline_lead' in names:
+            self._rh_next_mode = True      # a new generator at the next program
         if 'wrench_threshold' in names:
             self._set_wrench()
         if 'state_timeout' in names:
@@ -251,6 +312,15 @@ class SpinalNode(Node):
             ref = self.stop.update(q, qd, t)
             if ref is not None:
                 ctrl.track(ref[0], ref[1], now)
+        rh = self.rhythm
+        if rh.active:                          # the generator's reference (module docstring)
+            b, c = self._rh_base, self._rh_cmd
+            if rh.step(t, dt):
+                np.add(b[0], rh.offset, out=c[0])
+                np.add(b[1], rh.offset_vel, out=c[1])
+                ctrl.set_reference(c[0], c[1], b[2], now)
+            else:       # ended: the servo holds the base (the arm's lag would stay in a hold
+                ctrl.hold(b[0], drop_reference=True)   # a cerebellum reference engages from it
         self._cmd_data[:] = ctrl.step(q, qd, ea, t, dt, now)
         try:
             self.cmd_pub.publish(self._cmd.tobytes())
@@ -262,6 +332,14 @@ class SpinalNode(Node):
         ctrl.after_tick(q, qd, ea, dt)      # plans a withdrawal begun in this tick
         if ev is not None:
             self._publish_event(ev, Time(sec=sec, nanosec=nsec), wall, dt)
+            self.rhythm.abort(t, 'reflex')
+        if rh.active:
+            self._rh_k += 1
+            if self._rh_k >= self._rh_every:
+                self._rh_k = 0
+                self._rhythm_sense(q)
+        if rh.events:
+            self._publish_rhythm_events()
         if self.wrench is not None:
             self._has_state = True
         if ctrl.mode != self._last_mode:
@@ -298,6 +376,15 @@ class SpinalNode(Node):
                      for a in (pos, vel, eff))
         if np.any(q < self._warn_lo) or np.any(q > self._warn_hi):
             self._log.warning('reference_limits', 'reference beyond the joint limits: clamped')
+        if self.rhythm.active:
+            if float(np.max(np.abs(q - self._rh_q0))) <= self.p.rhythm_preempt_distance:
+                b = self._rh_base        # the program's base (module docstring)
+                b[0] = q
+                b[1] = 0.0 if qd is None else qd
+                b[2] = 0.0 if ff is None else ff
+                return
+            self._rhythm_abort('preempted: a new cerebellum reference')
+            self.ctrl.hold(self._q)      # the new goal engages from the measured pose
         self.ctrl.set_reference(q, qd, ff, time.monotonic())
 
     def _on_wrench(self, msg: WrenchStamped) -> None:
@@ -315,6 +402,7 @@ class SpinalNode(Node):
         if self.wrench.update(force, dt) and self._has_state:
             if self.ctrl.external_trigger(self._q, self._qd, self._t_prev or t, 'wrench'):
                 self._publish_event(self.ctrl.last_event, stamp, time.time(), dt)
+                self._rhythm_abort('reflex (wrench)')
 
     def _on_reset(self, request, response):
         response.success = self.ctrl.reset_reflex()
@@ -326,6 +414,8 @@ class SpinalNode(Node):
     def _on_estop(self, msg: Bool) -> None:
         was = self.stop.estop
         text = self.stop.set_estop(msg.data)
+        if msg.data:
+            self._rhythm_abort('estop')
         if msg.data != was:
             self.get_logger().warning(f'estop {"true" if msg.data else "false"}: {text}')
         self._publish_safety()
@@ -333,6 +423,7 @@ class SpinalNode(Node):
     def _on_stop(self, request, response):
         response.message = self.stop.request(PROTECTIVE)
         response.success = True
+        self._rhythm_abort('protective stop (~/stop)')
         self.get_logger().warning(f'~/stop: {response.message}')
         self._publish_safety()
         return response
@@ -355,6 +446,7 @@ class SpinalNode(Node):
             self.cmd_pub.publish(self._cmd.tobytes())
         except RCLError:      # shutting down
             return
+        self._rhythm_abort('joint state stale (watchdog)')
         self.get_logger().error(f'no joint state for {self.watchdog.age(now) * 1e3:.1f} ms '
                                 f'(state_timeout {self.p.state_timeout * 1e3:g} ms): zero '
                                 'torque over gravity compensation until fresh state')
@@ -392,6 +484,107 @@ class SpinalNode(Node):
             self.safety_pub.publish(arr)
         except RCLError:
             pass
+
+    # ---------------------------------------------------------------- rhythm
+    def _on_program(self, msg: String) -> None:
+        """A rhythm program (docs/rhythm.md): start it, stop the running one, or refuse it
+        (a ``refused`` event with the reason)."""
+        rh, ctrl, p = self.rhythm, self.ctrl, self.p
+        try:
+            prog = parse(msg.data, self._rh_limits, p.rhythm_joint, p.rhythm_amplitude)
+            if prog.stop:
+                if not rh.active:
+                    raise ProgramError('stop: no program is running')
+                rh.request_stop()
+                return
+            if rh.active:
+                raise ProgramError('a program is running: send "stop" first')
+            if self._t_prev is None:
+                raise ProgramError('no joint state yet')
+            if self.stop.active or self.watchdog.tripped:
+                raise ProgramError(f'stopped ({self.stop.kind or "watchdog"}): resume first')
+            if ctrl.mode in (WITHDRAW, COMPLIANT):
+                raise ProgramError(f'reflex active ({ctrl.mode})')
+            now = time.monotonic()
+            if ctrl.reference_fresh(now) and not ctrl.stopped:
+                q0 = ctrl.ref_q.copy()                   # the cerebellum's held pose
+            else:
+                q0 = np.array(ctrl.hold_q if ctrl.hold_q is not None else self._q[:6], float)
+            d = joint_direction(ctrl.model, prog, q0)
+            check_limits(prog, d, q0, ctrl.lower, ctrl.upper, ctrl.vmax,
+                         p.rhythm_velocity_scale)
+        except ProgramError as e:
+            self._rh_refused += 1
+            self._rh_last = ('refused', str(e))
+            self.get_logger().warning(f'rhythm program refused: {e}')
+            self._publish_rhythm_status('refused', self._t_prev or 0.0,
+                                        {'program': msg.data[:200], 'reason': str(e)}, 1)
+            return
+        if self._rh_next_mode:
+            self.rhythm = rh = rhythm_generator(p)
+            self._rh_mode, self._rh_next_mode = p.rhythm_mode, False
+        self._rh_q0[:] = q0
+        self._rh_base[0] = q0
+        self._rh_base[1:] = 0.0
+        self._rh_sensor = AxisSensor(ctrl.model, d, q0)
+        self._rh_k = 0
+        self._rh_last = ('', '')
+        rh.start(prog, d, self._t_prev)
+        how = ('entraining to the IMU' if self._rh_sensor.usable else
+               'the axis hardly turns the wrist: free-running')
+        self.get_logger().info(f'rhythm program ({self._rh_mode}): {prog} ({how})')
+
+    def _rhythm_sense(self, q) -> None:
+        """The newest IMU sample (if one came since the last) as the arm's phase."""
+        buf = self._imu.take()
+        sensor = self._rh_sensor
+        if buf is None or sensor is None or not sensor.usable:
+            return
+        r = self._imu_reader
+        ts = r.read(buf)
+        if ts is None or not math.isfinite(float(r.quat.sum() + r.gyro.sum())):
+            return
+        if sensor.r0 is None:
+            sensor.calibrate(r.quat, q[:6])
+        x, v = sensor.read(r.quat, r.gyro)
+        self.rhythm.sense(ts, x, v)
+
+    def _rhythm_abort(self, why: str) -> None:
+        if self.rhythm.active:
+            self._rh_last = ('aborted', why)
+            self.rhythm.abort(self._t_prev or 0.0, why)
+            self._publish_rhythm_events()
+
+    def _publish_rhythm_status(self, kind: str, t: float, values: dict, level: int = 0):
+        st = diagnostic_status('spinal: rhythm', {'event': kind, 'time': f'{t:.6f}', **values},
+                               level, kind, 'neurovla_arm')
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        try:
+            self.rhythm_pub.publish(arr)
+        except RCLError:
+            pass
+
+    def _publish_rhythm_events(self) -> None:
+        events, self.rhythm.events = self.rhythm.events, []
+        for kind, t, values in events:
+            self._publish_rhythm_status(kind, t, values, 1 if kind == 'aborted' else 0)
+
+    def _rhythm_diagnostics(self):
+        rh = self.rhythm
+        values = rh.status()
+        values.update(rhythm_mode=self._rh_mode,
+                      rhythm_refused=self._rh_refused, rhythm_last_kind=self._rh_last[0],
+                      rhythm_last_reason=self._rh_last[1])
+        kind, why = self._rh_last
+        if kind:
+            level, msg = 1, f'program {kind}: {why}'
+        elif rh.active:
+            level, msg = 0, (f'stage {rh.stage + 1}/{len(rh.program.stages)} {rh.state}, '
+                             f'{rh.cycles_done} cycles done')
+        else:
+            level, msg = 0, 'idle'
+        return diagnostic_status('spinal: rhythm', values, level, msg, 'neurovla_arm')
 
     # ---------------------------------------------------------------- outputs
     def _publish_event(self, ev, stamp, wall: float, dt: float) -> None:
@@ -434,8 +627,9 @@ class SpinalNode(Node):
         span = max(1e-6, now - self._diag_t)
         n = min(self._n_ticks, len(self._tick_us))
         us = self._tick_us[:n]
-        rest, motion = ctrl.firing_rates()
-        sops = ctrl.net.sops_per_s()
+        ring = self.rhythm.ring      # the generator's neurons count in the figures
+        rest, motion = ctrl.firing_rates(extra_neurons=ring.n, extra_motion_spikes=ring.spikes)
+        sops = ctrl.net.sops_per_s() + ring.sops / max(1, ctrl.net.ticks) * 1e3
         mode = ctrl.mode
         level = 1 if mode in (WITHDRAW, COMPLIANT) else 0
         msg = {'follow': 'following the reference', 'engage': 'engaging the reference',
@@ -459,12 +653,16 @@ class SpinalNode(Node):
                   'sops_per_s': sops, 'energy_w': sops * self.p.energy_per_sop}
         values.update({f'rejected_{k}': v for k, v in self._rejected.items()})
         st = diagnostic_status('spinal: controller', values, level, msg, 'neurovla_arm')
-        arr = DiagnosticArray(status=[st, self._safety_status()])
+        arr = DiagnosticArray(status=[st, self._safety_status(), self._rhythm_diagnostics()])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
         self._n_ticks = 0
         self._diag_t = now
         ctrl.reset_stats()
+        ring.reset_counters()
+
+    def close(self) -> None:
+        self._imu.destroy()
 
 
 def main(args=None) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..common.params import Param, realtime_priority
+from ..robot.model import ARM_JOINTS
 
 NODE_NAME = 'spinal'
 
@@ -93,6 +94,43 @@ PARAMS: list[Param] = [
     Param('standstill_tolerance', 0.05,
           'A stopped joint farther than this from the held pose violates standstill '
           '(ERROR) [rad]', 0.001, 1.0, read_only=True),
+    # ---- rhythm generator (spinal/rhythm.py, docs/rhythm.md) ----
+    Param('rhythm_joint', 'wrist_1_joint',
+          'Joint a program without a "shake ... |" head shakes', choices=ARM_JOINTS),
+    Param('rhythm_amplitude', 0.15,
+          'Amplitude of a program without a head [rad]', 0.001, 0.5),
+    Param('rhythm_velocity_scale', 0.8,
+          'A program may ask a joint for at most this share of its URDF velocity limit '
+          '(peak speed with the generator\'s frequency band and phase correction) [1]',
+          0.05, 1.0),
+    Param('rhythm_preempt_distance', 0.05,
+          'A cerebellum reference this far from the one at the program start on any joint is '
+          'a new goal: it pre-empts the program (larger than the tremor canceller\'s '
+          'corrections) [rad]', 0.001, 1.0),
+    Param('rhythm_k_phase', 6.0, 'Phase coupling of the oscillator to the measured motion '
+          '[1/s]', 0.0, 100.0),
+    Param('rhythm_k_freq', 2.0, 'Frequency adaptation gain [Hz/s per cycle]', 0.0, 100.0),
+    Param('rhythm_max_correction', 0.2,
+          'Largest phase correction, share of the stage frequency (re-locking never steps the '
+          'command) [1]', 0.0, 0.5),
+    Param('rhythm_sensor_timeout', 0.05,
+          'An IMU phase sample older than this is stale: the oscillator free-runs [s]',
+          0.005, 1.0),
+    Param('rhythm_sense_rate_hz', 100.0,
+          'Rate the IMU phase is read at, after the tick\'s command is out [Hz]', 1.0, 1000.0,
+          read_only=True),
+    Param('rhythm_imu_topic', 'imu/data',
+          'Wrist IMU (sensor_msgs/Imu, imu_link) the generator entrains to [topic]',
+          read_only=True),
+    Param('rhythm_mode', 'oscillator',
+          'Phase source of the next program: oscillator = the adaptive oscillator with phase '
+          'memory; memoryless = phase from the newest IMU sample only; window16 = a line fit '
+          'to the last 16 IMU phase samples (the NeuroVLA paper\'s 16-state window); the last '
+          'two are the benchmark\'s baselines. A change applies to the next program',
+          choices=('oscillator', 'memoryless', 'window16')),
+    Param('rhythm_baseline_lead', 0.03,
+          'Baselines only: lead of the command phase over the measured phase, the arm\'s '
+          'tracking lag [s]', 0.0, 0.5),
     # ---- figures ----
     Param('energy_per_sop', LOIHI_J_PER_SOP,
           'Energy per synaptic operation for the energy estimate; default: Intel Loihi, '

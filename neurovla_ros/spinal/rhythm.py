@@ -492,14 +492,7 @@ class RhythmGenerator:
                 self._next(t, -left if left <= 0 else 0.0)
             self._output(dt)
             return self.state != IDLE
-        e = self.error if fresh else 0.0
-        lim = cfg.max_correction * st.hz
-        corr = min(lim, max(-lim, cfg.k_phase * e))
-        if fresh:
-            band = FREQ_BAND * st.hz
-            w = self.omega + (cfg.k_freq * e + (st.hz - self.omega) / cfg.tau_freq) * dt
-            self.omega = min(st.hz + band, max(st.hz - band, w))
-        rate = self.omega + corr
+        rate = self._phase_rate(st, t, dt, fresh)
         theta = self.theta + rate * dt
         n = st.cycles if not self._stop else min(st.cycles, math.floor(self.theta) + 1)
         if theta >= n:
@@ -517,6 +510,19 @@ class RhythmGenerator:
         self._rate = rate
         self._output(dt)
         return self.state != IDLE
+
+    def _phase_rate(self, st: Stage, t: float, dt: float, fresh: bool) -> float:
+        """dtheta/dt of this tick: the stage frequency adapted and corrected by the phase
+        error while the sensor is fresh, the oscillator's own state while it is not."""
+        cfg = self.cfg
+        e = self.error if fresh else 0.0
+        lim = cfg.max_correction * st.hz
+        corr = min(lim, max(-lim, cfg.k_phase * e))
+        if fresh:
+            band = FREQ_BAND * st.hz
+            w = self.omega + (cfg.k_freq * e + (st.hz - self.omega) / cfg.tau_freq) * dt
+            self.omega = min(st.hz + band, max(st.hz - band, w))
+        return self.omega + corr
 
     def _next(self, t: float, carry: float) -> None:
         prog, k = self.program, self.stage
@@ -570,3 +576,65 @@ class RhythmGenerator:
                'rhythm_entrained': self.locked,
                'rhythm_ring_phase': self.ring.decoded() if running else 0.0}
         return out
+
+
+class WindowRhythm(RhythmGenerator):
+    """The benchmark's baselines: the command phase is taken from the sensor, not kept.
+
+    In the full-amplitude part of a stage the phase is the measured one (unwrapped next to the
+    command's) plus ``lead`` [s] of the stage frequency (the arm's tracking lag), from a line
+    fit to the last ``window`` samples: ``window=1`` is memoryless (the newest sample only;
+    it stops when the sensor does), ``window=16`` the NeuroVLA paper's 16-state history (the
+    fit is extrapolated at most ``window`` sample periods past its newest sample, then it
+    stops too). The phase never runs backwards and advances at most ``1 + max_correction``
+    times the stage frequency (no command step). The ramps at a stage's start and end, where
+    the amplitude is too small to read a phase, run on the stage frequency. Counts and stage
+    ends are the generator's (exact by construction), so what differs is the timing."""
+
+    def __init__(self, window: int, lead: float, period: float, cfg=None, n_joints=6,
+                 ring=None):
+        super().__init__(cfg, n_joints, ring)
+        self.window, self.lead, self.period = int(window), float(lead), float(period)
+        self._ts = np.zeros(self.window)
+        self._ph = np.zeros(self.window)
+        self._n = 0
+        self._fit = (0.0, 0.0, 0.0)     # (phase at the newest sample, slope, its stamp)
+
+    def _enter(self, k, t, t_ideal, carry) -> None:
+        super()._enter(k, t, t_ideal, carry)
+        self._n = 0
+
+    def sense(self, ts: float, x: float, v: float) -> None:
+        if self.state != RUNNING or not (math.isfinite(x) and math.isfinite(v)):
+            return
+        st = self.program.stages[self.stage]
+        if not 2 * RAMP <= self.theta <= st.cycles - 2 * RAMP:
+            return
+        phi = self.measured_phase(x, v)
+        phi += round(self.theta - self.lead * st.hz - phi)      # next to the command's
+        self.error = wrap(st.hz * (ts - self.t_stage) - phi)
+        self.t_sense = ts
+        k = self._n % self.window
+        self._ts[k], self._ph[k] = ts, phi
+        self._n += 1
+        m = min(self._n, self.window)
+        if m < 2:
+            self._fit = (phi, st.hz, ts)
+            return
+        t_w, p_w = self._ts[:m], self._ph[:m]
+        tm = t_w.mean()
+        var = float(((t_w - tm) ** 2).sum())
+        slope = float(((t_w - tm) * (p_w - p_w.mean())).sum()) / var if var > 0 else st.hz
+        self._fit = (float(p_w.mean()) + slope * (ts - tm), slope, ts)
+
+    def _phase_rate(self, st: Stage, t: float, dt: float, fresh: bool) -> float:
+        self.omega = st.hz
+        if not self._n or not 2 * RAMP <= self.theta < st.cycles - 2 * RAMP:
+            return st.hz
+        phi, slope, ts = self._fit
+        if self.window == 1:
+            slope = st.hz
+        est = phi + slope * min(max(0.0, t - ts), self.window * self.period)
+        target = est + self.lead * st.hz
+        top = (1.0 + self.cfg.max_correction) * st.hz
+        return min(top, max(0.0, (target - self.theta) / dt))
