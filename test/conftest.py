@@ -70,15 +70,22 @@ def spin_until(node, predicate, timeout=10.0):
     from rclpy.experimental import EventsExecutor
     ex = EventsExecutor(context=node.context)
     ex.add_node(node)
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            ex.spin_once(timeout_sec=0.02)
-        return bool(predicate())
+        return spin_executor_until(ex, predicate, timeout)
     finally:
         ex.remove_node(node)
+
+
+def spin_executor_until(executor, predicate, timeout: float, step: float = 0.02) -> bool:
+    """``executor.spin_once`` until ``predicate()`` or timeout; return it. (A test that keeps
+    one executor for its whole run: a message that arrives while no executor holds the node,
+    between ``spin_until`` calls, can be missed by the EventsExecutor.)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=step)
+    return bool(predicate())
 
 
 def run_bench(tmp_path, args, timeout: float) -> tuple[str, dict]:

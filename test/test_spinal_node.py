@@ -6,6 +6,7 @@ applied in the sim and recovers on ~/reset.
 import time
 
 import numpy as np
+from conftest import spin_executor_until
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 from sensor_msgs.msg import JointState
@@ -70,15 +71,7 @@ class Probe:
         self.ref_pub.publish(msg)
 
     def spin(self, pred, timeout):
-        """Spin until ``pred()`` or timeout. One executor for the whole test: a message that
-        arrives while no executor holds the node (between ``spin_until`` calls, each with a new
-        executor) can be missed by the EventsExecutor."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return bool(pred())
+        return spin_executor_until(self.executor, pred, timeout, 0.02)
 
 
 def test_spinal_node_over_dds(ros_process, rclpy_node):

@@ -8,9 +8,9 @@ the dropout; each stage ends where it began. Bad programs are refused with the r
 protective stop aborts a running program.
 """
 import math
-import time
 
 import numpy as np
+from conftest import spin_executor_until
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
@@ -55,12 +55,7 @@ class Probe:
                 self.diag.append(diagnostic_values(st))
 
     def spin(self, pred, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return True
-            self.executor.spin_once(timeout_sec=0.01)
-        return bool(pred())
+        return spin_executor_until(self.executor, pred, timeout, 0.01)
 
     def send(self, text):
         self.program.publish(String(data=text))

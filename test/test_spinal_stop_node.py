@@ -11,6 +11,7 @@ import signal
 import time
 
 import numpy as np
+from conftest import spin_executor_until
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
@@ -77,12 +78,7 @@ class Probe:
         return self.samples[-1][0]
 
     def spin(self, pred, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return True
-            self.executor.spin_once(timeout_sec=0.01)
-        return bool(pred())
+        return spin_executor_until(self.executor, pred, timeout, 0.01)
 
     def call(self, cli):
         assert cli.wait_for_service(timeout_sec=10)
