@@ -231,6 +231,49 @@ def test_no_fresh_command_holds_the_pose(rig):
     assert np.abs(joint_q(emu) - reached).max() < 0.02
 
 
+def test_a_silence_past_the_bus_watchdog_is_re_armed_and_the_arm_driven_again(rig):
+    """The bridge stalls 0.3 s (a loaded host): the servos' Bus Watchdog (100 ms) stops their
+    motors and refuses goal writes, which a Sync Write cannot report. The next cycle clears and
+    re-arms it, and the goals drive the arm again (Present Current carries gravity)."""
+    b, emu = rig('dynamixel')
+    cycle(b, 5.0, running)
+    assert b.state == br.RUNNING and b.watchdog_rearms == 0
+    time.sleep(0.3)
+    assert all(s.table['bus_watchdog'] == -1 for s in emu.bus.servos)      # tripped
+    cycle(b, 0.5)
+    assert b.watchdog_rearms == 1
+    assert any('Bus Watchdog' in text for _lvl, text in b.events)
+    assert all(s.table['bus_watchdog'] == 5 for s in emu.bus.servos)
+    assert b.effort[:6] == pytest.approx(b._gravity(), abs=3.0)   # the motors hold it again
+    assert b.state == br.RUNNING
+
+
+def test_bytes_waiting_on_the_wire_count_for_the_bus_watchdog(tmp_path):
+    """The emulator's physics steps while its serving thread is late (the process stalled)
+    and the host's instruction waits in the pty: servos on a real wire have it, so their
+    Bus Watchdog does not trip; with nothing waiting it does."""
+    bus = emulator.ServoBus(config.load(None, 'dynamixel'), emulator.make_world(),
+                            link=str(tmp_path / 'wd.pty'))
+    bus.attach()
+    bus._open_pty()                     # no serving thread: the bytes stay in the pty
+    try:
+        def expire():
+            for s in bus.servos:
+                s.table['torque_enable'], s.table['bus_watchdog'] = 1, 5
+                s.watchdog_t = time.monotonic() - 0.2
+        expire()
+        os.write(bus._slave, b'\xff\xff\xfd')       # the host wrote, nobody read it yet
+        bus.step(1)
+        assert all(s.table['bus_watchdog'] == 5 for s in bus.servos)
+        os.read(bus._master, 16)
+        expire()
+        bus.step(1)
+        assert all(s.table['bus_watchdog'] == -1 for s in bus.servos)
+    finally:
+        bus._close_pty()
+        bus.world.close()
+
+
 # ---------------------------------------------------------------- faults
 @pytest.mark.parametrize('kind', ['drop', 'truncate', 'bad_crc', 'wrong_id', 'silent'])
 def test_three_failed_reads_stop_then_torque_off_then_resume(rig, kind):
@@ -353,6 +396,15 @@ def test_calibrate_records_the_arms_mounting_into_a_file_that_loads(rig, tmp_pat
     def enter():
         p.stdin.write('\n')
         p.stdin.flush()
+
+    def seen(rounds=5):
+        """Wait until calibrate's tracking has read the servos ``rounds`` more times (the
+        emulator's replies: on a loaded machine a fixed sleep may pass with none)."""
+        goal = emu.bus.stats.replies + rounds * len(cfg.drives)
+        deadline = time.monotonic() + 15.0
+        while emu.bus.stats.replies < goal:
+            assert time.monotonic() < deadline and p.poll() is None, 'no reads of the servos'
+            time.sleep(0.01)
     try:
         until('1/3')
         emu.bus.move_by_hand(dict(zip(MODEL.arm_joints, np.zeros(6))))
@@ -361,7 +413,7 @@ def test_calibrate_records_the_arms_mounting_into_a_file_that_loads(rig, tmp_pat
         lo, hi = LIM['lower'] * 0.3, LIM['upper'] * 0.3    # clear of the table (0.45: in it)
         for q in (lo, hi, np.zeros(6)):
             emu.bus.move_by_hand(dict(zip(MODEL.arm_joints, q)))
-            time.sleep(0.3)
+            seen()
         enter()
         until('3/3')
         g_lo, g_hi = cfg.gripper.lower, cfg.gripper.upper

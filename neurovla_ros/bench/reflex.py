@@ -682,7 +682,9 @@ def main(argv=None) -> int:
                 f'the graph did not come up (commands {bool(arrivals)}, spinal '
                 f'{value("spinal: controller", "mode")}, cortex plans '
                 f'{value("cortex: planner", "plans")}, dead '
-                f'{[p.name for p in nodes.dead()]}); logs: {nodes.logs()}')
+                f'{[p.name for p in nodes.dead()]}, {len(sc.false_events)} reflexes while '
+                f'waiting, hardware {value("hardware: bus", "state")} watchdog re-arms '
+                f'{value("hardware: bus", "watchdog_rearms")}); logs: {nodes.logs()}')
         log(f'graph {args.graph} up after {time.monotonic() - t_start:.0f} s: '
             f'{", ".join(nodes.names)} and the sim in this process')
         if feed is not None:

@@ -173,6 +173,8 @@ class Bridge:
         self.reads = self.read_failures = self.corrupt = self.timeouts = 0
         self.reconnects = 0
         self.clipped = 0
+        self.watchdog_rearms = 0
+        self._cycle_t = None          # the last cycle's start [s]: the gap the Bus Watchdog sees
         self.cycle_s: list[float] = []
         self.warnings: list[str] = []         # start-up findings (return delay, latency)
         self.temperature = np.zeros(n)
@@ -239,9 +241,7 @@ class Bridge:
                         else models.DXL_OP_POSITION)
                 if bus.read(d.servo_id, 'operating_mode') != mode:
                     bus.write(d.servo_id, 'operating_mode', mode)
-                if cfg.bus_watchdog_ms:
-                    bus.write(d.servo_id, 'bus_watchdog', 0)   # clears a watchdog error
-                    bus.write(d.servo_id, 'bus_watchdog', max(1, round(cfg.bus_watchdog_ms / 20)))
+            self._arm_watchdog()
         for d in cfg.drives:
             for name, value in cfg.registers.items():
                 bus.write(d.servo_id, name, value)
@@ -318,11 +318,37 @@ class Bridge:
                             'torque did not turn on', now)
                 return
         self.torque_on = True
+        self._cycle_t = now
         self.errors.clear()
         self._fails = 0
         self.cmd_time = -math.inf          # an older command does not count
         self.holding = True
         self._enter(RUNNING, 'torque on, goals seeded from the measured pose', now)
+
+    def _arm_watchdog(self) -> None:
+        """Clear a tripped Dynamixel Bus Watchdog (it reads -1 and refuses goals until 0 is
+        written) and arm it again."""
+        cfg = self.cfg
+        if cfg.protocol != 'dynamixel' or not cfg.bus_watchdog_ms:
+            return
+        for d in cfg.drives:
+            self.bus.write(d.servo_id, 'bus_watchdog', 0)
+            self.bus.write(d.servo_id, 'bus_watchdog', max(1, round(cfg.bus_watchdog_ms / 20)))
+
+    def _after_silence(self, now: float) -> None:
+        """A cycle that came late: the servos may have timed the silence out. A tripped Bus
+        Watchdog stops the motors (current mode: no torque) and answers goal Sync Writes with
+        nothing (they have no status), so the bridge would write into the void: re-arm it when
+        the gap since the last cycle reached half its period."""
+        gap = 0.0 if self._cycle_t is None else now - self._cycle_t
+        self._cycle_t = now
+        wd = self.cfg.bus_watchdog_ms * 1e-3
+        if not (self.torque_on and self.cfg.protocol == 'dynamixel' and wd and gap >= 0.5 * wd):
+            return
+        self._arm_watchdog()
+        self.watchdog_rearms += 1
+        self._event('warning', f'bus silent for {gap * 1e3:.0f} ms (Bus Watchdog '
+                               f'{self.cfg.bus_watchdog_ms} ms): watchdog cleared and re-armed')
 
     # ---------------------------------------------------------------- the cycle
     def read(self, now: float) -> bool:
@@ -336,6 +362,7 @@ class Bridge:
             return False
         t0 = time.perf_counter()
         try:
+            self._after_silence(now)
             replies = self.bus.sync_read()
         except BusLost as e:
             self._lost(str(e), now)

@@ -85,6 +85,7 @@ DT = 0.001
 HOLD_FRICTION = 0.5        # torque off: gear-train static friction, share of the effort limit
 USB_PACKET = 62            # FTDI: payload bytes per USB packet (64 minus 2 status bytes)
 REBOOT_S = {'dynamixel': 0.05, 'feetech': 0.8}   # unresponsive after a reboot/restart [s]
+WATCHDOG_UNIT_S = 0.02     # Dynamixel Bus Watchdog unit [s]
 FAULTS = ('drop', 'truncate', 'bad_crc', 'wrong_id', 'slow', 'silent', 'duplicate_id',
           'hw_error', 'model', 'vanish')
 GOALS = ('goal_position', 'goal_current', 'goal_pwm', 'goal_velocity')
@@ -245,7 +246,7 @@ class Servo:
         w = qd / d.scale() * RAD_PER_TICK                  # horn speed [rad/s], servo frame
         if self.model.protocol == 'dynamixel':
             wd = t['bus_watchdog']
-            if wd > 0 and t['torque_enable'] and now - self.watchdog_t > wd * 0.02:
+            if wd > 0 and t['torque_enable'] and now - self.watchdog_t > wd * WATCHDOG_UNIT_S:
                 t['bus_watchdog'] = -1
                 t['goal_position'] = int(round(self.ticks))
             if not t['torque_enable'] or now < self.busy_until:
@@ -474,11 +475,26 @@ class ServoBus:
             self.world.step = self.step
         self.move_by_hand({})           # present values of the pose it starts in
 
+    def _host_talking(self, now: float) -> None:
+        """Bytes waiting in the pty were sent by the host: servos on a real wire have them, even
+        when this process's serving thread is late (a catch-up step after the process stalled).
+        For the Bus Watchdog they are communication now."""
+        fd = self._master
+        try:
+            if fd is None or not select.select([fd], [], [], 0)[0]:
+                return
+        except (OSError, ValueError):
+            return
+        for s in self.servos:
+            s.watchdog_t = now
+
     def step(self, n: int = 1) -> None:
         w = self.world
         for _ in range(n):
             now = time.monotonic()
             d = w.data
+            if now - self.last_instruction > WATCHDOG_UNIT_S * 0.75:
+                self._host_talking(now)
             with self._lock:
                 for i, s in enumerate(self._arm):
                     q, qd = float(d.qpos[s.qadr]), float(d.qvel[s.dof])

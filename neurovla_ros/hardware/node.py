@@ -195,6 +195,7 @@ class HardwareNode(Node):
             'reads': str(b.reads), 'read_failures': str(b.read_failures),
             'corrupt_replies': str(b.corrupt), 'timeouts': str(b.timeouts),
             'reconnects': str(b.reconnects), 'limit_clipped_cycles': str(b.clipped),
+            'watchdog_rearms': str(b.watchdog_rearms),
             'commands': str(b.commands),
             **{f'rejected_{k}': str(v) for k, v in self.rejected.items()},
             **{f'hardware_error.{j}': e for j, e in b.errors.items()}}
