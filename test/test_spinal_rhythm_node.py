@@ -143,8 +143,12 @@ def test_two_stage_program_with_an_imu_dropout_over_dds(ros_process, rclpy_node)
         phase = np.arctan2(x[sel], v[sel] / (2 * math.pi * f)) / (2 * math.pi)
         err = np.array([wrap(a - b) for a, b in zip(ideal[sel], phase)])
         errs.append((t[sel], err))
-        # no jump: the phase error changes by under 0.02 cycles per sample (1 ms)
-        assert np.abs(np.diff(err)).max() < 0.02, np.abs(np.diff(err)).max()
+        # no jump: the phase error (its 5-sample running median: one sample of a loaded
+        # machine, late or noisy, is not a jump of the clock) changes by under 0.02 cycles per
+        # sample (1 ms); a step of the clock persists and still shows
+        smooth = np.median(np.lib.stride_tricks.sliding_window_view(err, 5), axis=1)
+        assert np.abs(np.diff(smooth)).max() < 0.02, (np.abs(np.diff(smooth)).max(),
+                                                       np.abs(np.diff(err)).max())
     t_all = np.concatenate([e[0] for e in errs])
     e_all = np.concatenate([e[1] for e in errs])
     drop = (t_all >= t_start + 1.5) & (t_all <= t_start + 2.5)

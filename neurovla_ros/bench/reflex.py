@@ -88,7 +88,6 @@ DETECT_WINDOW_S = PUSH_S + 0.15
 RELEASE_STEPS = 400        # after a detection: withdrawal 0.25 s + hold, then reset
 GRAPHS = ('full', 'minimal')
 BODIES = ('sim', 'dynamixel', 'feetech')
-BUS_GRAVITY_TOL = 0.1      # [N m] the bridge's gravity term (its last read) vs. the body's pose
 
 
 def log(msg: str) -> None:
@@ -525,20 +524,19 @@ def start_graph(graph: str, speed: float, body: str = 'sim', sets=()):
 def bus_arrivals(bus, arm, arrivals) -> np.ndarray:
     """Record each goal write on the emulated bus as the joint command it encodes in
     ``arrivals`` (wall ns, step, values): on the current interface the torque minus the gravity
-    term the hardware bridge adds (:func:`hardware.bridge.Bridge._gravity`, here at the body's
-    pose as the write arrives), on the position interface the position. Returns the tolerance
-    of a match per joint: half a register unit, plus :data:`BUS_GRAVITY_TOL` for the gravity
-    the bridge computed at its last read."""
+    term the hardware bridge adds (:func:`hardware.bridge.Bridge._gravity`: at the positions it
+    last read, which the servos' tables keep), on the position interface the position. Returns
+    the tolerance of a match per joint: half a register unit."""
     from ..robot.dynamics import ArmDynamics
     current = bus.cfg.interface == 'current'
     drives = {s.servo_id: s.drive for s in bus.servos if not s.drive.gripper}
     col = {sid: arm.index(d.joint) for sid, d in drives.items()}
     tol = np.zeros(len(arm))
     for sid, d in drives.items():
-        tol[col[sid]] = (0.5 * d.model.current_unit * d.torque_constant + BUS_GRAVITY_TOL
-                         if current else 0.5 * abs(d.scale()) + 1e-9)
+        tol[col[sid]] = (0.5 * d.model.current_unit * d.torque_constant if current
+                         else 0.5 * abs(d.scale())) + 1e-9
     dyn = ArmDynamics() if current else None
-    qadr = [bus.world.model.joint(j).qposadr[0] for j in arm]
+    read = np.zeros(8)           # /joint_states order, the finger twice as the bridge has it
     values = np.full(len(arm), np.nan)
 
     def hook(wall_ns, step, _now, written):
@@ -550,7 +548,14 @@ def bus_arrivals(bus, arm, arrivals) -> np.ndarray:
                 values[col[sid]] = d.to_joint(regs['goal_position'])
         out = values.copy()
         if current:
-            dyn.set_state(bus.world.data.qpos[qadr])
+            for s in bus.servos:
+                if s.table.read_position is not None:
+                    q = s.drive.to_joint(s.table.read_position)
+                    if s.drive.gripper:
+                        read[6] = read[7] = q
+                    else:
+                        read[col[s.servo_id]] = q
+            dyn.set_state(read)
             out -= dyn.bias()[:len(arm)]
         arrivals.append((wall_ns, step, out))
     bus.goal_hooks.append(hook)

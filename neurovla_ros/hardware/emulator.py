@@ -113,6 +113,9 @@ class Table:
                 self._owner[a] = name
         self['model_number'] = model.model_number
         self['id'] = servo_id
+        pp = self.regs.get('present_position')
+        self._pp = (pp.address, pp.address + pp.size) if pp is not None else (-1, -1)
+        self.read_position = None   # Present Position as the host last read it [ticks]
 
     def __getitem__(self, name: str) -> int:
         r = self.regs[name]
@@ -129,6 +132,8 @@ class Table:
         """Host read: (data, error number)."""
         if length < 1 or address + length > len(self.mem):
             return b'', DXL_ERR_ACCESS
+        if address <= self._pp[0] and self._pp[1] <= address + length:
+            self.read_position = self['present_position']
         return bytes(self.mem[address:address + length]), 0
 
     def write(self, address: int, data: bytes) -> tuple[list[str], int]:
