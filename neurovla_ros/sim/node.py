@@ -537,7 +537,6 @@ class SimNode(Node):
         ex = executor or EventsExecutor(context=self.context)
         if self not in ex.get_nodes():
             ex.add_node(self)
-        self._stop = False
         self._diag_prev = (time.monotonic(), self.world.step_count)
         ctx, p = self.context, self.p
         try:
@@ -554,10 +553,12 @@ class SimNode(Node):
                 raise
             # shut down under our feet (Ctrl-C / SIGTERM): handles are gone, just stop
         finally:
+            self._stop = False      # consumed: a stop() before run() (a signal) still ends it
             if executor is None:
                 ex.remove_node(self)
 
     def stop(self) -> None:
+        """End ``run`` (the one running, or the next one at once)."""
         self._stop = True
 
     def close(self) -> None:
