@@ -32,6 +32,12 @@ hold the measured pose (the failure of drivers whose first write is a default po
 a Dynamixel the seeding comes after the Operating Mode write, which resets Goal Current to
 Current Limit.
 
+Dynamixel Bus Watchdog (``bus_watchdog_ms`` in the hardware file): the servos stop by
+themselves when the bridge falls silent that long (current interface: no torque), and then
+refuse goal writes until the watchdog is cleared; a goal Sync Write has no status packet, so
+that refusal is invisible. A cycle that starts half a watchdog period or more after the last
+one clears and re-arms it on every servo (``watchdog_rearms`` in /diagnostics, a warning).
+
 Limits: effort goals are clamped to the URDF effort limit (with the gravity term included),
 position goals to the URDF range and the calibrated tick range, and a position goal moves at
 most ``URDF velocity x dt`` from the last one. ``clipped`` counts the cycles where a clamp acted.
