@@ -479,16 +479,24 @@ def seed_figures(m: dict, scn: sc.Scenario, switch: dict | None) -> dict:
 
 
 def summary(per_seed: list[dict], keys) -> dict:
-    """Median over seeds of ``keys``; ``*_worst`` for :data:`WORST`; NaN counts as worst."""
+    """Median over seeds of ``keys``; ``*_worst`` for :data:`WORST`. A seed without a figure
+    (NaN: e.g. a tremor never re-adapted to) counts as the worst value in the median (+inf
+    where the target is a maximum, -inf where it is a minimum), its worst is NaN, and
+    ``*_failed_seeds`` lists such seeds."""
     out = {}
     for k in keys:
-        v = np.array([s[k] for s in per_seed if k in s], float)
+        rows = [s for s in per_seed if k in s]
+        v = np.array([s[k] for s in rows], float)
         if not v.size:
             continue
-        out[k] = float(np.median(v)) if np.all(np.isfinite(v)) else float('nan')
+        bad = k not in TARGETS or TARGETS[k][1] == 'max'
+        failed = ~np.isfinite(v)
+        med = float(np.median(np.where(failed, np.inf if bad else -np.inf, v)))
+        out[k] = med if math.isfinite(med) else float('nan')
+        if failed.any():
+            out[f'{k}_failed_seeds'] = [s.get('seed') for s, f in zip(rows, failed) if f]
         if k in WORST:
-            bad = TARGETS[k][1] == 'max'
-            out[f'{k}_worst'] = (float('nan') if not np.all(np.isfinite(v))
+            out[f'{k}_worst'] = (float('nan') if failed.any()
                                  else float(v.max() if bad else v.min()))
     return out
 
@@ -574,7 +582,12 @@ def docs_section(results: list[dict]) -> str:
     for k, (target, kind) in TARGETS.items():
         row = [f'`{k}`', f'{"<=" if kind == "max" else ">="} {target:g}']
         for r in results:
-            row += [num(r.get(k, float('nan'))), num(r.get(f'{k}_worst')),
+            failed = r.get(f'{k}_failed_seeds')
+            worst = num(r.get(f'{k}_worst'))
+            if failed:
+                worst = (worst + ' ' if worst not in ('', 'nan') else '') + \
+                    f'none on seed {", ".join(map(str, failed))}'
+            row += [num(r.get(k, float('nan'))), worst,
                     'yes' if r.get('targets_met', {}).get(k) else '**no**']
         lines.append('| ' + ' | '.join(row) + ' |')
     lines += ['', DOCS_END]
