@@ -42,7 +42,9 @@ graph starts. Writes bench_out/reflex.png (an in-process replay of one collision
 resolution: force, detection, command, joint motion and the spike raster; plus the live latency
 histogram) and bench_out/reflex_detection.png (detection against excess and force).
 bench_out/reflex_collisions.json lists every push (link, force, excess, joints, the sample that
-detected it: 1 = the first state after the push began, detect and latency);
+detected it: 1 = the first state after the push began, detect and latency; on a bus body
+``superseded`` > 0 when the withdrawal's first command never reached the bus because the next
+one came in before the bridge's write, and the latency is that of the one that did);
 bench_out/reflex_false_triggers.json every false trigger (the event, the body's state then: joint
 velocities, actuator, tremor and constraint torques, contacts; one while the graph comes up
 counts too, phase ``warmup``); its reflex is reset after 0.4 s so the run goes on. The last
@@ -85,6 +87,7 @@ EXCESS_BINS = (('<1x', 0.0, 1.0), ('1-1.5x', 1.0, 1.5), ('1.5-2x', 1.5, 2.0),
                ('>2x', 2.0, math.inf))
 MISS_EXCESS = 2.0          # a push of at least this excess must be detected
 DETECT_WINDOW_S = PUSH_S + 0.15
+SUPERSEDE_WINDOW_S = 0.05  # bus body: a withdrawal's commands after its first that may match
 RELEASE_STEPS = 400        # after a detection: withdrawal 0.25 s + hold, then reset
 GRAPHS = ('full', 'minimal')
 BODIES = ('sim', 'dynamixel', 'feetech')
@@ -341,7 +344,8 @@ def collision_record(c: dict, sim) -> dict:
         r.update(joints=ev.get('joints'),
                  detect_samples=int(round((float(ev['detection_time']) - onset_stamp) * 1e3)) + 1,
                  detect_ms=(c['detect_wall_ns'] - c['onset_wall_ns']) * 1e-6,
-                 latency_ms=c.get('latency_ms'), latency_steps=c.get('latency_steps'))
+                 latency_ms=c.get('latency_ms'), latency_steps=c.get('latency_steps'),
+                 superseded=c.get('superseded'))
     return r
 
 
@@ -633,8 +637,17 @@ def main(argv=None) -> int:
     arrivals = collections.deque(maxlen=4000)    # (wall ns, step, values); the bus appends
     # from its own thread: read a copy
 
+    spinal_cmds = None
     if sim.bus is not None:
         match_tol = bus_arrivals(sim.bus, list(model.arm_joints), arrivals)
+        from std_msgs.msg import Float64MultiArray
+
+        from ..spinal.params import command_topic
+        spinal_cmds = collections.deque(maxlen=20000)   # (wall ns, CDR) as the spinal sent them
+        node.create_subscription(
+            Float64MultiArray,
+            command_topic('', 'effort' if sim.bus.cfg.interface == 'current' else 'position'),
+            lambda raw: spinal_cmds.append((time.time_ns(), raw)), COMMAND_QOS, raw=True)
     else:
         match_tol = 0.0
 
@@ -695,20 +708,50 @@ def main(argv=None) -> int:
         if feed is not None:
             feed.active = True
 
+        def withdrawal_commands(c) -> list:
+            """The event's first withdrawal command, and on a bus body the spinal's commands
+            that followed it (:data:`SUPERSEDE_WINDOW_S`): the bridge writes the newest answer
+            it has, so a first command that came in with the next one never reaches the bus."""
+            first = c['command']
+            if spinal_cmds is None:
+                return [first]
+            from rclpy.serialization import deserialize_message
+            from std_msgs.msg import Float64MultiArray
+            out, t_first = [first], None
+            for wall_ns, raw in list(spinal_cmds):
+                if wall_ns < c['onset_wall_ns']:
+                    continue
+                v = np.array(deserialize_message(raw, Float64MultiArray).data, float)
+                if t_first is None:
+                    if v.shape == first.shape and np.all(np.abs(v - first) <= 1e-9):
+                        t_first = wall_ns
+                elif wall_ns - t_first <= SUPERSEDE_WINDOW_S * 1e9:
+                    out.append(v)
+                else:
+                    break
+            return out
+
         def match_commands():
-            """Find the body's arrival of each event's first withdrawal command (exact values)."""
+            """Find the body's first arrival of each event's withdrawal (exact values): its first
+            command, or on a bus body one of the commands after it when that one was
+            superseded (counted in ``superseded``)."""
             now = time.time_ns()
             for c in sc.collisions:
                 if c.get('event') is None or 'matched' in c:
                     continue
                 onset = c['onset_wall_ns']
-                for wall_ns, k, values in reversed(list(arrivals)):  # newest first, to onset
+                cands = withdrawal_commands(c)
+                for wall_ns, k, values in list(arrivals):       # oldest first, from onset
                     if wall_ns < onset:
-                        break
-                    if np.all(np.abs(values - c['command']) <= match_tol):
+                        continue
+                    hit = [j for j, v in enumerate(cands)
+                           if np.all(np.abs(values - v) <= match_tol)]
+                    if hit:
                         c['latency_ms'] = (wall_ns - onset) * 1e-6
                         c['latency_steps'] = k - c['onset_step']
+                        c['superseded'] = hit[0]
                         c['matched'] = True
+                        break
                 if 'matched' not in c and now - onset > 3e9:     # never seen: give up
                     c['matched'] = False
         node.create_timer(0.1, match_commands)
@@ -759,6 +802,7 @@ def main(argv=None) -> int:
         'latency_steps_p99': pct([c['latency_steps'] for c in detected if 'latency_steps' in c],
                                  99),
         'commands_unmatched': len(detected) - len(latencies),
+        'first_commands_superseded': sum(1 for c in detected if c.get('superseded', 0) > 0),
         'detection_rate_by_excess': rates, 'pushes_by_excess': counts,
         'undetectable_by_joint_torque': counts['<1x'],
         'half_detection_force_n': half_point([c['force_n'] for c in cols],
