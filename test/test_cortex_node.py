@@ -206,7 +206,7 @@ def test_openpi_droid_layout_integrates_joint_velocities_and_closes_the_gripper(
 
     from neurovla_ros.cortex.testservers import OpenpiTestServer
 
-    def policy(_obs):      # DROID: 7 joint velocities [rad/s] + gripper position (0.7: closed)
+    def policy(_obs):      # DROID: 7 joint velocities (0.2 rad a step at 1), gripper 0.7: closed
         a = np.zeros((3, 8), np.float32)
         a[:, 0], a[:, 7] = 0.2, 0.7
         return a
@@ -225,7 +225,8 @@ def test_openpi_droid_layout_integrates_joint_velocities_and_closes_the_gripper(
             t = trajs[-1]
             times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in t.points]
             assert times == pytest.approx([0.1, 0.2, 0.3])
-            assert np.allclose(t.points[-1].positions, q_now + [0.06, 0, 0, 0, 0, 0], atol=1e-5)
+            assert np.allclose(t.points[-1].positions, q_now + [3 * 0.2 * 0.2, 0, 0, 0, 0, 0],
+                               atol=1e-5)
             assert listen.grip[-1].data[0] == pytest.approx(0.0)      # closed
             req = server.requests[-1]
             assert req['observation/joint_position'] == pytest.approx(np.r_[q_now, 0.0])

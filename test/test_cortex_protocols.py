@@ -257,19 +257,22 @@ def test_gripper_threshold_per_backend_and_layout(backend, layout, value, closed
         b.close()
 
 
-def test_droid_joint_velocities_are_clipped_like_openpis_droid_client():
+def test_droid_joint_velocities_are_scaled_as_droids_controller_does():
+    """DROID's RobotIKSolver.joint_velocity_to_delta: the 7 velocities scaled together so that
+    none exceeds 1, then 0.2 rad x v per step."""
     from neurovla_ros import robot
     q0 = robot.load().home_pose()
 
     def policy(_obs):
         a = np.zeros((3, 8), np.float32)
-        a[:, 0], a[:, 1] = 3.0, -0.25     # 3 rad/s is clipped to 1; -0.25 passes
+        a[:, 0], a[:, 1] = 3.0, -0.25     # scaled by 1/3 together: 1 and -0.25 / 3
         return a
     with OpenpiTestServer(horizon=3, layout='droid', policy=policy) as s:
         b = OpenpiBackend(s.uri, layout='droid', action_dt=0.1)
         p = b.plan(obs(q0))
-        assert p.trajectory[-1][1][0] == pytest.approx(q0[0] + 1.0 * 0.3)
-        assert p.trajectory[-1][1][1] == pytest.approx(q0[1] - 0.25 * 0.3)
+        assert [t for t, _ in p.trajectory] == pytest.approx([0.1, 0.2, 0.3])
+        assert p.trajectory[-1][1][0] == pytest.approx(q0[0] + 3 * 0.2 * 1.0)
+        assert p.trajectory[-1][1][1] == pytest.approx(q0[1] - 3 * 0.2 * 0.25 / 3.0)
         b.close()
 
 
@@ -340,7 +343,8 @@ def test_a_slow_policy_stalls_other_handshakes_as_on_the_real_servers(cls):
 def test_openpi_layouts_send_what_openpis_input_transforms_read(layout):
     from neurovla_ros import robot
     q0 = robot.load().home_pose()
-    # libero: ee deltas (+x 1 unit); droid: joint velocities (0.5 rad/s on the pan joint)
+    # libero: ee deltas (+x 1 unit); droid: joint velocities (0.5 of DROID's unit on the pan
+    # joint: 0.1 rad per step)
     dim = 7 if layout == 'libero' else 8
 
     def policy(_obs):
@@ -364,7 +368,7 @@ def test_openpi_layouts_send_what_openpis_input_transforms_read(layout):
             assert np.allclose(req['observation/joint_position'], np.r_[q0, 0.0])
             assert req['observation/gripper_position'] == pytest.approx([0.0])   # open
             assert [t for t, _ in p.trajectory] == pytest.approx([0.1, 0.2, 0.3, 0.4])
-            assert p.trajectory[-1][1][0] == pytest.approx(q0[0] + 0.5 * 0.4)
+            assert p.trajectory[-1][1][0] == pytest.approx(q0[0] + 4 * 0.2 * 0.5)
         b.close()
 
 

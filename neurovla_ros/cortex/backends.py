@@ -216,9 +216,11 @@ class OpenpiBackend(_RemoteBase):
     * ``droid``: ``observation/exterior_image_1_left`` and ``observation/wrist_image_left``
       (224x224x3 uint8), ``observation/joint_position`` (7: DROID's arm has 7 joints; this arm's
       6, then 0), ``observation/gripper_position`` (1: 0 open .. 1 closed), ``prompt``; actions
-      H x 8 joint velocities [rad/s] (the 7th ignored; clipped to [-1, 1] as openpi's DROID
-      client does before ``env.step``) + gripper position (above 0.5 closes, the client's
-      binarisation), integrated over ``action_dt`` per step into a joint trajectory.
+      H x 8: 7 joint velocities in DROID's normalised units (its controller,
+      ``RobotIKSolver.joint_velocity_to_delta``, scales the 7 so that none exceeds 1 and moves
+      each joint by 0.2 rad x v per 15 Hz step; the 7th is ignored here after the scaling) +
+      gripper position (above 0.5 closes, the client's binarisation), one step per
+      ``action_dt`` (DROID's rate: 1/15 s) into a joint trajectory.
 
     ``action_space`` ``layout`` takes the layout's meaning; ``ee_delta``, ``joint_position``
     (absolute joints, first 6, gripper at index 6) or ``joint_velocity`` override it.
@@ -230,7 +232,7 @@ class OpenpiBackend(_RemoteBase):
                'droid': {'image': 'observation/exterior_image_1_left',
                          'wrist': 'observation/wrist_image_left', 'size': 224,
                          'actions': 'joint_velocity', 'gripper_threshold': 0.5}}
-    MAX_JOINT_VELOCITY = 1.0    # [rad/s]: openpi's DROID client clips every action to [-1, 1]
+    DROID_MAX_JOINT_DELTA = 0.2  # [rad] per step at v = 1 (DROID's RobotIKSolver, 15 Hz)
     ACTION_SPACES = ('layout', 'ee_delta', 'joint_position', 'joint_velocity')
     ACTION_DIMS = {'ee_delta': ACTION_DIM, 'joint_position': 6, 'joint_velocity': 8}
 
@@ -271,8 +273,9 @@ class OpenpiBackend(_RemoteBase):
             grip = self._gripper(acts[0, 6]) if acts.shape[1] > 6 else None
             return Plan(trajectory=traj, gripper=grip)
         if self.action_space == 'joint_velocity':
-            v = np.clip(acts[:, :6], -self.MAX_JOINT_VELOCITY, self.MAX_JOINT_VELOCITY)
-            q = np.asarray(obs.q, float) + np.cumsum(v * self.action_dt, axis=0)
+            v = acts[:, :7] / np.maximum(1.0, np.abs(acts[:, :7]).max(axis=1, keepdims=True))
+            q = np.asarray(obs.q, float) + np.cumsum(v[:, :6] * self.DROID_MAX_JOINT_DELTA,
+                                                     axis=0)
             traj = [((k + 1) * self.action_dt, qk) for k, qk in enumerate(q)]
             return Plan(trajectory=traj, gripper=self._gripper(acts[0, 7]))
         return self._delta_plan(self.ensembler.add(acts[:, :ACTION_DIM], self.clock()), obs)

@@ -67,8 +67,9 @@ PARAMS: list[Param] = [
           'velocities + gripper); both need the sim\'s wrist_camera_enabled', read_only=True,
           choices=('libero', 'droid')),
     Param('openpi_action_space', 'layout', 'openpi actions: the layout\'s own, or end-effector '
-          'deltas [dpos, drot, gripper], absolute joint positions or joint velocities '
-          '(both published on /cortex/joint_goal)', read_only=True,
+          'deltas [dpos, drot, gripper], absolute joint positions or joint velocities in '
+          'DROID\'s normalised units (0.2 rad per step at 1; both published on '
+          '/cortex/joint_goal)', read_only=True,
           choices=('layout', 'ee_delta', 'joint_position', 'joint_velocity')),
     Param('action_dt', 0.1, 'Remote: time between a chunk\'s steps [s] (chunks are aged by '
           'time when ensembled; openpi joint_position: the trajectory\'s spacing)', 0.005, 2.0,
