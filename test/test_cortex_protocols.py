@@ -306,6 +306,38 @@ def test_backoff_keeps_the_cause_of_the_outage(neuro):
     b.close()
 
 
+def test_inference_figures_count_completed_exchanges_and_failures_apart():
+    """infer_ms_* are the exchanges that returned a plan (a slow server: ~50 ms each); the
+    failures of an outage (the first one, then the instant back-off refusals) are counted in
+    ``errors``, never in the latency figures."""
+    from neurovla_ros import robot
+    from neurovla_ros.cortex.camera import Camera
+    from neurovla_ros.cortex.core import Cortex
+    q0 = robot.load().home_pose()
+    with NeuroVLATestServer(mode='slow', delay=0.05) as s:
+        b = NeuroVLABackend(s.uri, ActionStats.identity(),
+                            client_options=dict(FAST, reply_timeout=0.3, backoff_initial=0.5,
+                                                backoff_max=1.0))
+        c = Cortex(b)
+        c.set_camera(Camera.from_info([277.19, 0, 160, 0, 277.19, 120, 0, 0, 1], 320, 240))
+        c.set_instruction('touch the red cube')
+
+        def step():
+            c.set_image(np.zeros((240, 320, 3), np.uint8))
+            c.set_joints(q0, [0.04, 0.04])
+            return c.step()
+        for _ in range(5):
+            step()
+        v = c.status().values
+        assert v['errors'] == 0 and len(c.latencies) == 5 and v['infer_ms_p50'] >= 45.0
+        s.mode = 'nan'
+        for _ in range(20):          # one malformed reply, then refusals inside the back-off
+            step()
+        v = c.status().values
+        assert v['errors'] == 20 and len(c.latencies) == 5 and v['infer_ms_p50'] >= 45.0
+        c.stop()
+
+
 def test_openpi_backend_joint_chunks_become_trajectories():
     from neurovla_ros import robot
     q0 = robot.load().home_pose()
