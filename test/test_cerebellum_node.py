@@ -146,3 +146,40 @@ def test_work_outside_the_tick_drops_to_the_background_priority():
                          timeout=60).stdout.split()
     assert out[0] == 'ok', out           # the tests run as root (CI too)
     assert out[1:] == ['60', '90', '0', '0']
+
+
+def test_teleop_preempts_cortex_goals_until_handed_back(arm):
+    """A twist takes the arm: cortex goals are refused (counted, control=teleop) until
+    ~/release_teleop; then the next cortex goal moves the arm again."""
+    from geometry_msgs.msg import TwistStamped
+    from std_srvs.srv import Trigger
+
+    from neurovla_ros.common.rosutil import COMMAND_QOS
+    node, st, proc = arm
+    twist_pub = node.create_publisher(TwistStamped, '/teleop/twist', COMMAND_QOS)
+    release = node.create_client(Trigger, '/cerebellum/release_teleop')
+    assert spin_until(node, lambda: len(st['refs']) > 20 and st['diag'], 30.0)
+    assert st['diag']['control'] == 'cortex'
+    tw = TwistStamped()
+    tw.header.frame_id = 'base_link'
+    tw.twist.linear.z = 0.05
+    for _ in range(10):                      # 0.3 s of jogging up at 30 Hz
+        tw.header.stamp = node.get_clock().now().to_msg()
+        twist_pub.publish(tw)
+        spin_until(node, lambda: False, 1 / 30)
+    assert spin_until(node, lambda: st['diag'].get('control') == 'teleop', 5.0), st['diag']
+    assert MODEL.fk(st['q'])[2, 3] > MODEL.fk(HOME)[2, 3] + 0.005
+    assert spin_until(node, lambda: np.max(np.abs(st['qd'])) < 1e-9, 5.0)   # halted
+    held = st['q'].copy()
+    goal = HOME + np.array([0.0, 0.0, 0.0, 0.2, 0.0, 0.0])
+    st['goal_pub'].publish(joint_goal(goal))
+    assert spin_until(node, lambda: int(st['diag'].get('cortex_goals_preempted', 0)) >= 1, 5.0)
+    spin_until(node, lambda: False, 0.5)
+    np.testing.assert_allclose(st['q'], held, atol=1e-3)     # the cortex goal did not move it
+    assert release.wait_for_service(timeout_sec=10.0)
+    fut = release.call_async(Trigger.Request())
+    assert spin_until(node, fut.done, 10.0) and fut.result().success, fut.result()
+    st['goal_pub'].publish(joint_goal(goal))
+    assert spin_until(node, lambda: np.max(np.abs(st['q'] - goal)) < 2e-3, 15.0)
+    assert spin_until(node, lambda: st['diag'].get('control') == 'cortex', 5.0)
+    assert proc.poll() is None
