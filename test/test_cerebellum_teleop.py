@@ -5,11 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from neurovla_ros.cerebellum.core import JOINT_LIMIT_MARGIN, SERVO, Cerebellum, CerebellumConfig
-from neurovla_ros.cerebellum.estimator import GRAVITY, matrix_to_quat_xyzw
+from neurovla_ros import robot
+from neurovla_ros.cerebellum.core import Cerebellum, CerebellumConfig
+from neurovla_ros.cerebellum.estimator import GRAVITY
 from neurovla_ros.cerebellum.shaping import JerkLimitedTracker
-from neurovla_ros.cerebellum.teleop import CORTEX, TELEOP, TeleopArbiter
-from neurovla_ros.common import robot
+from neurovla_ros.cerebellum.teleop import (CORTEX, JOINT_LIMIT_MARGIN, SERVO, TELEOP,
+                                           TeleopArbiter, brake)
+from neurovla_ros.robot.transforms import matrix_to_quat_xyzw
 
 MODEL = robot.load()
 HOME = MODEL.home_pose()
@@ -145,18 +147,18 @@ def test_limits_are_applied_and_named():
     arm = PerfectArm()
     cb = arm.cb
     assert cb.accept_twist(arm.t, [2.0, 0, 0], [0, 0, 0])[0]
-    assert 'tool speed' in cb.last_twist_limit and cb.twists_limited == 1
-    np.testing.assert_allclose(np.linalg.norm(MODEL.jacobian(cb.tracker.x)[:3] @ cb.servo_qd),
+    assert 'tool speed' in cb.servo.last_limit and cb.servo.limited == 1
+    np.testing.assert_allclose(np.linalg.norm(MODEL.jacobian(cb.tracker.x)[:3] @ cb.servo.qd),
                                cb.cfg.max_linear_speed, rtol=0.02)
     assert cb.accept_twist(arm.t, [0, 0, 0], [0, 0, 9.0])[0]
-    assert 'tool rotation' in cb.last_twist_limit
+    assert 'tool rotation' in cb.servo.last_limit
     # a joint at its limit moving outward halts the twist, named
     arm2 = PerfectArm(q=np.r_[HOME[:5], LIM['upper'][5] - JOINT_LIMIT_MARGIN / 2])
     assert arm2.cb.accept_twist(arm2.t, [0, 0, 0], [0, 0, 0.5], 'tcp_link')[0]
-    assert 'wrist_3_joint' in arm2.cb.last_twist_limit
-    assert not np.any(arm2.cb.servo_qd)
+    assert 'wrist_3_joint' in arm2.cb.servo.last_limit
+    assert not np.any(arm2.cb.servo.qd)
     assert arm2.cb.accept_twist(arm2.t, [0, 0, 0], [0, 0, -0.5], 'tcp_link')[0]  # inward: ok
-    assert np.any(arm2.cb.servo_qd)
+    assert np.any(arm2.cb.servo.qd)
 
 
 def test_the_workspace_floor_is_never_crossed():
@@ -164,7 +166,7 @@ def test_the_workspace_floor_is_never_crossed():
     assert arm.tcp()[2] > 0.22
     arm.jog(3.0, [0.0, 0.0, -0.2])
     assert arm.tcp()[2] >= 0.2 - 1e-3
-    assert 'workspace floor' in arm.cb.last_twist_limit
+    assert 'workspace floor' in arm.cb.servo.last_limit
     arm.jog(0.3, [0.0, 0.0, 0.05])           # up again: not limited
     assert arm.tcp()[2] > 0.2 + 0.005
 
@@ -190,14 +192,14 @@ def test_brake_keeps_the_direction_and_stops_in_the_optimal_time():
     x0, t = np.array(tr.x), 0.0
     a_lim, j_lim = 10.0, 1000.0
     while max(abs(v) for v in tr.v) > 0.0 and t < 1.0:
-        tr.brake(DT, a_lim, j_lim)
+        brake(tr, DT, a_lim, j_lim)
         t += DT
         assert max(abs(a) for a in tr.a) <= a_lim + 1e-9
     assert t <= brake_time(0.5, a_lim, j_lim) + 2 * DT
     moved = np.array(tr.x) - x0
     np.testing.assert_allclose(moved / np.linalg.norm(moved), d / np.linalg.norm(d), atol=2e-3)
     for _ in range(50):                        # then it holds
-        tr.brake(DT, a_lim, j_lim)
+        brake(tr, DT, a_lim, j_lim)
     np.testing.assert_allclose(np.array(tr.x) - x0, moved, atol=1e-12)
 
 
