@@ -134,6 +134,27 @@ def test_a_zero_twist_preempts_and_brakes_a_cortex_motion():
     assert ys[-1] < target[1, 3] - 0.02        # stopped short of the cortex goal
 
 
+def test_a_dragged_pose_stream_ends_exactly_where_the_goal_filter_stops_short():
+    """Teleop poses (exact) along a 1 s drag at 20 Hz end at the last pose as given; the
+    same stream through the cortex's goal filter (alpha-beta) ends where its estimate ended."""
+    start = MODEL.fk(HOME)
+    quat = matrix_to_quat_xyzw(start[:3, :3])
+    ends = {}
+    for exact in (True, False):
+        arm = PerfectArm()
+        for k in range(1, 21):
+            p = start[:3, 3] + [0.0, 0.004 * k, -0.0025 * k]
+            ok, why = arm.cb.accept_pose_goal(arm.t, p, quat, exact=exact)
+            assert ok, why
+            for _ in range(25):
+                arm.step()
+        for _ in range(1500):
+            arm.step()
+        ends[exact] = float(np.linalg.norm(arm.tcp() - p))
+    assert ends[True] < arm.cb.cfg.ik_position_tolerance
+    assert ends[False] > 2 * arm.cb.cfg.ik_position_tolerance, ends
+
+
 def test_tool_frame_twist_moves_along_the_tool_axis():
     arm = PerfectArm()
     p0, z_tool = arm.tcp(), MODEL.fk(HOME)[:3, 2]
