@@ -39,6 +39,7 @@ setup(
             'cerebellum_node = neurovla_ros.cerebellum.node:main',
             'hardware_node = neurovla_ros.hardware.node:main',
             'relay_node = neurovla_ros.relay.node:main',
+            'teleop_markers_node = neurovla_ros.markers.node:main',
         ],
     },
 )

@@ -137,6 +137,9 @@ NODES: list[NodeSpec] = [
     NodeSpec('relay', 'relay_node', 'neurovla_ros.relay.node', 'neurovla_ros.relay.params',
              enabled_when={'relay': ('true',)},
              arg_params={'loss': 'relay_loss', 'delay_s': 'relay_delay_s'}),
+    # ---- teleop and seeing the robot ----
+    NodeSpec('teleop_markers', 'teleop_markers_node', 'neurovla_ros.markers.node',
+             'neurovla_ros.markers.params', enabled_when={'headless': ('false',)}, pip=False),
 ]
 # relay:=true: the cortex's outputs go to the relay, which publishes them under their own names
 RELAYED = {'cortex': tuple((t, RELAY_IN + t) for t in (e.split('@')[0] for e in RELAY_TOPICS))}

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -19,8 +20,11 @@ from rcl_interfaces.msg import (
 )
 from rclpy.executors import ExternalShutdownException
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
 
 from . import cdr, realtime
+from . import teleop as T
 from .params import Param
 
 # 1 kHz sensor streams: reliable publishers (any subscriber can match), keep-last small queues.
@@ -298,6 +302,65 @@ class Throttled:
 
     def error(self, key: str, msg: str) -> bool:
         return self(key, msg, 'error')
+
+
+class TeleopCommands:
+    """The outputs of a teleop front end (:mod:`neurovla_ros.common.teleop`) on ``node``:
+    publishers for the twist, pose, gripper and instruction, and Trigger clients for the
+    services, whose outcome is kept per name in ``results`` (a service nobody serves reports
+    "not available" instead of waiting)."""
+
+    def __init__(self, node):
+        self.node = node
+        self.twist_pub = node.create_publisher(TwistStamped, T.TWIST_TOPIC, COMMAND_QOS)
+        self.pose_pub = node.create_publisher(PoseStamped, T.POSE_TOPIC, COMMAND_QOS)
+        self.gripper_pub = node.create_publisher(Float64MultiArray, T.GRIPPER_TOPIC, COMMAND_QOS)
+        self.instruction_pub = node.create_publisher(String, T.INSTRUCTION_TOPIC, COMMAND_QOS)
+        self.clients = {k: node.create_client(Trigger, v) for k, v in T.SERVICES.items()}
+        self.results: dict[str, str] = {}
+
+    def _stamp(self, header, frame: str) -> None:
+        header.stamp = self.node.get_clock().now().to_msg()
+        header.frame_id = frame
+
+    def twist(self, linear, angular, frame: str = 'base_link') -> None:
+        msg = TwistStamped()
+        self._stamp(msg.header, frame)
+        t = msg.twist
+        t.linear.x, t.linear.y, t.linear.z = (float(v) for v in linear)
+        t.angular.x, t.angular.y, t.angular.z = (float(v) for v in angular)
+        self.twist_pub.publish(msg)
+
+    def pose(self, position, quat_xyzw, frame: str = 'base_link') -> None:
+        msg = PoseStamped()
+        self._stamp(msg.header, frame)
+        p, o = msg.pose.position, msg.pose.orientation
+        p.x, p.y, p.z = (float(v) for v in position)
+        o.x, o.y, o.z, o.w = (float(v) for v in quat_xyzw)
+        self.pose_pub.publish(msg)
+
+    def gripper(self, opening: float) -> None:
+        self.gripper_pub.publish(Float64MultiArray(data=[float(opening)]))
+
+    def instruction(self, text: str) -> None:
+        self.instruction_pub.publish(String(data=text))
+
+    def call(self, name: str) -> str:
+        """Call service ``name`` (a key of ``teleop.SERVICES``) without waiting; returns (and
+        keeps in ``results``) 'sent', or why it was not sent. The answer replaces it."""
+        service, client = T.SERVICES[name], self.clients[name]
+        if not client.service_is_ready():
+            self.results[name] = f'{service}: not available (no server)'
+            return self.results[name]
+        fut = client.call_async(Trigger.Request())
+
+        def done(f, name=name, service=service):
+            r = f.result()
+            self.results[name] = (f'{service}: no answer' if r is None else
+                                  f'{service}: {"ok" if r.success else "refused"}: {r.message}')
+        fut.add_done_callback(done)
+        self.results[name] = f'{service}: sent'
+        return self.results[name]
 
 
 def go_realtime(node) -> None:

@@ -1,0 +1,1 @@
+"""rviz teleop: an interactive marker at the tool (``teleop_markers`` node)."""

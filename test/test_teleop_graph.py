@@ -1,0 +1,276 @@
+"""Teleop against a running graph over real DDS: the MuJoCo body, the spinal layer and the
+cerebellum, each in its own process (started once for this module), and the teleop front
+ends: the interactive-marker server driven by a client that plays rviz2's part by the
+protocol, the keyboard tool in a real terminal (tmux), the browser view in headless
+Chromium (see test_ui_browser.py for the page itself)."""
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO, spin_until
+
+from neurovla_ros import robot
+from neurovla_ros.common import teleop as T
+
+MODEL = robot.load()
+
+
+class Graph:
+    """Node processes (real DDS, this test run's domain) and a probe node of the test."""
+
+    def __init__(self):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.node import Node
+        from sensor_msgs.msg import JointState
+
+        from neurovla_ros.common.rosutil import COMMAND_QOS, LatestSample, TeleopCommands
+        self.procs = {}
+        self.logs = {}
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = Node('teleop_test_probe', context=self.ctx)
+        self.diag = {}
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag,
+                                      COMMAND_QOS)
+        self._js = LatestSample(self.node, JointState, '/joint_states')
+        self._JointState = JointState
+        self.cmd = TeleopCommands(self.node)
+        self.js = None
+
+    def start(self, name, module, params=None, args=()):
+        cmd = [sys.executable, '-m', module, *args, '--ros-args', '-r', f'__node:={name}']
+        for k, v in (params or {}).items():
+            cmd += ['-p', f'{k}:={str(v).lower() if isinstance(v, bool) else v}']
+        log = open(os.path.join(self.logdir, f'{name}.log'), 'w')
+        self.logs[name] = log
+        self.procs[name] = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        return self.procs[name]
+
+    def stop(self, name):
+        p = self.procs.pop(name)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGINT)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        self.logs.pop(name).close()
+
+    def log(self, name):
+        return open(os.path.join(self.logdir, f'{name}.log')).read()[-3000:]
+
+    def _on_diag(self, msg):
+        for s in msg.status:
+            self.diag[s.name] = {kv.key: kv.value for kv in s.values} | {'_msg': s.message}
+
+    def spin(self, seconds, until=None):
+        return spin_until(self.node, until or (lambda: False), seconds)
+
+    def joints(self):
+        from rclpy.serialization import deserialize_message
+        buf = self._js.take()
+        if buf is not None:
+            self.js = deserialize_message(buf, self._JointState)
+        return self.js
+
+    def q(self):
+        js = self.joints()
+        return None if js is None else T.arm_positions(MODEL, js.name, js.position)
+
+    def tcp(self):
+        q = self.q()
+        return None if q is None else MODEL.fk(q)
+
+    def finger(self):
+        js = self.joints()
+        return js.position[list(js.name).index(robot.GRIPPER_JOINT)]
+
+    def go_home(self, timeout=15.0):
+        home = MODEL.fk(MODEL.home_pose())
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.cmd.pose(*T.home_pose(MODEL))
+            self.spin(0.2)
+            t = self.tcp()
+            if t is not None and np.linalg.norm(t[:3, 3] - home[:3, 3]) < 0.003:
+                return True
+        return False
+
+    def close(self):
+        import rclpy
+        for name in list(self.procs):
+            self.stop(name)
+        self._js.destroy()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
+@pytest.fixture(scope='module')
+def graph(tmp_path_factory):
+    g = Graph()
+    g.logdir = str(tmp_path_factory.mktemp('teleop_graph'))
+    try:
+        g.start('sim', 'neurovla_ros.sim.node', {'camera_enabled': False, 'n_objects': 0})
+        g.start('spinal', 'neurovla_ros.spinal.node')
+        g.start('cerebellum', 'neurovla_ros.cerebellum.node', {'teleop_hold_time': 0.0})
+        up = g.spin(90.0, lambda: g.tcp() is not None and 'cerebellum' in g.diag
+                    and g.diag.get('spinal: controller', {}).get('mode') == 'follow')
+        assert up, f'graph not up: {g.diag}\n{g.log("sim")}\n{g.log("cerebellum")}'
+        yield g
+    finally:
+        g.close()
+
+
+def rotation_angle(a, b):
+    c = (np.trace(a[:3, :3].T @ b[:3, :3]) - 1.0) / 2.0
+    return math.acos(max(-1.0, min(1.0, c)))
+
+
+# ---------------------------------------------------------------- rviz2's part, by protocol
+class RvizClient:
+    """What rviz2's InteractiveMarkers display does on a namespace: ask for the markers once
+    the service is there, apply updates in sequence (a gap would make it reset), publish
+    feedback as its mouse does."""
+
+    def __init__(self, node, ns='/teleop_markers'):
+        from rclpy.qos import QoSProfile
+        from visualization_msgs.msg import InteractiveMarkerFeedback, InteractiveMarkerUpdate
+        from visualization_msgs.srv import GetInteractiveMarkers
+        self.node, self.F = node, InteractiveMarkerFeedback
+        self.srv = node.create_client(GetInteractiveMarkers, f'{ns}/get_interactive_markers')
+        node.create_subscription(InteractiveMarkerUpdate, f'{ns}/update', self._on_update,
+                                 QoSProfile(depth=100))
+        self.fb_pub = node.create_publisher(InteractiveMarkerFeedback, f'{ns}/feedback',
+                                            QoSProfile(depth=100))
+        self.Request = GetInteractiveMarkers.Request
+        self.seq, self.queue, self.markers, self.gaps, self.updates = None, [], {}, 0, 0
+
+    def initialize(self, timeout=30.0):
+        assert self.srv.wait_for_service(timeout_sec=timeout), 'no get_interactive_markers'
+        fut = self.srv.call_async(self.Request())
+        assert spin_until(self.node, fut.done, timeout)
+        resp = fut.result()
+        self.markers = {m.name: m for m in resp.markers}
+        self.seq = resp.sequence_number
+        for up in sorted(self.queue, key=lambda u: u.seq_num):
+            if up.seq_num > self.seq:
+                self._apply(up)
+        self.queue = []
+        return resp
+
+    def _on_update(self, up):
+        if self.seq is None:
+            self.queue.append(up)
+        elif up.seq_num > self.seq:
+            self._apply(up)
+
+    def _apply(self, up):
+        if up.seq_num != self.seq + 1:
+            self.gaps += 1
+        self.seq, self.updates = up.seq_num, self.updates + 1
+        for m in up.markers:
+            self.markers[m.name] = m
+        for p in up.poses:
+            self.markers[p.name].pose = p.pose
+        for name in up.erases:
+            self.markers.pop(name, None)
+
+    def feedback(self, event, pose=None, entry=0):
+        fb = self.F(client_id='/rviz2/InteractiveMarkers', marker_name='tcp',
+                    event_type=event, menu_entry_id=entry)
+        fb.header.frame_id = 'base_link'
+        fb.pose = pose if pose is not None else self.markers['tcp'].pose
+        self.fb_pub.publish(fb)
+
+
+def pose_of(m):
+    from neurovla_ros.robot.transforms import quat_xyzw_to_matrix
+    p, o = m.position, m.orientation
+    t = np.eye(4)
+    t[:3, :3] = quat_xyzw_to_matrix(o.x, o.y, o.z, o.w)
+    t[:3, 3] = (p.x, p.y, p.z)
+    return t
+
+
+def test_rviz_drag_moves_the_tool_to_the_dragged_pose_and_the_menu_acts(graph):
+    from visualization_msgs.msg import InteractiveMarkerControl as C
+
+    from neurovla_ros.robot.transforms import matrix_to_quat_xyzw
+    from neurovla_ros.markers.protocol import MENU, pose_msg
+    g = graph
+    assert g.go_home(), 'the arm did not reach home'
+    g.start('teleop_markers', 'neurovla_ros.markers.node')
+    early = RvizClient(g.node)          # may ask before the first joint state made the marker
+    early.initialize()
+    assert g.spin(20.0, lambda: 'tcp' in early.markers), g.log('teleop_markers')
+    client = RvizClient(g.node)         # a client joining later gets it from the service
+    resp = client.initialize()
+    tcp0 = g.tcp()
+    assert resp.markers and resp.markers[0].name == 'tcp', resp
+    assert resp.sequence_number >= 1 and early.gaps == 0
+    m = resp.markers[0]
+    assert {c.interaction_mode for c in m.controls} == {C.MOVE_AXIS, C.ROTATE_AXIS, C.MENU}
+    assert np.linalg.norm(pose_of(m.pose)[:3, 3] - tcp0[:3, 3]) < 0.005
+    # drag: +6 cm y, -4 cm z, 15 deg about z, 30 pose updates over 1 s, then release
+    rz = np.array([[math.cos(0.26), -math.sin(0.26), 0], [math.sin(0.26), math.cos(0.26), 0],
+                   [0, 0, 1]])
+    target = tcp0.copy()
+    target[:3, 3] += [0.0, 0.06, -0.04]
+    target[:3, :3] = rz @ tcp0[:3, :3]
+    client.feedback(client.F.MOUSE_DOWN)
+    for k in range(1, 31):
+        s = k / 30
+        p = tcp0[:3, 3] + s * (target[:3, 3] - tcp0[:3, 3])
+        rot = np.array([[math.cos(0.26 * s), -math.sin(0.26 * s), 0],
+                        [math.sin(0.26 * s), math.cos(0.26 * s), 0], [0, 0, 1]]) @ tcp0[:3, :3]
+        client.feedback(client.F.POSE_UPDATE, pose_msg(p, matrix_to_quat_xyzw(rot)))
+        g.spin(1 / 30)
+    final = pose_msg(target[:3, 3], matrix_to_quat_xyzw(target[:3, :3]))
+    client.feedback(client.F.MOUSE_UP, final)
+
+    def error():
+        t = g.tcp()
+        return np.linalg.norm(t[:3, 3] - target[:3, 3]), rotation_angle(t, target)
+
+    def reached():      # the cerebellum's IK tolerances are 2 mm and 0.02 rad
+        e = error()
+        return e[0] < 0.004 and e[1] < 0.03
+    assert g.spin(20.0, reached), (error(), g.diag.get('cerebellum'))
+    # the marker follows the measured tool pose again, updates in sequence
+    g.spin(1.0)
+    shown = pose_of(client.markers['tcp'].pose)
+    assert np.linalg.norm(shown[:3, 3] - g.tcp()[:3, 3]) < 0.003
+    assert client.gaps == 0 and client.updates > 30
+    d = g.diag['teleop_markers: interactive marker']
+    assert int(d['goals_sent']) >= 15 and int(d['feedback_rejected']) == 0, d
+    # a drag in a frame the server does not know is refused with the reason, nothing moves
+    bad = client.F(client_id='/rviz2/InteractiveMarkers', marker_name='tcp',
+                   event_type=client.F.POSE_UPDATE)
+    bad.header.frame_id = 'map'
+    bad.pose = pose_msg(target[:3, 3] + [0.1, 0, 0], [0, 0, 0, 1])
+    client.fb_pub.publish(bad)
+    assert g.spin(5.0, lambda: "'map'" in g.diag['teleop_markers: interactive marker'].get(
+        'last_rejection', ''))
+    assert reached(), (error(), g.diag.get("cerebellum"))
+    # menu: close then open the gripper, reset reflex (none active: the spinal says so)
+    ids = {a: k for k, (_t, a) in MENU.items()}
+    client.feedback(client.F.MENU_SELECT, entry=ids['gripper_close'])
+    assert g.spin(10.0, lambda: g.finger() < 0.005), g.finger()
+    client.feedback(client.F.MENU_SELECT, entry=ids['gripper_open'])
+    assert g.spin(10.0, lambda: g.finger() > 0.035), g.finger()
+    client.feedback(client.F.MENU_SELECT, entry=ids['reset_reflex'])
+    assert g.spin(5.0, lambda: 'no reflex active' in g.diag[
+        'teleop_markers: interactive marker'].get('service_reset_reflex', '')), g.diag
+    client.feedback(client.F.MENU_SELECT, entry=ids['home'])
+    home = MODEL.fk(MODEL.home_pose())
+    assert g.spin(15.0, lambda: np.linalg.norm(g.tcp()[:3, 3] - home[:3, 3]) < 0.004)
+    assert g.procs['teleop_markers'].poll() is None, g.log('teleop_markers')
+    g.stop('teleop_markers')
