@@ -105,3 +105,18 @@ def test_a_second_client_cannot_take_over_a_drag_until_it_times_out():
     assert d.is_dragging(1.8)                   # kept alive at 0.9
     assert not d.is_dragging(2.0)               # the drag timed out
     assert d.feedback(2.1, fb(F.POSE_UPDATE, client='/rviz_b')).kind == 'pose'
+
+
+def test_the_rviz_layout_shows_the_marker_robot_tf_and_camera():
+    import yaml
+
+    from neurovla_ros import graph
+    from neurovla_ros.markers.params import NODE_NAME
+    cfg = yaml.safe_load(open(graph.data_file('config', 'neurovla.rviz')))
+    displays = {d['Class'].split('/')[1]: d for d in cfg['Visualization Manager']['Displays']}
+    assert displays['InteractiveMarkers']['Interactive Markers Namespace'] == '/' + NODE_NAME
+    assert displays['RobotModel']['Description Topic']['Value'] == '/robot_description'
+    assert displays['TF']['Enabled'] and displays['Image']['Topic']['Value'] == '/camera/image_raw'
+    assert all(displays[k]['Enabled'] for k in ('InteractiveMarkers', 'RobotModel', 'Image'))
+    tools = [t['Class'] for t in cfg['Visualization Manager']['Tools']]
+    assert tools[0] == 'rviz_default_plugins/Interact'     # the default tool drags markers
