@@ -15,6 +15,9 @@ With a cortex and the sim, the summary also says whether the task succeeded: whi
 instruction named, the final tcp distance to it and success yes/no (``cortex.task``: within 3 cm
 of its top centre and still for 0.5 s).
 
+The runner publishes ``/robot_description`` (std_msgs/String, transient local: a late joiner
+gets it), the expanded URDF, as robot_state_publisher does on a ROS install, so that Foxglove or
+Lichtblick can show the model in pip mode.
 The runner reads /diagnostics and the sim's objects (2 Hz) only: subscribing to the 1 kHz
 streams from here would take CPU from the nodes on a small machine; /joint_states is read for
 0.6 s at the end of ``duration`` only, for the task result.
@@ -116,6 +119,17 @@ class Diagnostics:
                 'level': LEVELS.get(level, str(level)),
                 'message': st.message, 'hardware_id': st.hardware_id,
                 'values': diagnostic_values(st)}
+
+
+def describe(node):
+    """Publish ``/robot_description`` (latched) on ``node``; returns the publisher."""
+    from std_msgs.msg import String
+
+    from . import robot
+    from .common.rosutil import LATCHED_QOS
+    pub = node.create_publisher(String, '/robot_description', LATCHED_QOS)
+    pub.publish(String(data=robot.urdf_xml()))
+    return pub
 
 
 def group_statuses(latest: dict[str, dict], names) -> dict[str, dict[str, dict]]:
@@ -348,6 +362,7 @@ class Runner:
         node = rclpy.create_node('neurovla_runner', context=ctx,
                                  namespace=graph.namespace(self.args) or None)
         diags = Diagnostics(node)
+        describe(node)
         names = [c.name for c in self.children]
         watch = TaskWatch(node) if 'cortex' in names and 'sim' in names else None
         self.task = None

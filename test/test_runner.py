@@ -167,6 +167,35 @@ def test_sigint_stops_every_node_cleanly(tmp_path):
     assert not left, (left, err[-3000:])
 
 
+def test_the_runner_publishes_the_robot_description_for_late_joiners(tmp_path):
+    """/robot_description (transient local), as robot_state_publisher on a ROS install."""
+    import rclpy
+    from conftest import spin_until
+    from std_msgs.msg import String
+
+    from neurovla_ros import robot
+    from neurovla_ros.common.rosutil import LATCHED_QOS
+    proc = start(tmp_path, *SIM_ONLY)
+    try:
+        wait_until_up(proc, tmp_path)
+        time.sleep(1.0)                        # published well before this subscriber exists
+        ctx = rclpy.Context()
+        rclpy.init(context=ctx)
+        node = rclpy.create_node('description_probe', context=ctx)
+        got = []
+        node.create_subscription(String, '/robot_description', got.append, LATCHED_QOS)
+        try:
+            assert spin_until(node, lambda: got, 20.0), 'no /robot_description'
+        finally:
+            node.destroy_node()
+            rclpy.try_shutdown(context=ctx)
+        assert got[0].data == robot.urdf_xml()
+        assert set(robot.ARM_JOINTS) <= set(robot.RobotModel.from_urdf(got[0].data).joints)
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        assert finish(proc, timeout=60) == 0
+
+
 def test_nodes_die_with_a_killed_runner(tmp_path):
     proc = start(tmp_path, *SIM_ONLY)
     pids = wait_until_up(proc, tmp_path)
