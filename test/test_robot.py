@@ -129,3 +129,44 @@ def test_rotation_vector_and_quaternion_round_trip(v):
                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
     assert np.allclose(rq, r, atol=1e-6)
+
+
+# ---------------------------------------------------------------- every link, and its shapes
+def test_link_poses_agree_with_mujoco_for_the_arm_and_the_fingers():
+    """The pose of every link (what a viewer draws) against the simulator's bodies, at a
+    random arm configuration with the fingers half open (the mimic finger included)."""
+    w = World(seed=0, n_objects=0)
+    m, d = w.model, w.data
+    rng = np.random.default_rng(3)
+    q = rng.uniform(LIM['lower'] * 0.5, LIM['upper'] * 0.5)
+    pos = dict(zip(MODEL.arm_joints, q)) | {robot.GRIPPER_JOINT: 0.02}
+    for name, v in pos.items():
+        d.qpos[m.jnt_qposadr[m.joint(name).id]] = v
+    d.qpos[m.jnt_qposadr[m.joint('right_finger_joint').id]] = 0.02
+    mujoco.mj_forward(m, d)
+    base = np.eye(4)
+    base[:3, :3] = d.body('base_link').xmat.reshape(3, 3)
+    base[:3, 3] = d.body('base_link').xpos
+    poses = MODEL.link_poses(pos)
+    checked = 0
+    for link, t in poses.items():
+        try:
+            b = d.body(link)
+        except KeyError:
+            continue                    # a frame MuJoCo fused into its parent
+        want = np.linalg.inv(base) @ np.block([[b.xmat.reshape(3, 3), b.xpos[:, None]],
+                                               [np.zeros((1, 3)), np.ones((1, 1))]])
+        np.testing.assert_allclose(t, want, atol=1e-9, err_msg=link)
+        checked += 1
+    assert checked >= 9 and 'right_finger_link' in poses
+    np.testing.assert_allclose(poses['tcp_link'], MODEL.fk(q), atol=1e-12)
+
+
+def test_visuals_are_the_urdf_shapes():
+    v = MODEL.visuals
+    assert {'base_link', 'shoulder_link', 'left_finger_link', 'right_finger_link'} <= set(v)
+    (sh,) = v['shoulder_link']
+    assert sh.shape == 'cylinder' and sh.size == (0.06, 0.15) and sh.rgba == (0.25, 0.45, 0.75, 1)
+    (grip,) = v['gripper_base_link']
+    assert grip.shape == 'box' and grip.size == (0.12, 0.04, 0.05)
+    np.testing.assert_allclose(grip.origin[:3, 3], [0, 0, 0.025])

@@ -76,6 +76,38 @@ class Joint:
         return t
 
 
+@dataclass(frozen=True)
+class Visual:
+    """One ``<visual>`` of a link: ``shape`` box (``size`` x, y, z [m]) or cylinder
+    (``size`` radius, length [m]; along z), ``origin`` in the link frame, ``rgba``."""
+    shape: str
+    size: tuple[float, ...]
+    origin: np.ndarray
+    rgba: tuple[float, float, float, float] = (0.7, 0.7, 0.7, 1.0)
+
+
+def _visuals(root) -> dict[str, list[Visual]]:
+    out: dict[str, list[Visual]] = {}
+    for ln in root.findall('link'):
+        for v in ln.findall('visual'):
+            geom = v.find('geometry')
+            shape = geom[0] if geom is not None and len(geom) else None
+            if shape is None or shape.tag not in ('box', 'cylinder'):
+                continue            # the arm is boxes and cylinders; other shapes are not drawn
+            size = (_floats(shape.get('size'), [0, 0, 0]) if shape.tag == 'box' else
+                    np.array([float(shape.get('radius')), float(shape.get('length'))]))
+            org = v.find('origin')
+            t = np.eye(4)
+            t[:3, :3] = rpy_matrix(_floats(org.get('rpy') if org is not None else None, [0, 0, 0]))
+            t[:3, 3] = _floats(org.get('xyz') if org is not None else None, [0, 0, 0])
+            color = v.find('material/color')
+            rgba = tuple(_floats(color.get('rgba'), [0.7, 0.7, 0.7, 1.0])) if color is not None \
+                else (0.7, 0.7, 0.7, 1.0)
+            out.setdefault(ln.get('name'), []).append(
+                Visual(shape.tag, tuple(float(x) for x in size), t, rgba))
+    return out
+
+
 def _floats(text, default):
     return np.array([float(v) for v in text.split()]) if text else np.array(default, float)
 
@@ -87,6 +119,7 @@ class RobotModel:
     home: dict[str, float]
     link_mass: dict[str, float] = field(default_factory=dict)
     drives: dict[str, dict[str, float]] = field(default_factory=dict)  # joint -> property
+    visuals: dict[str, list[Visual]] = field(default_factory=dict)     # link -> its shapes
     arm_joints: tuple[str, ...] = ARM_JOINTS
 
     @classmethod
@@ -124,7 +157,8 @@ class RobotModel:
                     drives[j.get('name')] = props
         mass = {ln.get('name'): float(ln.find('inertial/mass').get('value'))
                 for ln in root.findall('link') if ln.find('inertial/mass') is not None}
-        return cls(joints=joints, home=home, link_mass=mass, drives=drives)
+        return cls(joints=joints, home=home, link_mass=mass, drives=drives,
+                   visuals=_visuals(root))
 
     # ---- joints and limits ----
     @property
@@ -196,6 +230,31 @@ class RobotModel:
                     m[:3, :3] = axis_angle_matrix(j.axis, v)
                 t = t @ m
         return t, axes, points, names
+
+    def link_poses(self, positions: dict, base: str = 'base_link') -> dict[str, np.ndarray]:
+        """4x4 pose in ``base`` of every link below it, for joint ``positions`` (name ->
+        value; a joint not given is at home; a mimic joint takes its joint's value: the
+        URDF's finger mimic has multiplier 1, offset 0)."""
+        children: dict[str, list[Joint]] = {}
+        for j in self.joints.values():
+            children.setdefault(j.parent, []).append(j)
+        out, todo = {base: np.eye(4)}, [base]
+        while todo:
+            link = todo.pop()
+            for j in children.get(link, ()):
+                t = out[link] @ j.origin
+                if j.type != 'fixed':
+                    name = j.mimic or j.name
+                    v = positions.get(name, self.home.get(name, 0.0))
+                    m = np.eye(4)
+                    if j.type == 'prismatic':
+                        m[:3, 3] = j.axis * v
+                    else:
+                        m[:3, :3] = axis_angle_matrix(j.axis, v)
+                    t = t @ m
+                out[j.child] = t
+                todo.append(j.child)
+        return out
 
     def pose_and_jacobian(self, q, tip: str = 'tcp_link', base: str = 'base_link'):
         """4x4 pose of ``tip`` in ``base`` and its 6 x n geometric Jacobian (linear; angular)
