@@ -122,12 +122,13 @@ class Diagnostics:
 
 
 def describe(node):
-    """Publish ``/robot_description`` (latched) on ``node``; returns the publisher."""
+    """Publish ``robot_description`` (latched, in ``node``'s namespace, as
+    robot_state_publisher) on ``node``; returns the publisher."""
     from std_msgs.msg import String
 
     from . import robot
     from .common.rosutil import LATCHED_QOS
-    pub = node.create_publisher(String, '/robot_description', LATCHED_QOS)
+    pub = node.create_publisher(String, 'robot_description', LATCHED_QOS)
     pub.publish(String(data=robot.urdf_xml()))
     return pub
 

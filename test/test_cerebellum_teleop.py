@@ -9,8 +9,14 @@ from neurovla_ros import robot
 from neurovla_ros.cerebellum.core import Cerebellum, CerebellumConfig
 from neurovla_ros.cerebellum.estimator import GRAVITY
 from neurovla_ros.cerebellum.shaping import JerkLimitedTracker
-from neurovla_ros.cerebellum.teleop import (CORTEX, JOINT_LIMIT_MARGIN, SERVO, TELEOP,
-                                           TeleopArbiter, brake)
+from neurovla_ros.cerebellum.teleop import (
+    CORTEX,
+    JOINT_LIMIT_MARGIN,
+    SERVO,
+    TELEOP,
+    TeleopArbiter,
+    brake,
+)
 from neurovla_ros.robot.transforms import matrix_to_quat_xyzw
 
 MODEL = robot.load()

@@ -3,13 +3,23 @@ feedback -> goals (rate limit, drag ownership, refusals)."""
 import math
 
 import numpy as np
-from visualization_msgs.msg import (InteractiveMarkerControl, InteractiveMarkerFeedback,
-                                    InteractiveMarkerUpdate, MenuEntry)
+from visualization_msgs.msg import (
+    InteractiveMarkerControl,
+    InteractiveMarkerFeedback,
+    InteractiveMarkerUpdate,
+    MenuEntry,
+)
 from visualization_msgs.srv import GetInteractiveMarkers
 
+from neurovla_ros.markers.protocol import (
+    MENU,
+    TCP_MARKER,
+    DragSession,
+    MarkerServer,
+    pose_msg,
+    tcp_marker,
+)
 from neurovla_ros.robot.transforms import quat_xyzw_to_matrix
-from neurovla_ros.markers.protocol import (MENU, TCP_MARKER, DragSession, MarkerServer,
-                                           pose_msg, tcp_marker)
 
 F = InteractiveMarkerFeedback
 

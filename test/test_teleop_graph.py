@@ -1,13 +1,9 @@
-"""Teleop against a running graph over real DDS: the MuJoCo body, the spinal layer and the
-cerebellum, each in its own process (started once for this module), and the teleop front
-ends: the interactive-marker server driven by a client that plays rviz2's part by the
-protocol, the keyboard tool in a real terminal (tmux), the browser view in headless
-Chromium (see test_ui_browser.py for the page itself)."""
+"""Teleop against a running graph over real DDS: the bringup's MuJoCo body, spinal layer and
+cerebellum, each in its own process (started once for this module) in a namespace, and the
+teleop front ends: the interactive-marker server driven by a client that plays rviz2's part by
+the protocol."""
 import math
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -20,52 +16,55 @@ from neurovla_ros.common import teleop as T
 MODEL = robot.load()
 
 
-class Graph:
-    """Node processes (real DDS, this test run's domain) and a probe node of the test."""
+NS = 'teleop_test'       # the stack runs in a namespace: every name the front ends use is relative
 
-    def __init__(self):
+
+class Graph:
+    """The bringup's graph (``runner.NodeGraph``: sim, spinal, cerebellum, each in its own
+    process, real DDS, this test run's domain) in namespace :data:`NS`, a probe node of the
+    test in the same namespace, and further front-end processes (``start``)."""
+
+    def __init__(self, overrides):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.node import Node
         from sensor_msgs.msg import JointState
 
         from neurovla_ros.common.rosutil import COMMAND_QOS, LatestSample, TeleopCommands
+        from neurovla_ros.runner import NodeGraph
+        self.values = {'headless': True, 'namespace': NS}
+        self.nodes = NodeGraph(self.values, only=('sim', 'spinal', 'cerebellum'),
+                               overrides=overrides)
         self.procs = {}
-        self.logs = {}
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
-        self.node = Node('teleop_test_probe', context=self.ctx)
+        self.node = Node('teleop_test_probe', namespace=NS, context=self.ctx)
         self.diag = {}
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag,
                                       COMMAND_QOS)
-        self._js = LatestSample(self.node, JointState, '/joint_states')
+        self._js = LatestSample(self.node, JointState, 'joint_states')
         self._JointState = JointState
         self.cmd = TeleopCommands(self.node)
         self.js = None
 
-    def start(self, name, module, params=None, args=()):
-        cmd = [sys.executable, '-m', module, *args, '--ros-args', '-r', f'__node:={name}']
-        for k, v in (params or {}).items():
-            cmd += ['-p', f'{k}:={str(v).lower() if isinstance(v, bool) else v}']
-        log = open(os.path.join(self.logdir, f'{name}.log'), 'w')
-        self.logs[name] = log
-        self.procs[name] = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+    def start(self, name, overrides=None, cmd=None):
+        """Start node ``name`` of the graph (``graph.NODES``) as bringup would, in :data:`NS`
+        (or ``cmd``, any command line), as a ``procs.Proc``."""
+        from neurovla_ros import graph
+        from neurovla_ros.common import procs
+        if cmd is None:
+            spec = next(sp for sp in graph.NODES if sp.name == name)
+            cmd = graph.command(spec, graph.resolve(self.values), overrides=overrides)
+        self.procs[name] = procs.Proc(cmd, name, cwd=REPO, env={**os.environ, **self.nodes.ENV},
+                                      tail=300)
         return self.procs[name]
 
     def stop(self, name):
-        p = self.procs.pop(name)
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGINT)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-        self.logs.pop(name).close()
+        self.procs.pop(name).stop()
 
     def log(self, name):
-        return open(os.path.join(self.logdir, f'{name}.log')).read()[-3000:]
+        p = self.procs.get(name) or next((q for q in self.nodes.procs if q.name == name), None)
+        return p.output() if p is not None else ''
 
     def _on_diag(self, msg):
         for s in msg.status:
@@ -106,21 +105,23 @@ class Graph:
 
     def close(self):
         import rclpy
-        for name in list(self.procs):
-            self.stop(name)
+
+        from neurovla_ros.common import procs
+        procs.stop(list(self.procs.values()))
+        self.procs.clear()
+        self.nodes.stop()
         self._js.destroy()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.ctx)
 
 
 @pytest.fixture(scope='module')
-def graph(tmp_path_factory):
-    g = Graph()
-    g.logdir = str(tmp_path_factory.mktemp('teleop_graph'))
+def graph():
+    g = Graph({'sim': {'camera_enabled': False, 'n_objects': 0},
+               'cerebellum': {'teleop_hold_time': 0.0}})
     try:
-        g.start('sim', 'neurovla_ros.sim.node', {'camera_enabled': False, 'n_objects': 0})
-        g.start('spinal', 'neurovla_ros.spinal.node')
-        g.start('cerebellum', 'neurovla_ros.cerebellum.node', {'teleop_hold_time': 0.0})
+        g.nodes.start()
+        g.nodes.wait_up(g.node, spin=lambda: g.spin(0.05))
         up = g.spin(90.0, lambda: g.tcp() is not None and 'cerebellum' in g.diag
                     and g.diag.get('spinal: controller', {}).get('mode') == 'follow')
         assert up, f'graph not up: {g.diag}\n{g.log("sim")}\n{g.log("cerebellum")}'
@@ -140,7 +141,7 @@ class RvizClient:
     the service is there, apply updates in sequence (a gap would make it reset), publish
     feedback as its mouse does."""
 
-    def __init__(self, node, ns='/teleop_markers'):
+    def __init__(self, node, ns='teleop_markers'):
         from rclpy.qos import QoSProfile
         from visualization_msgs.msg import InteractiveMarkerFeedback, InteractiveMarkerUpdate
         from visualization_msgs.srv import GetInteractiveMarkers
@@ -203,11 +204,11 @@ def pose_of(m):
 def test_rviz_drag_moves_the_tool_to_the_dragged_pose_and_the_menu_acts(graph):
     from visualization_msgs.msg import InteractiveMarkerControl as C
 
-    from neurovla_ros.robot.transforms import matrix_to_quat_xyzw
     from neurovla_ros.markers.protocol import MENU, pose_msg
+    from neurovla_ros.robot.transforms import matrix_to_quat_xyzw
     g = graph
     assert g.go_home(), 'the arm did not reach home'
-    g.start('teleop_markers', 'neurovla_ros.markers.node')
+    g.start('teleop_markers')
     early = RvizClient(g.node)          # may ask before the first joint state made the marker
     early.initialize()
     assert g.spin(20.0, lambda: 'tcp' in early.markers), g.log('teleop_markers')

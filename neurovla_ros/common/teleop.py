@@ -19,20 +19,22 @@ import numpy as np
 from ..robot.model import RobotModel
 from ..robot.transforms import matrix_to_quat_xyzw
 
-TWIST_TOPIC = '/teleop/twist'
-POSE_TOPIC = '/teleop/pose'
-GRIPPER_TOPIC = '/gripper_controller/commands'
-INSTRUCTION_TOPIC = '/cortex/instruction'
+# relative names: resolved in the front end's namespace (namespace:= moves the whole stack)
+TWIST_TOPIC = 'teleop/twist'
+POSE_TOPIC = 'teleop/pose'
+GRIPPER_TOPIC = 'gripper_controller/commands'
+INSTRUCTION_TOPIC = 'cortex/instruction'
 BASE_FRAME, TOOL_FRAME = 'base_link', 'tcp_link'
 # name -> service (std_srvs/Trigger)
 SERVICES = {
-    'release_teleop': '/cerebellum/release_teleop',
-    'reset_reflex': '/spinal/reset',
+    'release_teleop': 'cerebellum/release_teleop',
+    'reset_reflex': 'spinal/reset',
 }
 
 
 def tcp_pose(model: RobotModel, q) -> tuple[np.ndarray, np.ndarray]:
-    """Tool centre point in base_link for arm joints ``q``: position [m], quaternion (x, y, z, w)."""
+    """Tool centre point in base_link for arm joints ``q``: position [m], quaternion
+    (x, y, z, w)."""
     t = model.fk(q)
     return t[:3, 3].copy(), matrix_to_quat_xyzw(t[:3, :3])
 

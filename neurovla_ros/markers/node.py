@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import JointState
@@ -33,8 +33,16 @@ from visualization_msgs.srv import GetInteractiveMarkers
 from .. import robot
 from ..common import teleop as T
 from ..common.cdr import JointStateReader
-from ..common.rosutil import (COMMAND_QOS, LatestSample, TeleopCommands, Throttled,
-                              declare_params, run)
+from ..common.rosutil import (
+    COMMAND_QOS,
+    LatestSample,
+    TeleopCommands,
+    Throttled,
+    declare_params,
+    decoder,
+    diagnostic_status,
+    run,
+)
 from .params import NODE_NAME, PARAMS
 from .protocol import TCP_MARKER, DragSession, MarkerServer, pose_msg, tcp_marker
 
@@ -112,8 +120,8 @@ class TeleopMarkersNode(Node):
         self.cmd = TeleopCommands(self)
         self.drag = DragSession(p.frame, p.goal_rate_hz, p.drag_timeout)
         self.add_post_set_parameters_callback(self._on_params)
-        self._js = JointStateReader()
-        self._joints = LatestSample(self, JointState, '/joint_states')
+        self._js = JointStateReader(decoder(JointState))
+        self._joints = LatestSample(self, JointState, 'joint_states')
         self._shown = None              # (position, quat) the marker shows
         self._menu_result = ''
         self._goals = 0
@@ -191,11 +199,9 @@ class TeleopMarkersNode(Node):
     # ---------------------------------------------------------------- diagnostics
     def _diagnostics(self) -> None:
         d = self.drag
-        st = DiagnosticStatus(name=f'{NODE_NAME}: interactive marker', hardware_id=NODE_NAME)
         ready = self.server.has(TCP_MARKER)
-        st.level = DiagnosticStatus.OK if ready else DiagnosticStatus.WARN
-        st.message = ('dragging' if d.is_dragging(time.monotonic()) else
-                      'following the tool' if ready else 'waiting for /joint_states')
+        message = ('dragging' if d.is_dragging(time.monotonic()) else
+                   'following the tool' if ready else 'waiting for joint_states')
         values = {'seq_num': self.server.seq_num, 'feedback_received': d.received,
                   'feedback_rejected': d.rejected, 'goals_sent': self._goals}
         if d.last_rejection:
@@ -204,7 +210,8 @@ class TeleopMarkersNode(Node):
             values['last_menu_command'] = self._menu_result
         for name, res in self.cmd.results.items():
             values[f'service_{name}'] = res
-        st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        st = diagnostic_status(f'{NODE_NAME}: interactive marker', values, 0 if ready else 1,
+                               message, NODE_NAME)
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)

@@ -26,9 +26,15 @@ import math
 from dataclasses import dataclass
 
 from geometry_msgs.msg import Pose
-from visualization_msgs.msg import (InteractiveMarker, InteractiveMarkerControl,
-                                    InteractiveMarkerFeedback, InteractiveMarkerPose,
-                                    InteractiveMarkerUpdate, Marker, MenuEntry)
+from visualization_msgs.msg import (
+    InteractiveMarker,
+    InteractiveMarkerControl,
+    InteractiveMarkerFeedback,
+    InteractiveMarkerPose,
+    InteractiveMarkerUpdate,
+    Marker,
+    MenuEntry,
+)
 
 TCP_MARKER = 'tcp'
 # menu entry id -> (title, action); the node maps the actions to common.teleop interfaces
