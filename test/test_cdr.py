@@ -207,3 +207,15 @@ def test_latest_sample_takes_only_the_newest_message_over_dds(rclpy_node):
     other.destroy()
     assert not hasattr(rclpy_node, '_latest_sample_node')
     assert name not in rclpy_node.get_node_names()
+
+
+def test_rgb_image_gives_rgb_pixels_or_why_not():
+    data = np.arange(2 * 8, dtype=np.uint8)          # 2 rows of 2 pixels, step 8 (2 padding)
+    img, why = cdr.rgb_image('bgr8', 2, 2, 8, data)
+    assert why == '' and img.shape == (2, 2, 3)
+    assert img[1, 1].tolist() == [13, 12, 11]       # bgr -> rgb, the padding skipped
+    assert cdr.rgb_image('RGB8', 2, 2, 8, data)[0][0, 0].tolist() == [0, 1, 2]
+    for args, word in ((('mono8', 2, 2, 8), 'mono8'), (('rgb8', 0, 2, 8), '2x0'),
+                       (('rgb8', 2, 2, 5), 'step 5'), (('rgb8', 3, 2, 8), '16 bytes')):
+        img, why = cdr.rgb_image(*args, data)
+        assert img is None and word in why and 'rgb8/bgr8' in why, why

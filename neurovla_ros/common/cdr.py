@@ -208,6 +208,18 @@ class ImageReader(_Reader):
         self.data = np.frombuffer(msg.data, np.uint8)
 
 
+def rgb_image(encoding: str, height: int, width: int, step: int, data) -> tuple:
+    """An rgb8 / bgr8 image's pixels as an H x W x 3 RGB view of ``data`` (uint8), or None and
+    why not (another encoding, an empty image, too few bytes)."""
+    enc = encoding.lower()
+    if enc not in ('rgb8', 'bgr8') or height == 0 or width == 0 or step < 3 * width or \
+            len(data) < step * height:
+        return None, (f'encoding {enc!r} {width}x{height} step {step} ({len(data)} bytes); '
+                      'need rgb8/bgr8')
+    img = data[:step * height].reshape(height, step)[:, :3 * width].reshape(height, width, 3)
+    return (img[:, :, ::-1] if enc == 'bgr8' else img), ''
+
+
 def read_stamp(buf: bytes) -> tuple[int, int] | None:
     """(sec, nanosec) of any serialized message that starts with a std_msgs/Header."""
     if bytes(buf[:2]) not in CDR_LE or len(buf) < 12:

@@ -33,7 +33,7 @@ from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from .. import robot
-from ..common.cdr import ImageReader
+from ..common.cdr import ImageReader, rgb_image
 from ..common.limits import invalid_reason
 from ..common.rosutil import (
     COMMAND_QOS,
@@ -173,14 +173,10 @@ class CortexNode(Node):
         if rd.read(buf) is None:
             self._reject(what, f'ignoring an image: {rd.error}')
             return None
-        enc, h, w, step, data = rd.encoding.lower(), rd.height, rd.width, rd.step, rd.data
-        if enc not in ('rgb8', 'bgr8') or h == 0 or w == 0 or step < 3 * w or \
-                len(data) < step * h:
-            self._reject(what, f'ignoring image: encoding {enc!r} {w}x{h} step {step} '
-                       f'({len(data)} bytes); need rgb8/bgr8')
-            return None
-        img = data[:step * h].reshape(h, step)[:, :3 * w].reshape(h, w, 3)
-        return img[:, :, ::-1] if enc == 'bgr8' else img
+        img, why = rgb_image(rd.encoding, rd.height, rd.width, rd.step, rd.data)
+        if img is None:
+            self._reject(what, f'ignoring image: {why}')
+        return img
 
     def _on_image(self, buf: bytes) -> None:
         img = self._decode_image(buf, 'image')

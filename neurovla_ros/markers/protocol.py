@@ -23,7 +23,6 @@ fixed frame), with no extrapolation errors.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from geometry_msgs.msg import Pose
 from visualization_msgs.msg import (
@@ -35,6 +34,8 @@ from visualization_msgs.msg import (
     Marker,
     MenuEntry,
 )
+
+from ..common.teleop import Action, PoseDrag
 
 TCP_MARKER = 'tcp'
 # menu entry id -> (title, action); the node maps the actions to common.teleop interfaces
@@ -140,92 +141,35 @@ class MarkerServer:
         return response
 
 
-@dataclass
-class Action:
-    """What a feedback message asks for: ``kind`` ``pose`` (the marker is at ``position``,
-    ``quat``; ``send``: make it a /teleop/pose goal now), ``menu`` (``name`` of the
-    :data:`MENU` action) or ``none``."""
-    kind: str
-    position: list | None = None
-    quat: list | None = None
-    name: str = ''
-    send: bool = True
-
-
-class DragSession:
-    """Turns client feedback into teleop actions. ROS-free; times in seconds.
-
-    While a client drags (``MOUSE_DOWN`` .. ``MOUSE_UP``, kept alive by its feedback; dropped
-    after ``drag_timeout`` without any) the marker is the client's: the server does not move
-    it to the measured tool pose. Pose feedback becomes a goal at most every
-    ``1 / goal_rate_hz``; the pose at ``MOUSE_UP`` always does. Feedback in another frame than
-    the marker's, for another marker, with a non-finite pose or a quaternion far from unit
-    norm is refused with the reason (``last_rejection``), counted, and changes nothing.
+class DragSession(PoseDrag):
+    """Turns client feedback into teleop actions (:class:`~neurovla_ros.common.teleop.PoseDrag`:
+    ``MOUSE_DOWN`` starts a drag, ``POSE_UPDATE`` moves it, ``MOUSE_UP`` ends it, ``KEEP_ALIVE``
+    keeps it). ROS-free; times in seconds. Feedback for another marker, in another frame than
+    the marker's, or with an unknown menu entry is refused with the reason as well.
     """
 
     def __init__(self, frame: str, goal_rate_hz: float = 20.0, drag_timeout: float = 2.0):
+        super().__init__(goal_rate_hz, drag_timeout)
         self.frame = frame
-        self.goal_period = 1.0 / goal_rate_hz
-        self.drag_timeout = drag_timeout
-        self.dragging = False
-        self.client_id = ''
-        self.t_feedback = -math.inf
-        self.t_goal = -math.inf
-        self.pending: Action | None = None      # a rate-limited pose not sent yet
-        self.received = self.rejected = 0
-        self.last_rejection = ''
-
-    def _refuse(self, why: str) -> Action:
-        self.rejected += 1
-        self.last_rejection = why
-        return Action('none')
-
-    def is_dragging(self, now: float) -> bool:
-        if self.dragging and now - self.t_feedback > self.drag_timeout:
-            self.dragging = False            # the client went away mid-drag
-        return self.dragging
 
     def feedback(self, now: float, fb: InteractiveMarkerFeedback) -> Action:
         self.received += 1
         F = InteractiveMarkerFeedback
         if fb.marker_name != TCP_MARKER:
-            return self._refuse(f'feedback for unknown marker {fb.marker_name!r}')
-        if self.dragging and fb.client_id != self.client_id and \
-                now - self.t_feedback < self.drag_timeout:
-            return self._refuse(f'feedback from {fb.client_id!r} while {self.client_id!r} drags')
+            return self.refuse(f'feedback for unknown marker {fb.marker_name!r}')
+        why = self.other_client(now, fb.client_id)
+        if why:
+            return self.refuse(why)
         if fb.event_type == F.MENU_SELECT:
             entry = MENU.get(fb.menu_entry_id)
             if entry is None:
-                return self._refuse(f'unknown menu entry {fb.menu_entry_id}')
+                return self.refuse(f'unknown menu entry {fb.menu_entry_id}')
             return Action('menu', name=entry[1])
         if fb.event_type in (F.KEEP_ALIVE, F.MOUSE_DOWN, F.POSE_UPDATE, F.MOUSE_UP):
-            if fb.event_type == F.MOUSE_DOWN:
-                self.dragging, self.client_id = True, fb.client_id
-            self.t_feedback = now
+            self.touch(now, fb.client_id, start=fb.event_type == F.MOUSE_DOWN)
         if fb.event_type not in (F.POSE_UPDATE, F.MOUSE_UP):
             return Action('none')
-        position, quat = pose_values(fb.pose)
         if fb.header.frame_id not in ('', self.frame):
-            return self._refuse(f'pose feedback in frame {fb.header.frame_id!r}, expected '
-                                f'{self.frame!r}')
-        if not all(math.isfinite(v) for v in position + quat):
-            return self._refuse('pose feedback contains NaN or inf')
-        norm = math.sqrt(sum(v * v for v in quat))
-        if not 0.9 < norm < 1.1:
-            return self._refuse(f'pose feedback quaternion norm {norm:.3f} != 1')
-        act = Action('pose', position, [v / norm for v in quat])
-        if fb.event_type == F.MOUSE_UP:
-            self.dragging = False
-        if fb.event_type == F.MOUSE_UP or now - self.t_goal >= self.goal_period:
-            self.t_goal, self.pending = now, None
-            return act
-        self.pending = Action('pose', act.position, act.quat)
-        act.send = False
-        return act
-
-    def due(self, now: float) -> Action | None:
-        """A rate-limited pose whose turn has come (call it periodically), else None."""
-        if self.pending is not None and now - self.t_goal >= self.goal_period:
-            act, self.pending, self.t_goal = self.pending, None, now
-            return act
-        return None
+            return self.refuse(f'pose feedback in frame {fb.header.frame_id!r}, expected '
+                               f'{self.frame!r}')
+        return self.pose(now, *pose_values(fb.pose), final=fb.event_type == F.MOUSE_UP)
