@@ -4,6 +4,7 @@
                      [--duration S] ... [ARG:=VALUE ...]  run the graph (pip mode)
     neurovla calibrate --body dynamixel|feetech [--port P] --out FILE   measure an arm's mounting
     neurovla params [--yaml | --markdown | --write | --check]              parameter files
+    neurovla teleop [--speed M/S] [--turn RAD/S] ...   move the tool from the keyboard
     neurovla bench NAME [args...]       neurovla_ros.bench.NAME.main(argv)
     neurovla train NAME [args...]       neurovla_ros.NAME.train.main(argv)
 """
@@ -197,6 +198,10 @@ def parser() -> argparse.ArgumentParser:
                    help='exit 1 (with a diff) if the committed files are out of date')
     pp.set_defaults(func=_params)
 
+    # `neurovla teleop ...` goes to the tool's own parser (main); listed here for the help
+    sub.add_parser('teleop', help='move the tool from the keyboard (teleop_twist_keyboard '
+                                  'keys; `neurovla teleop -h` lists them)')
+
     for kind, module, avail in (('bench', 'neurovla_ros.bench.{}', benchmarks),
                                 ('train', 'neurovla_ros.{}.train', trainables)):
         s = sub.add_parser(kind, help=f'run {module.format("NAME")}.main(args)')
@@ -208,6 +213,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['teleop']:
+        from .keyboard import node
+        return node.main(argv[1:])
     opts = parser().parse_args(argv)
     return opts.func(opts)
 

@@ -1,9 +1,11 @@
 """Teleop against a running graph over real DDS: the bringup's MuJoCo body, spinal layer and
 cerebellum, each in its own process (started once for this module) in a namespace, and the
 teleop front ends: the interactive-marker server driven by a client that plays rviz2's part by
-the protocol."""
+the protocol, the keyboard tool in a real terminal (tmux)."""
 import math
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -46,6 +48,13 @@ class Graph:
         self._JointState = JointState
         self.cmd = TeleopCommands(self.node)
         self.js = None
+        from geometry_msgs.msg import TwistStamped
+        self.twists = []          # (header stamp [s], linear, angular) of every /teleop/twist
+        self.node.create_subscription(TwistStamped, T.TWIST_TOPIC, self._on_twist, COMMAND_QOS)
+
+    def _on_twist(self, msg):
+        st, v, w = msg.header.stamp, msg.twist.linear, msg.twist.angular
+        self.twists.append((st.sec + st.nanosec * 1e-9, (v.x, v.y, v.z), (w.x, w.y, w.z)))
 
     def start(self, name, overrides=None, cmd=None):
         """Start node ``name`` of the graph (``graph.NODES``) as bringup would, in :data:`NS`
@@ -275,3 +284,78 @@ def test_rviz_drag_moves_the_tool_to_the_dragged_pose_and_the_menu_acts(graph):
     assert g.spin(15.0, lambda: np.linalg.norm(g.tcp()[:3, 3] - home[:3, 3]) < 0.004)
     assert g.procs['teleop_markers'].poll() is None, g.log('teleop_markers')
     g.stop('teleop_markers')
+
+
+# ---------------------------------------------------------------- the keyboard, in tmux
+class Tmux:
+    """A private tmux server (its own socket) running one command in a detached session."""
+
+    def __init__(self, command, width=120, height=30):
+        self.base = ['tmux', '-L', f'neurovla-test-{os.getpid()}']
+        subprocess.run(self.base + ['new-session', '-d', '-s', 'kb', '-x', str(width), '-y',
+                                    str(height), '-c', REPO, command], check=True, env=os.environ)
+
+    def keys(self, *keys, literal=True):
+        subprocess.run(self.base + ['send-keys', '-t', 'kb', *(['-l'] if literal else []), *keys],
+                       check=True)
+
+    def screen(self):
+        r = subprocess.run(self.base + ['capture-pane', '-p', '-t', 'kb'], capture_output=True,
+                           text=True)
+        return r.stdout if r.returncode == 0 else ''
+
+    def alive(self):
+        return subprocess.run(self.base + ['has-session', '-t', 'kb'],
+                              capture_output=True).returncode == 0
+
+    def close(self):
+        subprocess.run(self.base + ['kill-server'], capture_output=True)
+
+
+def test_keyboard_teleop_in_tmux_jogs_the_tool_and_toggles_the_gripper(graph):
+    g = graph
+    assert g.go_home(), 'the arm did not reach home'
+    g.spin(1.0)
+    tm = Tmux(f'{sys.executable} -m neurovla_ros.cli teleop --speed 0.05 --namespace {NS}')
+    try:
+        assert g.spin(30.0, lambda: 'frame base_link' in tm.screen()), tm.screen()
+        assert 'u    i    o' in tm.screen()              # the key map is shown
+        # its publisher discovered (the probe's own TeleopCommands has one too)
+        assert g.spin(20.0, lambda: g.node.count_publishers(T.TWIST_TOPIC) >= 2)
+        g.spin(1.0)
+        p0 = g.tcp()[:3, 3]
+        g.twists.clear()
+        t_end = time.monotonic() + 1.0
+        while time.monotonic() < t_end:               # hold 'i': auto-repeat at 30 Hz
+            tm.keys('i')
+            g.spin(1 / 30)
+        assert "moving ('i')" in tm.screen()
+        assert g.spin(5.0, lambda: g.twists and g.twists[-1][1] == (0.0, 0.0, 0.0)), (
+            len(g.twists), tm.screen())
+        g.spin(0.5)
+        moved = g.tcp()[:3, 3] - p0
+        assert moved[0] > 0.03 and abs(moved[1]) < 0.01 and abs(moved[2]) < 0.01, (
+            moved, len(g.twists), str(g.diag['cerebellum']), str(g.diag.get('spinal: controller')))
+        # the twists while held: +x at the tool speed, >= 30 Hz, never a gap the cerebellum
+        # would take for a timeout (0.1 s)
+        held = [tw for tw in g.twists if tw[1] != (0.0, 0.0, 0.0)]
+        stamps = np.array([tw[0] for tw in held])
+        assert all(tw[1] == (0.05, 0.0, 0.0) for tw in held)
+        rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        assert rate >= 29.5 and np.max(np.diff(stamps)) < 0.1, (rate, np.diff(stamps))
+        assert stamps[-1] - stamps[0] > 0.9
+        assert 'stopped' in tm.screen()
+        # g: the gripper closes, g again: it opens; q: faster
+        tm.keys('g')
+        assert g.spin(10.0, lambda: g.finger() < 0.005), g.finger()
+        tm.keys('g')
+        assert g.spin(10.0, lambda: g.finger() > 0.035), g.finger()
+        tm.keys('q')
+        assert g.spin(5.0, lambda: 'speed 0.055 m/s' in tm.screen()), tm.screen()
+        tm.keys('C-c', literal=False)
+        end = time.monotonic() + 10.0
+        while tm.alive() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not tm.alive(), tm.screen()
+    finally:
+        tm.close()

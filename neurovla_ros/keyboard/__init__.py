@@ -1,0 +1,1 @@
+"""Keyboard teleop for the tool (``neurovla teleop``): teleop_twist_keyboard's keys."""
