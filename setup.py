@@ -40,6 +40,7 @@ setup(
             'hardware_node = neurovla_ros.hardware.node:main',
             'relay_node = neurovla_ros.relay.node:main',
             'teleop_markers_node = neurovla_ros.markers.node:main',
+            'ui_node = neurovla_ros.ui.node:main',
         ],
     },
 )

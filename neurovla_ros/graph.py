@@ -140,6 +140,8 @@ NODES: list[NodeSpec] = [
     # ---- teleop and seeing the robot ----
     NodeSpec('teleop_markers', 'teleop_markers_node', 'neurovla_ros.markers.node',
              'neurovla_ros.markers.params', enabled_when={'headless': ('false',)}, pip=False),
+    NodeSpec('ui', 'ui_node', 'neurovla_ros.ui.node', 'neurovla_ros.ui.params',
+             enabled_when={'headless': ('false',)}),
 ]
 # relay:=true: the cortex's outputs go to the relay, which publishes them under their own names
 RELAYED = {'cortex': tuple((t, RELAY_IN + t) for t in (e.split('@')[0] for e in RELAY_TOPICS))}

@@ -121,6 +121,18 @@ class Diagnostics:
                 'values': diagnostic_values(st)}
 
 
+UI_STATUS = 'ui: browser view'
+
+
+def ui_url(latest: dict[str, dict], namespace: str = '/') -> str | None:
+    """The URL of the browser view (the ui node's status in ``latest``, from the stack in
+    ``namespace``), or None while none is seen."""
+    values = latest.get(UI_STATUS, {}).get('values', {})
+    if values.get('namespace', '/') != namespace:
+        return None
+    return values.get('url') or None
+
+
 def describe(node):
     """Publish ``robot_description`` (latched, in ``node``'s namespace, as
     robot_state_publisher) on ``node``; returns the publisher."""
@@ -370,7 +382,7 @@ class Runner:
         ex = EventsExecutor(context=ctx)
         ex.add_node(node)
         t0 = self._t_spawn
-        t_up = None
+        t_up = url = None
         ended = 'interrupted'
         try:
             while self._stop_signal is None:
@@ -400,6 +412,10 @@ class Runner:
                     if watch is not None:
                         self.task = self._task(watch, ex, diags)
                     break
+                if url is None and 'ui' in names:
+                    url = ui_url(diags.latest, node.get_namespace())
+                    if url:
+                        _log(f'browser view: {url}')
                 ex.spin_once(timeout_sec=0.05)
             alive = {c.name: c.alive() for c in self.children}
             ran_s = None if t_up is None else time.monotonic() - t_up
