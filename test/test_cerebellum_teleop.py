@@ -8,15 +8,9 @@ import pytest
 from neurovla_ros import robot
 from neurovla_ros.cerebellum.core import Cerebellum, CerebellumConfig
 from neurovla_ros.cerebellum.estimator import GRAVITY
+from neurovla_ros.cerebellum.goals import JOINT_LIMIT_MARGIN, SERVO
 from neurovla_ros.cerebellum.shaping import JerkLimitedTracker
-from neurovla_ros.cerebellum.teleop import (
-    CORTEX,
-    JOINT_LIMIT_MARGIN,
-    SERVO,
-    TELEOP,
-    TeleopArbiter,
-    brake,
-)
+from neurovla_ros.cerebellum.teleop import CORTEX, TELEOP, TeleopArbiter
 from neurovla_ros.robot.transforms import matrix_to_quat_xyzw
 
 MODEL = robot.load()
@@ -42,6 +36,7 @@ class PerfectArm:
             cb.set_joints(self.t, cb.ref_pos.copy(), cb.ref_vel.copy())
         cb.set_imu(self.t, np.zeros(3), self.f, self.quat)
         cb.tick(self.t, DT)
+        cb.after_tick()
         self.t += DT
 
     def tcp(self):
@@ -130,7 +125,7 @@ def test_a_zero_twist_preempts_and_brakes_a_cortex_motion():
         arm.step()
     assert arm.tcp_speed() > 0.05
     assert arm.cb.accept_twist(arm.t, [0, 0, 0], [0, 0, 0], 'base_link')[0]
-    assert arm.cb.source == SERVO
+    assert arm.cb.intake.source == SERVO
     ys = []
     for _ in range(200):
         arm.step()
@@ -174,18 +169,18 @@ def test_limits_are_applied_and_named():
     arm = PerfectArm()
     cb = arm.cb
     assert cb.accept_twist(arm.t, [2.0, 0, 0], [0, 0, 0])[0]
-    assert 'tool speed' in cb.servo.last_limit and cb.servo.limited == 1
-    np.testing.assert_allclose(np.linalg.norm(MODEL.jacobian(cb.tracker.x)[:3] @ cb.servo.qd),
-                               cb.cfg.max_linear_speed, rtol=0.02)
+    assert 'tool speed' in cb.intake.last_twist_limit and cb.intake.twists_limited == 1
+    tool_v = MODEL.jacobian(cb.tracker.x)[:3] @ cb.intake.servo_qd
+    np.testing.assert_allclose(np.linalg.norm(tool_v), cb.cfg.max_linear_speed, rtol=0.02)
     assert cb.accept_twist(arm.t, [0, 0, 0], [0, 0, 9.0])[0]
-    assert 'tool rotation' in cb.servo.last_limit
+    assert 'tool rotation' in cb.intake.last_twist_limit
     # a joint at its limit moving outward halts the twist, named
     arm2 = PerfectArm(q=np.r_[HOME[:5], LIM['upper'][5] - JOINT_LIMIT_MARGIN / 2])
     assert arm2.cb.accept_twist(arm2.t, [0, 0, 0], [0, 0, 0.5], 'tcp_link')[0]
-    assert 'wrist_3_joint' in arm2.cb.servo.last_limit
-    assert not np.any(arm2.cb.servo.qd)
+    assert 'wrist_3_joint' in arm2.cb.intake.last_twist_limit
+    assert not np.any(arm2.cb.intake.servo_qd)
     assert arm2.cb.accept_twist(arm2.t, [0, 0, 0], [0, 0, -0.5], 'tcp_link')[0]  # inward: ok
-    assert np.any(arm2.cb.servo.qd)
+    assert np.any(arm2.cb.intake.servo_qd)
 
 
 def test_the_workspace_floor_is_never_crossed():
@@ -193,7 +188,7 @@ def test_the_workspace_floor_is_never_crossed():
     assert arm.tcp()[2] > 0.22
     arm.jog(3.0, [0.0, 0.0, -0.2])
     assert arm.tcp()[2] >= 0.2 - 1e-3
-    assert 'workspace floor' in arm.cb.servo.last_limit
+    assert 'workspace floor' in arm.cb.intake.last_twist_limit
     arm.jog(0.3, [0.0, 0.0, 0.05])           # up again: not limited
     assert arm.tcp()[2] > 0.2 + 0.005
 
@@ -204,7 +199,7 @@ def test_refused_twists_say_why():
                        ([[0, 0], [0, 0, 0]], 'expected 3'),
                        ([[0, 0, 0], [0, 0, 0], 'map'], "'map'")):
         ok, why = arm.cb.accept_twist(arm.t, *args)
-        assert not ok and word in why and arm.cb.last_rejection == why
+        assert not ok and word in why and arm.cb.intake.last_rejection == why
     fresh = Cerebellum(MODEL)
     ok, why = fresh.accept_twist(0.0, [0.1, 0, 0], [0, 0, 0])
     assert not ok and 'no joint state' in why
@@ -219,14 +214,14 @@ def test_brake_keeps_the_direction_and_stops_in_the_optimal_time():
     x0, t = np.array(tr.x), 0.0
     a_lim, j_lim = 10.0, 1000.0
     while max(abs(v) for v in tr.v) > 0.0 and t < 1.0:
-        brake(tr, DT, a_lim, j_lim)
+        tr.brake(DT, a_lim, j_lim)
         t += DT
         assert max(abs(a) for a in tr.a) <= a_lim + 1e-9
     assert t <= brake_time(0.5, a_lim, j_lim) + 2 * DT
     moved = np.array(tr.x) - x0
     np.testing.assert_allclose(moved / np.linalg.norm(moved), d / np.linalg.norm(d), atol=2e-3)
     for _ in range(50):                        # then it holds
-        brake(tr, DT, a_lim, j_lim)
+        tr.brake(DT, a_lim, j_lim)
     np.testing.assert_allclose(np.array(tr.x) - x0, moved, atol=1e-12)
 
 

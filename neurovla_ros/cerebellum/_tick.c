@@ -31,7 +31,8 @@
     X(C_GOAL_FF, "goal_feedforward") X(C_TWIST_TIMEOUT, "twist_timeout") \
     X(C_MAX_TRACK, "max_tracking_error") X(C_RESYNC_TIME, "resync_time") \
     X(C_REFLEX_WINDOW, "reflex_window") X(C_TREMOR, "tremor_enabled") \
-    X(C_INERTIA_FF, "inertia_feedforward") X(C_MODEL_PERIOD, "model_period")
+    X(C_INERTIA_FF, "inertia_feedforward") X(C_MODEL_PERIOD, "model_period") \
+    X(C_HALT_ACC, "halt_acceleration") X(C_HALT_JERK, "halt_jerk")
 #define INTAKE_SLOTS(X) X(I_SOURCE, "source_code") X(I_T_TWIST, "t_twist") \
     X(I_LIN_T0, "lin_t0") X(I_LIN_T, "lin_T") X(I_LAST_GOAL_T, "last_goal_t")
 #define GOALS_SLOTS(X) X(G_T, "t") X(G_ACTIVE, "active") X(G_HORIZON, "horizon")
@@ -385,6 +386,42 @@ static void tracker_step(Tick *t, double dt, const double *goal, const double *g
 }
 
 /* Cerebellum._interpolate: the linear baseline */
+/* teleop halt: the time-optimal jerk-limited stop where the motion ends
+   (JerkLimitedTracker.brake) */
+static void tracker_brake(Tick *t, double dt, double acceleration, double jerk)
+{
+    const int n = t->n;
+    double *x = t->a[A_TR_X], *v = t->a[A_TR_V], *a = t->a[A_TR_A], *jout = t->a[A_TR_J];
+    const double *lower = t->a[A_TR_LOWER], *upper = t->a[A_TR_UPPER];
+    double vpeak = fabs(v[0]);
+    for (int i = 1; i < n; i++)
+        vpeak = pymax(vpeak, fabs(v[i]));
+    double h = 0.5 * dt;
+    for (int i = 0; i < n; i++) {
+        double vi = v[i], ai = a[i];
+        double r = vpeak > 0.0 ? pymax(fabs(vi) / vpeak, 0.05) : 1.0;
+        double am = acceleration * r, jm = jerk * r;
+        double s = (vi > 0.0 || (vi == 0.0 && ai < 0.0)) ? 1.0 : -1.0;
+        double u = s * vi, b = s * ai;
+        double c = jm * dt;
+        double disc = c * c + 4.0 * jm * (2.0 * u + dt * b);
+        double bn = disc > 0.0 ? 0.5 * (c - sqrt(disc)) : 0.0;
+        bn = pymin(pymin(pymax(pymax(bn, b - c), -am), b + c), 0.0);
+        double un = u + h * (b + bn);
+        if (un <= 0.0) {                    /* stopped: never reverse */
+            un = 0.0;
+            if (bn >= -c)
+                bn = 0.0;
+        }
+        double xi = x[i] + h * (vi + s * un);
+        xi = pymin(pymax(xi, lower[i]), upper[i]);
+        x[i] = xi;
+        v[i] = s * un;
+        a[i] = s * bn;
+        jout[i] = s * (bn - b) / dt;
+    }
+}
+
 static void interpolate(Tick *t, double now, double dt, int holding)
 {
     const int n = t->n;
@@ -755,6 +792,7 @@ static void run_tick(Tick *t, double now, double dt)
     } else if (cereb) {
         double *g = t->a[A_GOAL_P], *gv = t->a[A_GOAL_V];
         int source = (int)is[I_SOURCE];
+        int halt = 0;        /* teleop: zero twist or timed out */
         if (source == 0) {                  /* sparse goals */
             goal_sample(t, now, g, gv);
             for (int j = 0; j < n; j++)
@@ -762,19 +800,26 @@ static void run_tick(Tick *t, double now, double dt)
         } else if (source == 2) {           /* teleop twist */
             double *sg = t->a[A_SERVO_GOAL];
             const double *sqd = t->a[A_SERVO_QD];
-            if (now - is[I_T_TWIST] <= cs[C_TWIST_TIMEOUT]) {
+            int moving = 0;
+            for (int j = 0; j < n; j++)
+                moving |= sqd[j] != 0.0;
+            if (moving && now - is[I_T_TWIST] <= cs[C_TWIST_TIMEOUT]) {
                 for (int j = 0; j < n; j++) {
                     sg[j] += sqd[j] * dt;
                     sg[j] = npmin(npmax(sg[j], t->a[A_LOWER][j]), t->a[A_UPPER][j]);
                     gv[j] = sqd[j];
                 }
+                memcpy(g, sg, sizeof(double) * n);
             } else {
-                for (int j = 0; j < n; j++)
-                    gv[j] = 0.0;
+                halt = 1;
             }
-            memcpy(g, sg, sizeof(double) * n);
         }                                   /* trajectory: sampled by Python */
-        tracker_step(t, dt, g, gv, holding);
+        if (halt && !holding) {   /* the next twist starts where the halt ends */
+            tracker_brake(t, dt, cs[C_HALT_ACC], cs[C_HALT_JERK]);
+            memcpy(t->a[A_SERVO_GOAL], t->a[A_TR_X], sizeof(double) * n);
+        } else {
+            tracker_step(t, dt, g, gv, holding);
+        }
     }
     /* health */
     const double *ref = t->a[A_REF_POS], *q = t->a[A_Q];

@@ -64,7 +64,7 @@ class Cerebellum(Shared):
              # the configuration the tick reads (written by configure())
              'joint_timeout', 'imu_timeout', 'goal_feedforward', 'twist_timeout',
              'max_tracking_error', 'resync_time', 'reflex_window', 'tremor_enabled:bool',
-             'inertia_feedforward:bool', 'model_period')
+             'inertia_feedforward:bool', 'model_period', 'halt_acceleration', 'halt_jerk')
 
     def __init__(self, model: RobotModel, cfg: CerebellumConfig | None = None,
                  forward_model: ServoForwardModel | None = None, compiled: bool = True):
@@ -133,7 +133,7 @@ class Cerebellum(Shared):
         cfg, canc = self.cfg, self.canceller
         for name in ('joint_timeout', 'imu_timeout', 'goal_feedforward', 'twist_timeout',
                      'max_tracking_error', 'resync_time', 'reflex_window', 'tremor_enabled',
-                     'inertia_feedforward', 'model_period'):
+                     'inertia_feedforward', 'model_period', 'halt_acceleration', 'halt_jerk'):
             setattr(self, name, getattr(cfg, name))
         canc.adapt_time, canc.leak_time = cfg.adapt_time, cfg.leak_time
         canc.min_amplitude = cfg.min_amplitude
@@ -292,19 +292,24 @@ class Cerebellum(Shared):
         elif cereb:
             g, gv = self._goal_p, self._goal_v
             source = gi.source_code
+            halt = False
             if source == 0:          # SPARSE
                 gi.goals.sample(now, g, gv)
                 gv *= self.goal_feedforward
-            elif source == 2:        # SERVO: integrate the teleop twist until it times out
-                if now - gi.t_twist <= self.twist_timeout:
+            elif source == 2:        # SERVO: integrate the teleop twist
+                if np.any(gi.servo_qd != 0.0) and now - gi.t_twist <= self.twist_timeout:
                     gi.servo_goal += gi.servo_qd * dt
                     clip(gi.servo_goal, self.lower, self.upper, gi.servo_goal)
                     gv[:] = gi.servo_qd
-                else:
-                    gv[:] = 0.0
-                g[:] = gi.servo_goal
+                    g[:] = gi.servo_goal
+                else:                # zero twist or timed out: halt, no goal to go back to
+                    halt = True
             # TRAJECTORY: sampled into g, gv by tick()
-            tr.step(dt, g, gv, hold=holding)
+            if halt and not holding:     # the next twist starts where the halt ends
+                tr.brake(dt, self.halt_acceleration, self.halt_jerk)
+                gi.servo_goal[:] = tr.x
+            else:
+                tr.step(dt, g, gv, hold=holding)
         # health: is the arm following?
         err = float(np.max(np.abs(self.ref_pos - self.q))) if fresh_j else 0.0
         healthy = err <= self.max_tracking_error

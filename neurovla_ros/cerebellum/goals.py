@@ -3,8 +3,9 @@
 * joint goals (arm order) [rad] and tcp pose goals (base_link; damped-least-squares IK seeded
   with the current goal or reference) feed the sparse-goal filter (:class:`.GoalFilter`);
 * joint trajectories (action chunks) are sampled (:class:`.GoalTrajectory`);
-* teleop twists (base_link or tcp frame) are integrated MoveIt-Servo style (timeout, speed
-  limits, slowed down near a singularity).
+* teleop twists (base_link or tcp frame) are integrated MoveIt-Servo style (timeout and halt
+  without snap-back, speed, workspace-floor and joint limits, slowed down near a singularity;
+  :meth:`GoalIntake.accept_twist`); teleop poses are reached as given (``exact``).
 
 Every intake validates first and refuses with the reason (NaN/inf, wrong sizes, unknown
 frames, out-of-limit or unreachable goals, below the workspace floor, sensors stale): a
@@ -29,6 +30,9 @@ from .state import Shared
 SPARSE, TRAJECTORY, SERVO = 'goals', 'trajectory', 'servo'
 SOURCES = (SPARSE, TRAJECTORY, SERVO)
 BASE_FRAMES = ('', 'base_link', 'world')
+TOOL_FRAMES = ('tcp_link', 'tool0')
+JOINT_LIMIT_MARGIN = 0.02  # [rad] a twist driving a joint this close to its limit halts
+FLOOR_APPROACH_TIME = 0.5  # [s] near the workspace floor, descent speed = height above it / this
 
 
 class GoalIntake(Shared):
@@ -67,6 +71,8 @@ class GoalIntake(Shared):
         self.rejected = 0
         self.rejected_not_ready = 0     # of those: valid, but the cerebellum could not take it
         self.last_rejection = ''
+        self.twists_limited = 0          # twists cut by a limit (accept_twist)
+        self.last_twist_limit = ''
 
     @property
     def source(self) -> str:
@@ -119,9 +125,14 @@ class GoalIntake(Shared):
         self.accepted += 1
         return True, ''
 
-    def accept_pose_goal(self, now: float, position, quat_xyzw,
-                         frame: str = '') -> tuple[bool, str]:
-        """A tcp pose goal in base_link: position [m], orientation quaternion (x, y, z, w)."""
+    def accept_pose_goal(self, now: float, position, quat_xyzw, frame: str = '',
+                         exact: bool = False) -> tuple[bool, str]:
+        """A tcp pose goal in base_link: position [m], orientation quaternion (x, y, z, w).
+
+        exact: a goal to reach as given (a teleop pose, not a noisy stream): a one-point
+        trajectory for the tracker instead of the goal filter, whose estimate and
+        extrapolation took a dragged pose stream 23 mm beyond its last pose.
+        """
         if frame not in BASE_FRAMES:
             return self._refuse(f'pose goal rejected: frame {frame!r} is not base_link')
         why = invalid_reason(position, 3) or invalid_reason(quat_xyzw, 4)
@@ -144,6 +155,8 @@ class GoalIntake(Shared):
                        rotation_tolerance=self.cfg.ik_rotation_tolerance)
         if not res.ok:
             return self._refuse(f'pose goal rejected: {res.reason}')
+        if exact:
+            return self.accept_trajectory(now, [1.0 / self.cfg.rate_hz], [res.q])
         return self.accept_joint_goal(now, res.q)
 
     def accept_trajectory(self, now: float, times, positions, velocities=None) -> tuple[bool, str]:
@@ -179,31 +192,60 @@ class GoalIntake(Shared):
         return True, ''
 
     def accept_twist(self, now: float, linear, angular, frame: str = '') -> tuple[bool, str]:
-        """A teleop tcp twist [m/s], [rad/s] in base_link or the tcp frame (servo mode)."""
+        """A teleop tcp twist [m/s], [rad/s] in base_link or the tcp frame (servo mode).
+
+        MoveIt Servo conventions: the tick integrates the twist's joint velocity from where the
+        tracker is; a zero twist, or none for ``twist_timeout``, halts: the tracker comes to a
+        jerk-limited stop where the motion ends (no goal to snap back to). Limits, each counted
+        (``twists_limited``) and the last one named (``last_twist_limit``): tool speed and
+        rotation (scaled down), the workspace floor (the descent slows to the height above
+        ``workspace_min_z`` / :data:`FLOOR_APPROACH_TIME`), joint limits (a joint at its URDF
+        limit moving outward halts the twist) and singularities (slowed down along the same
+        direction).
+        """
         why = invalid_reason(linear, 3) or invalid_reason(angular, 3)
         if why:
             return self._refuse(f'twist rejected: {why}')
         v, w = np.asarray(linear, float), np.asarray(angular, float)
-        if frame in ('tcp_link', 'tool0'):
-            r = self.estimator.ee_rot
-            v, w = r @ v, r @ w
+        est = self.estimator
+        if frame in TOOL_FRAMES:
+            v, w = est.ee_rot @ v, est.ee_rot @ w
         elif frame not in BASE_FRAMES:
             return self._refuse(f'twist rejected: frame {frame!r} is not base_link or tcp_link')
         why = self._ready()
         if why:
             return self._refuse(f'twist rejected: {why}', not_ready=True)
         cfg = self.cfg
+        limits = []
         sv, sw = float(np.linalg.norm(v)), float(np.linalg.norm(w))
         if sv > cfg.max_linear_speed:
             v = v * (cfg.max_linear_speed / sv)
+            limits.append(f'tool speed {sv:.3f} m/s cut to {cfg.max_linear_speed} m/s')
         if sw > cfg.max_angular_speed:
             w = w * (cfg.max_angular_speed / sw)
-        qd = ik.twist_to_joint_velocity(self.estimator.kin.ee_jac, np.concatenate([v, w]))
+            limits.append(f'tool rotation {sw:.3f} rad/s cut to {cfg.max_angular_speed} rad/s')
+        room = max(float(est.ee_pos[2]) - cfg.workspace_min_z, 0.0)
+        if v[2] < 0.0 and -v[2] * FLOOR_APPROACH_TIME > room:
+            v = v.copy()
+            v[2] = -room / FLOOR_APPROACH_TIME
+            limits.append(f'descent slowed: tcp {room * 1000:.0f} mm above the workspace floor')
+        qd = ik.twist_to_joint_velocity(est.kin.ee_jac, np.concatenate([v, w]))
         peak = float(np.max(np.abs(qd) / (self.vmax * cfg.velocity_scale)))
         if peak > 1.0:  # near a singularity: slow down along the same direction
             qd /= peak
+            limits.append(f'near a singularity: slowed to {100.0 / peak:.0f} %')
+        x = self.tracker.x
+        out = [nm for nm, xi, d, lo, hi in zip(self.names, x, qd, self.lower, self.upper)
+               if (d > 0.0 and xi >= hi - JOINT_LIMIT_MARGIN)
+               or (d < 0.0 and xi <= lo + JOINT_LIMIT_MARGIN)]
+        if out:
+            qd[:] = 0.0
+            limits.append(f'halted: {", ".join(out)} at the URDF limit')
+        if limits:
+            self.twists_limited += 1
+            self.last_twist_limit = '; '.join(limits)
         if self.source != SERVO:
-            self.servo_goal[:] = self.tracker.x
+            self.servo_goal[:] = x
             self.source = SERVO
         self.servo_qd[:] = qd
         self.t_twist = now

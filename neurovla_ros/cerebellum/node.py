@@ -6,8 +6,11 @@ Interfaces
     /cortex/goal_pose [geometry_msgs/PoseStamped]    tcp goal in base_link (IK here)
     /cortex/joint_goal [trajectory_msgs/JointTrajectory]  joint goal or action chunk
     /teleop/twist [geometry_msgs/TwistStamped]       tcp velocity, base_link or tcp_link
-                                                     (MoveIt Servo style, timeout)
-    /teleop/pose [geometry_msgs/PoseStamped]         tcp goal in base_link
+                                                     (MoveIt Servo style: timeout, halt)
+    /teleop/pose [geometry_msgs/PoseStamped]         tcp goal in base_link, reached as given
+    ~/release_teleop [std_srvs/Trigger]              hand the arm back to the cortex (teleop
+                                                     input pre-empts cortex goals for
+                                                     ``teleop_hold_time``: cerebellum.teleop)
     <reflex_topic> [diagnostic_msgs/DiagnosticArray] spinal reflex events: after one, the
                                                      reference adopts the withdrawn pose
     <reference_topic> [sensor_msgs/JointState]       desired position, velocity and
@@ -49,6 +52,7 @@ from geometry_msgs.msg import AccelStamped, PoseStamped, TwistStamped
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from .. import robot
@@ -69,6 +73,7 @@ from ..common.rosutil import (
     run,
 )
 from ..robot.transforms import matrix_to_quat_xyzw
+from . import teleop
 from .core import Cerebellum
 from .params import NODE_NAME, PARAMS, CerebellumConfig
 
@@ -110,6 +115,7 @@ class CerebellumNode(Node):
             self._now = time.monotonic
         self.model = robot.load()
         self.core = Cerebellum(self.model, CerebellumConfig.from_values(p))
+        self.arbiter = teleop.TeleopArbiter(p.teleop_hold_time)
         self.arm = list(self.model.arm_joints)
         self.add_post_set_parameters_callback(self._on_params)
         # outputs (messages reused)
@@ -127,13 +133,16 @@ class CerebellumNode(Node):
         self.create_subscription(JointState, 'joint_states', self._on_joints_raw, LATEST_QOS,
                                  raw=True)
         self._imu_latest = LatestSample(self, Imu, 'imu/data')   # taken at each tick
-        self.create_subscription(PoseStamped, 'cortex/goal_pose', self._on_goal_pose,
+        self.create_subscription(PoseStamped, 'cortex/goal_pose',
+                                 self._cortex(self._on_goal_pose), COMMAND_QOS)
+        self.create_subscription(JointTrajectory, 'cortex/joint_goal',
+                                 self._cortex(self._on_joint_goal), COMMAND_QOS)
+        self.create_subscription(TwistStamped, 'teleop/twist', self._teleop(self._on_twist),
                                  COMMAND_QOS)
-        self.create_subscription(JointTrajectory, 'cortex/joint_goal', self._on_joint_goal,
-                                 COMMAND_QOS)
-        self.create_subscription(TwistStamped, 'teleop/twist', self._on_twist, COMMAND_QOS)
         self.create_subscription(DiagnosticArray, p.reflex_topic, self._on_reflex, COMMAND_QOS)
-        self.create_subscription(PoseStamped, 'teleop/pose', self._on_goal_pose, COMMAND_QOS)
+        self.create_subscription(PoseStamped, 'teleop/pose', self._teleop(self._on_teleop_pose),
+                                 COMMAND_QOS)
+        self.create_service(Trigger, '~/release_teleop', self._on_release_teleop)
         self._stop = StopSignal(self, self._on_stop)
         self.create_timer(WATCHDOG_PERIOD, self._watchdog)
         self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
@@ -171,6 +180,8 @@ class CerebellumNode(Node):
     def _on_params(self, params) -> None:
         cfg = self.core.cfg
         for prm in params:
+            if prm.name == 'teleop_hold_time':
+                self.arbiter.hold_time = prm.value
             if hasattr(cfg, prm.name):
                 setattr(cfg, prm.name, prm.value)
         self.core.configure()
@@ -292,12 +303,15 @@ class CerebellumNode(Node):
         return bool(self._stop.reason)
 
     @background
-    def _on_goal_pose(self, msg: PoseStamped) -> None:
+    def _on_goal_pose(self, msg: PoseStamped, exact: bool = False) -> None:
         if self._stopped():
             return
         p, o = msg.pose.position, msg.pose.orientation
         self._goal_result(*self.core.accept_pose_goal(
-            self._now(), [p.x, p.y, p.z], [o.x, o.y, o.z, o.w], msg.header.frame_id))
+            self._now(), [p.x, p.y, p.z], [o.x, o.y, o.z, o.w], msg.header.frame_id, exact))
+
+    def _on_teleop_pose(self, msg: PoseStamped) -> None:
+        self._on_goal_pose(msg, True)      # @background passes positional arguments only
 
     @background
     def _on_joint_goal(self, msg: JointTrajectory) -> None:
@@ -331,6 +345,31 @@ class CerebellumNode(Node):
                 self.core.note_reflex(self._now())
                 self._log('reflex', 'spinal reflex: the reference will follow the withdrawal',
                           'info')
+
+    # teleop and the cortex share the arm (cerebellum.teleop.TeleopArbiter)
+    def _cortex(self, callback):
+        def gated(msg) -> None:
+            why = self.arbiter.cortex_refusal(self._now())
+            if why:
+                self._log('preempted', why, 'info')
+            else:
+                callback(msg)
+        return gated
+
+    def _teleop(self, callback):
+        def taken(msg) -> None:
+            accepted = self.core.intake.accepted
+            callback(msg)
+            if self.core.intake.accepted > accepted:
+                self.arbiter.teleop_input(self._now())
+        return taken
+
+    @background
+    def _on_release_teleop(self, _request, response):
+        response.success = self.arbiter.release()
+        response.message = ('the cortex has the arm' if response.success
+                            else 'teleop did not have the arm')
+        return response
 
     @background
     def _on_twist(self, msg: TwistStamped) -> None:
@@ -418,6 +457,7 @@ class CerebellumNode(Node):
                       mode=core.cfg.smoothing)   # cerebellum | linear | ruckig
         values.update({f'rejected_{k}': v for k, v in self._rejected.items()})
         values['stopped'] = bool(self._stop.reason)
+        values.update(teleop.status(core.intake, self.arbiter, self._now()))
         if core.intake.last_rejection:
             values['last_rejection'] = core.intake.last_rejection
         level = core.status_level if core.initialized else 1

@@ -85,6 +85,14 @@ PARAMS: list[Param] = [
           0.01, 5.0),
     Param('max_linear_speed', 0.25, 'Teleop tcp speed limit [m/s]', 0.001, 2.0),
     Param('max_angular_speed', 1.0, 'Teleop tcp angular speed limit [rad/s]', 0.001, 6.0),
+    Param('halt_acceleration', 10.0,
+          'Teleop halt (zero twist or twist timeout): braking acceleration limit per joint, '
+          'scaled by its share of the motion [rad/s^2]', 0.1, 100.0),
+    Param('halt_jerk', 1000.0, 'Teleop halt: braking jerk limit per joint [rad/s^3]',
+          1.0, 100000.0),
+    Param('teleop_hold_time', 3.0,
+          'After the last teleop input (/teleop/twist, /teleop/pose) cortex goals are refused '
+          'this long, or until ~/release_teleop; 0 = until ~/release_teleop [s]', 0.0, 3600.0),
     # ---- tremor canceller ----
     Param('tremor_enabled', True, 'Adaptive tremor cancellation on'),
     Param('band_low_hz', 4.0, 'Tremor band, lower edge [Hz]', 0.5, 100.0, read_only=True),
@@ -135,7 +143,7 @@ PARAMS: list[Param] = [
 
 # parameters that are node-only (not CerebellumConfig fields)
 NODE_ONLY = ('reference_topic', 'state_rate_hz', 'diagnostics_rate_hz', 'reflex_topic',
-             'realtime_priority', 'background_priority')
+             'realtime_priority', 'background_priority', 'teleop_hold_time')
 
 CerebellumConfig = config_class(
     'CerebellumConfig', PARAMS, NODE_ONLY,

@@ -230,3 +230,38 @@ class JerkLimitedTracker(Shared):
         x[:] = xn
         v[:] = vn
         a[:] = an
+
+    def brake(self, dt: float, acceleration: float, jerk: float) -> None:
+        """Stop as fast as ``acceleration`` [rad/s^2] and ``jerk`` [rad/s^3] allow and hold
+        where the motion ends (a teleop halt: no goal to return to).
+
+        Per joint, in the direction of its motion (speed u >= 0, acceleration b): the fastest
+        stop decelerates at the limit and leaves it on the braking curve u = b^2 / (2 J), on
+        which ramping the deceleration back to zero at the jerk limit ends exactly at u = 0.
+        Each step picks the next acceleration that lands on that curve (the root of
+        u + dt (b + b') / 2 = b'^2 / (2 J)), bounded by the acceleration limit and one step of
+        jerk. Each joint's limits are scaled by its share of the fastest joint's speed, so the
+        joints run scaled copies of one profile: they stop together and the joint-space
+        direction, hence the tool's path, is kept.
+        """
+        x, v, a = self.x, self.v, self.a
+        vpeak = max([abs(vi) for vi in v])
+        h = 0.5 * dt
+        for i in range(self.n):
+            vi, ai = v[i], a[i]
+            r = max(abs(vi) / vpeak, 0.05) if vpeak > 0.0 else 1.0
+            am, jm = acceleration * r, jerk * r
+            s = 1.0 if vi > 0.0 or (vi == 0.0 and ai < 0.0) else -1.0
+            u, b = s * vi, s * ai
+            c = jm * dt
+            disc = c * c + 4.0 * jm * (2.0 * u + dt * b)
+            bn = 0.5 * (c - math.sqrt(disc)) if disc > 0.0 else 0.0
+            bn = min(max(bn, b - c, -am), b + c, 0.0)
+            un = u + h * (b + bn)
+            if un <= 0.0:                       # stopped: never reverse
+                un = 0.0
+                if bn >= -c:
+                    bn = 0.0
+            xi = x[i] + h * (vi + s * un)
+            xi = min(max(xi, self.lower[i]), self.upper[i])
+            x[i], v[i], a[i], self.j[i] = xi, s * un, s * bn, s * (bn - b) / dt
