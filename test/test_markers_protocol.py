@@ -44,7 +44,8 @@ def test_tool_marker_has_six_axis_controls_and_the_menu():
     assert [(e.id, e.parent_id, e.title, e.command_type) for e in m.menu_entries] == [
         (k, 0, title, MenuEntry.FEEDBACK) for k, (title, _a) in MENU.items()]
     assert {a for _t, a in MENU.values()} >= {'home', 'gripper_open', 'gripper_close',
-                                               'reset_reflex', 'release_teleop'}
+                                               'reset_reflex', 'release_teleop', 'estop',
+                                               'resume'}
 
 
 def test_updates_are_numbered_consecutively_and_the_response_carries_the_state():

@@ -116,10 +116,23 @@ def arm_blue(img):
     return mask
 
 
+def jog_moves(g, seconds):
+    """Twists up at 5 cm/s from the probe for ``seconds``: how far the tool went [m]."""
+    g.spin(0.3)
+    z0 = g.tcp()[2, 3]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        g.cmd.twist([0.0, 0.0, 0.05], [0.0, 0.0, 0.0])
+        g.spin(1 / 30)
+    g.spin(0.5)
+    return abs(g.tcp()[2, 3] - z0)
+
+
 def test_browser_view_shows_the_arm_and_moves_it_from_the_page(graph, tmp_path):  # noqa: F811
     """The ui node against the running graph in headless Chromium: the arm is drawn (pixels),
     a held jog button moves it (>= 30 Hz twists, a zero twist on release), the gizmo dragged
-    with the mouse moves the tool there. (The Commands and Camera tabs are not driven yet:
+    with the mouse moves the tool there, the emergency stop and resume buttons stop the arm
+    (estop, spinal/resume) and let it move again. (The Commands and Camera tabs are not driven yet:
     viser's dock tabs did not switch on a scripted press or Enter.)"""
     from PIL import Image as PilImage
 
@@ -177,5 +190,23 @@ def test_browser_view_shows_the_arm_and_moves_it_from_the_page(graph, tmp_path):
         target_z = tcp[2, 3] - 0.005                          # it went down along the tool z
         assert g.spin(15.0, lambda: g.tcp()[2, 3] < target_z and
                       np.linalg.norm(g.tcp()[:2, 3] - tcp[:2, 3]) < 0.01), (g.tcp(), goal)
+        # emergency stop from the page: estop true (latched), the spinal layer stops, the
+        # cerebellum refuses goals, the page says so; twists then move nothing
+        safety = lambda: g.diag.get('spinal: safety', {})             # noqa: E731
+        stopped = lambda: g.diag.get('cerebellum', {}).get('stopped')  # noqa: E731
+        assert safety().get('stop') == 'run' and stopped() == 'false', (safety(), stopped())
+        b.click('Emergency stop')
+        assert g.spin(10.0, lambda: safety().get('estop') == 'true' and
+                      safety().get('stop') == 'stopped' and stopped() == 'true'), (
+            safety(), stopped(), g.diag[key])
+        assert g.spin(10.0, lambda: 'STOPPED' in b.evaluate('document.body.innerText'))
+        assert jog_moves(g, 0.6) < 0.002, 'a twist moved the arm while stopped'
+        # resume from the page: estop false and spinal/resume; twists move it again
+        b.click('Resume')
+        assert g.spin(10.0, lambda: safety().get('estop') == 'false' and
+                      safety().get('stop') == 'run' and stopped() == 'false'), (
+            safety(), stopped(), g.diag[key])
+        assert 'ok' in g.diag[key].get('service_resume', ''), g.diag[key]
+        assert jog_moves(g, 0.6) > 0.01, 'twists did not move the arm after the resume'
     assert g.procs['ui'].poll() is None, g.log('ui')
     g.stop('ui')

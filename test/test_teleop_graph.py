@@ -283,3 +283,18 @@ def test_rviz_drag_moves_the_tool_to_the_dragged_pose_and_the_menu_acts(graph):
     assert g.spin(15.0, lambda: np.linalg.norm(g.tcp()[:3, 3] - home[:3, 3]) < 0.004)
     assert g.procs['teleop_markers'].poll() is None, g.log('teleop_markers')
     g.stop('teleop_markers')
+
+
+def test_twists_move_the_arm_after_the_drag_and_the_menu(graph):
+    """On the graph the rviz test drove (drag, menu, home): twists take the arm at once."""
+    g = graph
+    g.spin(1.0)
+    p0 = g.tcp()[:3, 3]
+    t_end = time.monotonic() + 1.0
+    while time.monotonic() < t_end:
+        g.cmd.twist([0.0, 0.0, 0.05], [0.0, 0.0, 0.0])
+        g.spin(1 / 30)
+    g.spin(0.5)
+    d = g.diag.get('cerebellum', {})
+    assert g.tcp()[2, 3] - p0[2] > 0.03, (g.tcp()[:3, 3] - p0, d.get('source'),
+                                          d.get('last_rejection'), d.get('goals_rejected'))

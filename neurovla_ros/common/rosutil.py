@@ -20,7 +20,7 @@ from rcl_interfaces.msg import (
 )
 from rclpy.executors import ExternalShutdownException
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from . import cdr, realtime
@@ -316,6 +316,7 @@ class TeleopCommands:
         self.pose_pub = node.create_publisher(PoseStamped, T.POSE_TOPIC, COMMAND_QOS)
         self.gripper_pub = node.create_publisher(Float64MultiArray, T.GRIPPER_TOPIC, COMMAND_QOS)
         self.instruction_pub = node.create_publisher(String, T.INSTRUCTION_TOPIC, COMMAND_QOS)
+        self.estop_pub = node.create_publisher(Bool, T.ESTOP_TOPIC, LATCHED_QOS)
         self.clients = {k: node.create_client(Trigger, v) for k, v in T.SERVICES.items()}
         self.results: dict[str, str] = {}
 
@@ -345,9 +346,32 @@ class TeleopCommands:
     def instruction(self, text: str) -> None:
         self.instruction_pub.publish(String(data=text))
 
-    def call(self, name: str) -> str:
+    def act(self, name: str, model) -> str:
+        """Carry out the front-end command ``name`` (a key of ``teleop.COMMANDS``; ``model``:
+        the RobotModel); returns what was sent (a service's answer lands in ``results``)."""
+        if name == 'home':
+            self.pose(*T.home_pose(model), T.BASE_FRAME)
+            return f'{T.POSE_TOPIC}: home pose sent'
+        if name in ('gripper_open', 'gripper_close'):
+            width = model.gripper_open if name == 'gripper_open' else model.gripper_closed
+            self.gripper(width)
+            return f'{T.GRIPPER_TOPIC}: {width * 1000:.0f} mm sent'
+        if name == 'estop':
+            self.estop_pub.publish(Bool(data=True))
+            return f'{T.ESTOP_TOPIC}: true sent (emergency stop)'
+        if name == 'resume':
+            # estop false first; the spinal layer may answer the request before the (latched)
+            # topic reaches it: a refusal naming the estop is asked again
+            self.estop_pub.publish(Bool(data=False))
+            return f'{T.ESTOP_TOPIC}: false sent; ' + self.call('resume', retries=3)
+        if name in T.SERVICES:
+            return self.call(name)
+        raise ValueError(f'unknown teleop command {name!r}')
+
+    def call(self, name: str, retries: int = 0) -> str:
         """Call service ``name`` (a key of ``teleop.SERVICES``) without waiting; returns (and
-        keeps in ``results``) 'sent', or why it was not sent. The answer replaces it."""
+        keeps in ``results``) 'sent', or why it was not sent. The answer replaces it.
+        retries: ask again this many times while the answer is a refusal naming the estop."""
         service, client = T.SERVICES[name], self.clients[name]
         if not client.service_is_ready():
             self.results[name] = f'{service}: not available (no server)'
@@ -356,6 +380,9 @@ class TeleopCommands:
 
         def done(f, name=name, service=service):
             r = f.result()
+            if r is not None and not r.success and retries > 0 and 'estop' in r.message:
+                self.call(name, retries - 1)
+                return
             self.results[name] = (f'{service}: no answer' if r is None else
                                   f'{service}: {"ok" if r.success else "refused"}: {r.message}')
         fut.add_done_callback(done)

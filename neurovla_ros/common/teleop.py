@@ -8,9 +8,13 @@ Interfaces (standard types only)
     /cortex/instruction [std_msgs/String]             a new task for the cortex
     /cerebellum/release_teleop [std_srvs/Trigger]     hand the arm back to the cortex
     /spinal/reset [std_srvs/Trigger]                  leave a reflex
+    /estop [std_msgs/Bool, latched]                   emergency stop: true (spinal/safety.py)
+    /spinal/resume [std_srvs/Trigger]                 resume after a stop (estop false first)
 
-No emergency stop / resume: no node serves one yet (the spinal layer has ``~/reset`` only), so
-the front ends offer none; one entry in :data:`SERVICES` adds it once a node does.
+The front ends' commands (:data:`COMMANDS`: a menu entry, a button) are carried out by
+:meth:`neurovla_ros.common.rosutil.TeleopCommands.act`. Emergency stop publishes ``estop``
+true; resume publishes ``estop`` false and then asks ``spinal/resume`` (refused while the
+spinal layer still brakes; estop false alone does not resume).
 """
 from __future__ import annotations
 
@@ -26,12 +30,24 @@ from ..robot.transforms import matrix_to_quat_xyzw
 TWIST_TOPIC = 'teleop/twist'
 POSE_TOPIC = 'teleop/pose'
 GRIPPER_TOPIC = 'gripper_controller/commands'
+ESTOP_TOPIC = 'estop'
 INSTRUCTION_TOPIC = 'cortex/instruction'
 BASE_FRAME, TOOL_FRAME = 'base_link', 'tcp_link'
 # name -> service (std_srvs/Trigger)
 SERVICES = {
     'release_teleop': 'cerebellum/release_teleop',
     'reset_reflex': 'spinal/reset',
+    'resume': 'spinal/resume',
+}
+# action -> label, as menus and buttons show them
+COMMANDS = {
+    'home': 'Go home',
+    'gripper_open': 'Open gripper',
+    'gripper_close': 'Close gripper',
+    'reset_reflex': 'Reset reflex',
+    'release_teleop': 'Hand back to the cortex',
+    'estop': 'Emergency stop',
+    'resume': 'Resume',
 }
 
 

@@ -8,9 +8,10 @@ Interfaces
     /joint_states [sensor_msgs/JointState]    the marker follows the measured tool pose
                                               (taken at follow_rate_hz, not per message)
     /teleop/pose [geometry_msgs/PoseStamped]  dragging the marker: tool goals (goal_rate_hz)
-    menu -> common.teleop: go home (/teleop/pose), open/close gripper
+    menu -> common.teleop.COMMANDS: go home (/teleop/pose), open/close gripper
         (/gripper_controller/commands), reset reflex (/spinal/reset), hand back to the cortex
-        (/cerebellum/release_teleop); no stop / resume entry: no node serves one yet
+        (/cerebellum/release_teleop), emergency stop (/estop true), resume (/estop false,
+        /spinal/resume)
     /diagnostics [diagnostic_msgs/DiagnosticArray]  feedback counts, refusals with the reason,
                                                     the outcome of the last menu command
 
@@ -183,17 +184,7 @@ class TeleopMarkersNode(Node):
         self._goals += 1
 
     def _menu(self, action: str) -> None:
-        if action == 'home':
-            self.cmd.pose(*T.home_pose(self.model), T.BASE_FRAME)
-            result = f'{T.POSE_TOPIC}: home pose sent'
-        elif action in ('gripper_open', 'gripper_close'):
-            m = self.model
-            width = m.gripper_open if action == 'gripper_open' else m.gripper_closed
-            self.cmd.gripper(width)
-            result = f'{T.GRIPPER_TOPIC}: {width:.3f} m sent'
-        else:
-            result = self.cmd.call(action)
-        self._menu_result = f'{action}: {result}'
+        self._menu_result = f'{action}: {self.cmd.act(action, self.model)}'
         self._log('menu', f'menu {self._menu_result}', 'info')
 
     # ---------------------------------------------------------------- diagnostics

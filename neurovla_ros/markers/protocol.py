@@ -35,17 +35,11 @@ from visualization_msgs.msg import (
     MenuEntry,
 )
 
-from ..common.teleop import Action, PoseDrag
+from ..common.teleop import COMMANDS, Action, PoseDrag
 
 TCP_MARKER = 'tcp'
-# menu entry id -> (title, action); the node maps the actions to common.teleop interfaces
-MENU = {
-    1: ('Go home', 'home'),
-    2: ('Open gripper', 'gripper_open'),
-    3: ('Close gripper', 'gripper_close'),
-    4: ('Reset reflex', 'reset_reflex'),
-    5: ('Hand back to the cortex', 'release_teleop'),
-}
+# menu entry id -> (title, action): the front ends' commands (common.teleop.COMMANDS)
+MENU = {k: (title, action) for k, (action, title) in enumerate(COMMANDS.items(), 1)}
 
 
 def pose_msg(position, quat_xyzw) -> Pose:

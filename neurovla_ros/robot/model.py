@@ -75,6 +75,15 @@ class Joint:
         t[:3, 3] = self.xyz
         return t
 
+    def motion(self, value: float) -> np.ndarray:
+        """4x4 motion of the joint at ``value`` [rad] or [m] (along or about its axis)."""
+        m = np.eye(4)
+        if self.type == 'prismatic':
+            m[:3, 3] = self.axis * value
+        elif self.type != 'fixed':
+            m[:3, :3] = axis_angle_matrix(self.axis, value)
+        return m
+
 
 @dataclass(frozen=True)
 class Visual:
@@ -223,12 +232,7 @@ class RobotModel:
                     axes.append(t[:3, :3] @ j.axis)
                     points.append(t[:3, 3].copy())
                     names.append(j.name)
-                m = np.eye(4)
-                if j.type == 'prismatic':
-                    m[:3, 3] = j.axis * v
-                else:
-                    m[:3, :3] = axis_angle_matrix(j.axis, v)
-                t = t @ m
+                t = t @ j.motion(v)
         return t, axes, points, names
 
     def link_poses(self, positions: dict, base: str = 'base_link') -> dict[str, np.ndarray]:
@@ -245,13 +249,7 @@ class RobotModel:
                 t = out[link] @ j.origin
                 if j.type != 'fixed':
                     name = j.mimic or j.name
-                    v = positions.get(name, self.home.get(name, 0.0))
-                    m = np.eye(4)
-                    if j.type == 'prismatic':
-                        m[:3, 3] = j.axis * v
-                    else:
-                        m[:3, :3] = axis_angle_matrix(j.axis, v)
-                    t = t @ m
+                    t = t @ j.motion(positions.get(name, self.home.get(name, 0.0)))
                 out[j.child] = t
                 todo.append(j.child)
         return out

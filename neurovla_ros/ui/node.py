@@ -11,8 +11,9 @@ Interfaces
     out (common.teleop): the gizmo -> /teleop/pose (goal_rate_hz, the release pose always);
         jog buttons -> /teleop/twist (jog_rate_hz while held, a zero twist on release); the
         instruction box -> /cortex/instruction; go home (/teleop/pose), open/close gripper,
-        reset reflex (/spinal/reset), hand back to the cortex (/cerebellum/release_teleop).
-        No emergency stop / resume: no node serves one yet.
+        reset reflex (/spinal/reset), hand back to the cortex (/cerebellum/release_teleop),
+        emergency stop (/estop true) and resume (/estop false, /spinal/resume): the
+        commands of common.teleop.COMMANDS.
 
 The web server binds to ``host`` (127.0.0.1: this machine only) and ``port``; the URL is logged
 at start-up. The node runs under the normal scheduler (no realtime_priority parameter): a page
@@ -119,18 +120,8 @@ class UiNode(Node):
         self.view.show_result(f'{T.INSTRUCTION_TOPIC}: "{text}" sent')
 
     def _act(self, name: str) -> None:
-        m = self.model
-        if name == 'home':
-            self.cmd.pose(*T.home_pose(m), T.BASE_FRAME)
-            result = f'{T.POSE_TOPIC}: home pose sent'
-        elif name in ('gripper_open', 'gripper_close'):
-            width = m.gripper_open if name == 'gripper_open' else m.gripper_closed
-            self.cmd.gripper(width)
-            result = f'{T.GRIPPER_TOPIC}: {width * 1000:.0f} mm sent'
-        else:
-            result = self.cmd.call(name)
+        self.view.show_result(self.cmd.act(name, self.model))
         self.counts['commands'] += 1
-        self.view.show_result(result)
 
     # ---------------------------------------------------------------- what the page shows
     def _follow(self) -> None:
@@ -195,6 +186,9 @@ class UiNode(Node):
         cb, sp = self.diag.get('cerebellum', {}), self.diag.get('spinal: controller', {})
         lines = [f"**arm:** {cb.get('control', '?')} has it; spinal "
                  f"{sp.get('_message', 'not seen')}"]
+        safety = self.diag.get('spinal: safety', {})
+        if safety.get('stop', 'run') != 'run':
+            lines.append(f"**STOPPED:** {safety.get('_message', '')}")
         if cb.get('last_twist_limit'):
             lines.append(f"**last limit:** {cb['last_twist_limit']}")
         if cb.get('last_rejection'):

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from ..common.teleop import BASE_FRAME, TOOL_FRAME, PoseDrag
+from ..common.teleop import BASE_FRAME, COMMANDS, TOOL_FRAME, PoseDrag
 from ..robot.model import RobotModel
 from ..robot.transforms import matrix_to_quat_xyzw
 
@@ -31,9 +31,6 @@ JOG = (   # label, linear (unit), angular (unit)
 )
 JOG_HOLD = 0.15   # [s] a jog button counts as held this long after its last hold message (the
                   # page sends them throttled to one per 50 ms)
-COMMANDS = (('Go home', 'home'), ('Open gripper', 'gripper_open'),
-            ('Close gripper', 'gripper_close'), ('Reset reflex', 'reset_reflex'),
-            ('Hand back to the cortex', 'release_teleop'))
 # title, [(status name, key, label)]; a status name ending in ':' matches its prefix
 PLOTS = (
     ('Tremor band [rad/s]', (('cerebellum', 'disturbance_rms_rad_s', 'measured (uncorrected)'),
@@ -166,6 +163,11 @@ class RobotView:
         self.gizmo.on_update(self._on_gizmo)
         # controls
         self.status = gui.add_markdown('waiting for /joint_states')
+        # the stop functions above the tabs: always in view
+        gui.add_button(COMMANDS['estop'], color='red', hint='estop true: the spinal layer '
+                       'brakes and holds (category 1)').on_click(lambda _e: self.act('estop'))
+        gui.add_button(COMMANDS['resume'], hint='estop false, then spinal/resume').on_click(
+            lambda _e: self.act('resume'))
         tabs = gui.add_tab_group()
         with tabs.add_tab('Jog'):
             self.frame = gui.add_dropdown('Frame', (BASE_FRAME, TOOL_FRAME),
@@ -180,8 +182,9 @@ class RobotView:
         with tabs.add_tab('Commands'):
             self.text = gui.add_text('Instruction', '', hint='a task for the cortex')
             gui.add_button('Send to the cortex').on_click(lambda _e: self._send_instruction())
-            for label, name in COMMANDS:
-                gui.add_button(label).on_click(lambda _e, name=name: self.act(name))
+            for name, label in COMMANDS.items():
+                if name not in ('estop', 'resume'):
+                    gui.add_button(label).on_click(lambda _e, name=name: self.act(name))
             self.result = gui.add_markdown(' ')
         self.image = None
         if camera:
