@@ -158,7 +158,9 @@ def test_browser_view_shows_the_arm_and_moves_it_from_the_page(graph, tmp_path):
         z0 = g.tcp()[2, 3]
         g.twists.clear()
         b.press('+Z', 1.0, during=lambda: g.spin(0.02))
-        assert g.spin(5.0, lambda: g.twists and g.twists[-1][1] == (0.0, 0.0, 0.0)), (
+        # (a loaded machine delays the page's process, at normal priority behind the control
+        # loops and Chromium, by seconds: the twists come late, not lost)
+        assert g.spin(20.0, lambda: g.twists and g.twists[-1][1] == (0.0, 0.0, 0.0)), (
             len(g.twists), g.twists[-3:], g.diag[key], g.log('ui'))
         g.spin(0.5)
         held = [tw for tw in g.twists if tw[1] != (0.0, 0.0, 0.0)]
