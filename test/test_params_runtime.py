@@ -236,6 +236,9 @@ CEREBELLUM_LIVE = {
     'max_tracking_error': lambda n: n.core.max_tracking_error,
     'resync_time': lambda n: n.core.resync_time,
     'reflex_window': lambda n: n.core.reflex_window,
+    'halt_acceleration': lambda n: n.core.halt_acceleration,   # the teleop brake
+    'halt_jerk': lambda n: n.core.halt_jerk,
+    'teleop_hold_time': lambda n: n.arbiter.hold_time,        # the teleop / cortex rule
     # the goal intake reads these from its configuration at each goal
     'ik_position_tolerance': lambda n: n.core.intake.cfg.ik_position_tolerance,
     'ik_rotation_tolerance': lambda n: n.core.intake.cfg.ik_rotation_tolerance,
