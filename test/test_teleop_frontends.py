@@ -208,7 +208,7 @@ def test_browser_view_shows_the_arm_and_moves_it_from_the_page(graph, tmp_path):
         assert g.spin(10.0, lambda: safety().get('estop') == 'false' and
                       safety().get('stop') == 'run' and stopped() == 'false'), (
             safety(), stopped(), g.diag[key])
-        assert 'ok' in g.diag[key].get('service_resume', ''), g.diag[key]
+        assert g.spin(10.0, lambda: 'ok' in g.diag[key].get('service_resume', '')), g.diag[key]
         assert jog_moves(g, 0.6) > 0.01, 'twists did not move the arm after the resume'
     assert g.procs['ui'].poll() is None, g.log('ui')
     g.stop('ui')
