@@ -12,6 +12,7 @@ Needs a terminal (it reads single key presses); Ctrl-C quits.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import select
 import signal
@@ -134,9 +135,9 @@ def main(argv=None) -> int:
             now = time.monotonic()
             if now >= t_next:
                 tool.tick(now)
-                t_next += tool.period
-                if t_next < now:          # late (a busy machine): no burst to catch up
-                    t_next = now + tool.period
+                # the next slot on the fixed grid: late (a busy machine), the missed slots
+                # are skipped (no burst) and the rate stays the grid's (no drift)
+                t_next += tool.period * (math.floor((now - t_next) / tool.period) + 1)
             line = tool.line()
             if line != shown:
                 out.write('\r\x1b[K' + line)

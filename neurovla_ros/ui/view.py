@@ -132,7 +132,6 @@ class RobotView:
         self.drag = PoseDrag(goal_rate_hz)
         self.jogs = 0                           # twists sent by the jog buttons
         self.held = None                        # (linear, angular, time of the last message)
-        self.t_release = -math.inf
         self.shown = None                       # the joint positions drawn
         sc, gui = server.scene, server.gui
         # no share button: it would open the arm's controls to the internet through viser's
@@ -176,9 +175,8 @@ class RobotView:
             self.turn = gui.add_slider('Turn [rad/s]', 0.05, 1.0, 0.05, jog_turn)
             for label, lin, ang in JOG:
                 b = gui.add_button(label)
-                b.on_hold(lambda _e, lin=lin, ang=ang: self._hold(lin, ang),
-                          callback_hz=jog_rate_hz)
-                b.on_click(lambda _e: self._release())
+                b.on_hold(self._on_hold(lin, ang), callback_hz=jog_rate_hz)
+                b.on_click(self._on_release)
         with tabs.add_tab('Commands'):
             self.text = gui.add_text('Instruction', '', hint='a task for the cortex')
             gui.add_button('Send to the cortex').on_click(lambda _e: self._send_instruction())
@@ -206,21 +204,30 @@ class RobotView:
         self.send_twist(tuple(s * v for v in lin), tuple(w * v for v in ang), self.frame.value)
         self.jogs += 1
 
+    # The jog callbacks are coroutines: viser awaits those on its event loop in the order the
+    # page sent the messages (all hold messages of a press come before its click), where plain
+    # functions go to its thread pool and may run out of order: a hold message run after the
+    # release started the jog again (the zero twist lost until the JOG_HOLD timeout).
+    def _on_hold(self, lin, ang):
+        async def hold(_event) -> None:
+            self._hold(lin, ang)
+        return hold
+
+    async def _on_release(self, _event) -> None:
+        self._release()
+
     def _hold(self, lin, ang) -> None:
         """A hold message of a jog button: the first one sends at once, :meth:`jog_tick`
-        keeps sending while they come. One that arrives just after the release (the page's
-        throttled sender delivers its last pending message late) is dropped."""
+        keeps sending while they come."""
         now = time.monotonic()
         with self.lock:
-            if now - self.t_release < JOG_HOLD:
-                return
             first, self.held = self.held is None, (lin, ang, now)
             if first:
                 self._jog(lin, ang)
 
     def _release(self) -> None:
         with self.lock:
-            self.held, self.t_release = None, time.monotonic()
+            self.held = None
             self._jog((0, 0, 0), (0, 0, 0))      # released: stop (no snap-back)
 
     def jog_tick(self) -> None:
@@ -231,7 +238,7 @@ class RobotView:
                 return
             lin, ang, t = self.held
             if time.monotonic() - t > JOG_HOLD:
-                self.held, self.t_release = None, time.monotonic()
+                self.held = None
                 lin = ang = (0, 0, 0)
             self._jog(lin, ang)
 
