@@ -65,7 +65,8 @@ def test_keyboard_teleop_in_tmux_jogs_the_tool_and_toggles_the_gripper(graph):  
         assert moved[0] > 0.03 and abs(moved[1]) < 0.01 and abs(moved[2]) < 0.01, (
             moved, len(g.twists), {k: g.diag['cerebellum'].get(k) for k in (
                 'source', 'control', 'stopped', 'holding', 'goals_rejected', 'last_rejection')},
-            g.diag.get('spinal: controller', {}).get('_msg'))
+            g.diag.get('spinal: controller', {}).get('_msg'),
+            {k: v.get('real_time_factor') for k, v in g.diag.items() if k.startswith('sim')})
         # the twists while held: +x at the tool speed, >= 30 Hz, never a gap the cerebellum
         # would take for a timeout (0.1 s)
         held = [tw for tw in g.twists if tw[1] != (0.0, 0.0, 0.0)]
@@ -172,6 +173,11 @@ def test_browser_view_shows_the_arm_and_moves_it_from_the_page(graph, tmp_path):
         assert all(tw[1] == (0.0, 0.0, 0.05) for tw in held)
         dz = g.tcp()[2, 3] - z0
         assert dz > 0.025, dz
+        # the release ended the jog (not the page's JOG_HOLD timeout) and the arm halted there
+        assert g.diag[key].get('jog_timeouts') == '0', g.diag[key]
+        z1 = g.tcp()[2, 3]
+        g.spin(0.5)
+        assert abs(g.tcp()[2, 3] - z1) < 0.001, (z1, g.tcp()[2, 3])
         g.spin(2.0)
         moved = b.screenshot()
         assert (arm_blue(moved) ^ before).sum() > 300        # the drawn arm moved too

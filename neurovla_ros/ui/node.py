@@ -199,6 +199,7 @@ class UiNode(Node):
         clients = len(self.server.get_clients())
         values = {'url': self.url, 'namespace': self.get_namespace(),
                   'clients': clients, 'jog_twists': self.view.jogs,
+                  'jog_timeouts': self.view.jog_timeouts,
                   **self.counts, 'gizmo_rejected': self.view.drag.rejected}
         if self.view.drag.last_rejection:
             values['gizmo_last_rejection'] = self.view.drag.last_rejection

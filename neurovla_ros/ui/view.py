@@ -131,7 +131,9 @@ class RobotView:
         self.lock = threading.Lock()
         self.drag = PoseDrag(goal_rate_hz)
         self.jogs = 0                           # twists sent by the jog buttons
+        self.jog_timeouts = 0                   # jogs ended by JOG_HOLD, not by their release
         self.held = None                        # (linear, angular, time of the last message)
+        self.jog_events = collections.deque()   # hold (linear, angular, time) or release None
         self.shown = None                       # the joint positions drawn
         sc, gui = server.scene, server.gui
         # no share button: it would open the arm's controls to the internet through viser's
@@ -204,43 +206,37 @@ class RobotView:
         self.send_twist(tuple(s * v for v in lin), tuple(w * v for v in ang), self.frame.value)
         self.jogs += 1
 
-    # The jog callbacks are coroutines: viser awaits those on its event loop in the order the
-    # page sent the messages (all hold messages of a press come before its click), where plain
-    # functions go to its thread pool and may run out of order: a hold message run after the
-    # release started the jog again (the zero twist lost until the JOG_HOLD timeout).
+    # The jog callbacks are coroutines that only queue the event: viser awaits coroutines on
+    # its event loop in the order the page sent the messages (all hold messages of a press come
+    # before its click), where plain functions go to its thread pool and may run out of order (a
+    # hold message run after the release started the jog again). :meth:`jog_tick`, on the node's
+    # thread, takes them in that order and sends the twists; the event loop never waits on a
+    # lock.
     def _on_hold(self, lin, ang):
         async def hold(_event) -> None:
-            self._hold(lin, ang)
+            self.jog_events.append((lin, ang, time.monotonic()))
         return hold
 
     async def _on_release(self, _event) -> None:
-        self._release()
-
-    def _hold(self, lin, ang) -> None:
-        """A hold message of a jog button: the first one sends at once, :meth:`jog_tick`
-        keeps sending while they come."""
-        now = time.monotonic()
-        with self.lock:
-            first, self.held = self.held is None, (lin, ang, now)
-            if first:
-                self._jog(lin, ang)
-
-    def _release(self) -> None:
-        with self.lock:
-            self.held = None
-            self._jog((0, 0, 0), (0, 0, 0))      # released: stop (no snap-back)
+        self.jog_events.append(None)
 
     def jog_tick(self) -> None:
-        """Send the held jog button's twist (call it at the jog rate); one held without a
-        message for :data:`JOG_HOLD` (the page went away) is released."""
-        with self.lock:
-            if self.held is None:
-                return
-            lin, ang, t = self.held
-            if time.monotonic() - t > JOG_HOLD:
-                self.held = None
-                lin = ang = (0, 0, 0)
-            self._jog(lin, ang)
+        """Take the queued jog events and send the twist (call it at the jog rate): the held
+        button's, a zero twist once on its release, or once when a held one has had no message
+        for :data:`JOG_HOLD` (the page went away, or its release never came)."""
+        events = self.jog_events
+        stop = False
+        while events:
+            ev = events.popleft()
+            stop = stop or (ev is None and self.held is not None)
+            self.held = ev
+        if self.held is not None and time.monotonic() - self.held[2] > JOG_HOLD:
+            self.held, stop = None, True
+            self.jog_timeouts += 1
+        if self.held is not None:
+            self._jog(*self.held[:2])
+        elif stop:
+            self._jog((0, 0, 0), (0, 0, 0))      # released: stop (no snap-back)
 
     def _on_gizmo(self, event) -> None:
         client = f'browser {event.client_id}'
