@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, spin_until
+from conftest import REPO, spin_executor_until
 
 from neurovla_ros import robot
 from neurovla_ros.common import teleop as T
@@ -50,6 +50,12 @@ class Graph:
         from geometry_msgs.msg import TwistStamped
         self.twists = []          # (header stamp [s], linear, angular) of every /teleop/twist
         self.node.create_subscription(TwistStamped, T.TWIST_TOPIC, self._on_twist, COMMAND_QOS)
+        # one executor for the probe's whole life: with a fresh EventsExecutor per spin, a
+        # message that arrived between two spins was never announced, and the subscription
+        # stayed one message behind (the last twist, a jog's zero, never came in)
+        from rclpy.experimental import EventsExecutor
+        self.ex = EventsExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
 
     def _on_twist(self, msg):
         st, v, w = msg.header.stamp, msg.twist.linear, msg.twist.angular
@@ -79,7 +85,7 @@ class Graph:
             self.diag[s.name] = {kv.key: kv.value for kv in s.values} | {'_msg': s.message}
 
     def spin(self, seconds, until=None):
-        return spin_until(self.node, until or (lambda: False), seconds)
+        return spin_executor_until(self.ex, until or (lambda: False), seconds)
 
     def joints(self):
         from rclpy.serialization import deserialize_message
@@ -118,6 +124,7 @@ class Graph:
         procs.stop(list(self.procs.values()))
         self.procs.clear()
         self.nodes.stop()
+        self.ex.remove_node(self.node)
         self._js.destroy()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.ctx)
@@ -149,11 +156,11 @@ class RvizClient:
     the service is there, apply updates in sequence (a gap would make it reset), publish
     feedback as its mouse does."""
 
-    def __init__(self, node, ns='teleop_markers'):
+    def __init__(self, node, spin, ns='teleop_markers'):
         from rclpy.qos import QoSProfile
         from visualization_msgs.msg import InteractiveMarkerFeedback, InteractiveMarkerUpdate
         from visualization_msgs.srv import GetInteractiveMarkers
-        self.node, self.F = node, InteractiveMarkerFeedback
+        self.node, self.spin, self.F = node, spin, InteractiveMarkerFeedback
         self.srv = node.create_client(GetInteractiveMarkers, f'{ns}/get_interactive_markers')
         node.create_subscription(InteractiveMarkerUpdate, f'{ns}/update', self._on_update,
                                  QoSProfile(depth=100))
@@ -165,7 +172,7 @@ class RvizClient:
     def initialize(self, timeout=30.0):
         assert self.srv.wait_for_service(timeout_sec=timeout), 'no get_interactive_markers'
         fut = self.srv.call_async(self.Request())
-        assert spin_until(self.node, fut.done, timeout)
+        assert self.spin(timeout, fut.done)
         resp = fut.result()
         self.markers = {m.name: m for m in resp.markers}
         self.seq = resp.sequence_number
@@ -217,10 +224,10 @@ def test_rviz_drag_moves_the_tool_to_the_dragged_pose_and_the_menu_acts(graph):
     g = graph
     assert g.go_home(), 'the arm did not reach home'
     g.start('teleop_markers')
-    early = RvizClient(g.node)          # may ask before the first joint state made the marker
+    early = RvizClient(g.node, g.spin)  # may ask before the first joint state made the marker
     early.initialize()
     assert g.spin(20.0, lambda: 'tcp' in early.markers), g.log('teleop_markers')
-    client = RvizClient(g.node)         # a client joining later gets it from the service
+    client = RvizClient(g.node, g.spin)  # a client joining later gets it from the service
     resp = client.initialize()
     tcp0 = g.tcp()
     assert resp.markers and resp.markers[0].name == 'tcp', resp

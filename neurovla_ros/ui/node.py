@@ -200,6 +200,7 @@ class UiNode(Node):
         values = {'url': self.url, 'namespace': self.get_namespace(),
                   'clients': clients, 'jog_twists': self.view.jogs,
                   'jog_timeouts': self.view.jog_timeouts,
+                  'jog_releases': self.view.jog_releases,
                   **self.counts, 'gizmo_rejected': self.view.drag.rejected}
         if self.view.drag.last_rejection:
             values['gizmo_last_rejection'] = self.view.drag.last_rejection

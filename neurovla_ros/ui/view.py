@@ -132,6 +132,7 @@ class RobotView:
         self.drag = PoseDrag(goal_rate_hz)
         self.jogs = 0                           # twists sent by the jog buttons
         self.jog_timeouts = 0                   # jogs ended by JOG_HOLD, not by their release
+        self.jog_releases = 0                   # jog button releases taken (each a zero twist)
         self.held = None                        # (linear, angular, time of the last message)
         self.jog_events = collections.deque()   # hold (linear, angular, time) or release None
         self.shown = None                       # the joint positions drawn
@@ -222,13 +223,16 @@ class RobotView:
 
     def jog_tick(self) -> None:
         """Take the queued jog events and send the twist (call it at the jog rate): the held
-        button's, a zero twist once on its release, or once when a held one has had no message
-        for :data:`JOG_HOLD` (the page went away, or its release never came)."""
+        button's, a zero twist on each release (held or not: a release never leaves the arm on
+        an earlier twist), or once when a held one has had no message for :data:`JOG_HOLD`
+        (the page went away, or its release never came)."""
         events = self.jog_events
         stop = False
         while events:
             ev = events.popleft()
-            stop = stop or (ev is None and self.held is not None)
+            if ev is None:                       # a release: always a zero twist
+                stop = True
+                self.jog_releases += 1
             self.held = ev
         if self.held is not None and time.monotonic() - self.held[2] > JOG_HOLD:
             self.held, stop = None, True
