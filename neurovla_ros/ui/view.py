@@ -6,7 +6,7 @@ transform gizmo at the tool, the camera image, jog buttons, commands, an instruc
 status line and the live plots (:class:`Plots`). It sends nothing itself: the controls call the
 functions the node hands in (``send_twist``, ``send_pose``, ``act``, ``instruct``).
 
-viser runs its callbacks on its own threads; the drag state is guarded by a lock.
+viser runs its callbacks on its own threads; the drag and the jog state are guarded by locks.
 """
 from __future__ import annotations
 
@@ -129,6 +129,7 @@ class RobotView:
         self.send_twist, self.send_pose, self.act, self.instruct = (send_twist, send_pose, act,
                                                                    instruct)
         self.lock = threading.Lock()
+        self.jog_lock = threading.Lock()
         self.drag = PoseDrag(goal_rate_hz)
         self.jogs = 0                           # twists sent by the jog buttons
         self.jog_timeouts = 0                   # jogs ended by JOG_HOLD, not by their release
@@ -207,25 +208,36 @@ class RobotView:
         self.send_twist(tuple(s * v for v in lin), tuple(w * v for v in ang), self.frame.value)
         self.jogs += 1
 
-    # The jog callbacks are coroutines that only queue the event: viser awaits coroutines on
-    # its event loop in the order the page sent the messages (all hold messages of a press come
-    # before its click), where plain functions go to its thread pool and may run out of order (a
-    # hold message run after the release started the jog again). :meth:`jog_tick`, on the node's
-    # thread, takes them in that order and sends the twists; the event loop never waits on a
-    # lock.
+    # The jog callbacks are coroutines: viser awaits coroutines on its event loop in the order
+    # the page sent the messages (all hold messages of a press come before its click), where
+    # plain functions go to its thread pool and may run out of order (a hold message run after
+    # the release started the jog again). They queue the event; the start of a press and a
+    # release are acted on at once (the first twist and the zero twist do not wait for the
+    # next tick), the held twist is repeated by :meth:`jog_tick` on the node's thread. Both take
+    # ``jog_lock``, held only while the queue is taken and a twist published.
     def _on_hold(self, lin, ang):
         async def hold(_event) -> None:
-            self.jog_events.append((lin, ang, time.monotonic()))
+            with self.jog_lock:
+                fresh = self.held is None and not self.jog_events
+                self.jog_events.append((lin, ang, time.monotonic()))
+                if fresh:
+                    self._take_jog_events()
         return hold
 
     async def _on_release(self, _event) -> None:
-        self.jog_events.append(None)
+        with self.jog_lock:
+            self.jog_events.append(None)
+            self._take_jog_events()
 
     def jog_tick(self) -> None:
-        """Take the queued jog events and send the twist (call it at the jog rate): the held
-        button's, a zero twist on each release (held or not: a release never leaves the arm on
-        an earlier twist), or once when a held one has had no message for :data:`JOG_HOLD`
-        (the page went away, or its release never came)."""
+        """Send the twist due now (call it at the jog rate): the held button's, a zero twist
+        on each release (held or not: a release never leaves the arm on an earlier twist), or
+        once when a held one has had no message for :data:`JOG_HOLD` (the page went away, or
+        its release never came)."""
+        with self.jog_lock:
+            self._take_jog_events()
+
+    def _take_jog_events(self) -> None:
         events = self.jog_events
         stop = False
         while events:
