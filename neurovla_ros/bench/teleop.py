@@ -24,7 +24,8 @@ each case's reverse follows it so the tool stays in the workspace.
    own tool (the spinal layer settling after the brake) is ``settle_back_mm_max``. The other
    half just stop sending: the halt time is from the last twist's publication to the first
    sample from which every arm joint stays slower than :data:`REST_RAD_S` for 50 ms (the
-   cerebellum's twist timeout, 0.1 s, then its jerk-limited brake and the body settling).
+   cerebellum's twist timeout, 0.1 s, then its jerk-limited brake and the body settling);
+   ``halt_command_ms_p99`` the same on the cerebellum's reference (the command alone).
 2. Marker drags (``--markers`` cases): MOUSE_DOWN, one POSE_UPDATE to a pose :data:`DRAG_M`
    away in a random direction (the same orientation), MOUSE_UP: to the first motion, and to the
    tool within 4 mm of the dragged pose (``marker_reach_ms_*``).
@@ -96,7 +97,7 @@ class Probe:
         self._ref = JointStateReader(decoder(JointState))
         self._cols = self._ref_cols = None
         self.samples: list = []          # (stamp [s], q (6), qd (6)) of every state
-        self.refs: list = []             # (stamp [s], q (6)) of every cerebellum reference
+        self.refs: list = []             # (stamp [s], q, qd) of every cerebellum reference
         self.node.create_subscription(JointState, 'joint_states', self._on_js, SENSOR_QOS,
                                       raw=True)
         self.node.create_subscription(JointState, 'cerebellum/reference', self._on_ref,
@@ -126,7 +127,8 @@ class Probe:
             return
         if self._ref_cols is None:
             self._ref_cols = [rd.names.index(n) for n in self.model.arm_joints]
-        self.refs.append((stamp, rd.position[self._ref_cols].copy()))
+        c = self._ref_cols
+        self.refs.append((stamp, rd.position[c].copy(), rd.velocity[c].copy()))
 
     def clear(self) -> None:
         self.samples.clear()
@@ -247,6 +249,7 @@ def twist_case(p: Probe, d, speed: float, zero_end: bool) -> dict:
         r['settle_back_m'] = snap_back(p.model, s, d, t_last)
     else:
         r['halt_ms'] = latency_ms(halted_at(s, t_last), t_last)
+        r['halt_command_ms'] = latency_ms(halted_at(p.refs, t_last), t_last)
     r['trace'] = trace(p.model, s, t_in)
     return r
 
@@ -477,6 +480,8 @@ def main(argv=None) -> int:
         'halt_cases': len(halts), 'halt_after_timeout_ms_p50': pct(halts, 50),
         'halt_after_timeout_ms_p99': pct(halts, 99),
         'halt_misses': sum(not math.isfinite(v) for v in halts),
+        'halt_command_ms_p99': pct([c['halt_command_ms'] for c in cases
+                                    if 'halt_command_ms' in c], 99),
         'zero_twists': sum(c.get('zero_twists', 0) for c in cases),
         'snap_back_cases': len(snaps),
         'snap_backs': sum(c['snap_back_m'] > SNAP_BACK_M for c in snaps),
