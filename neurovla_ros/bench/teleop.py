@@ -433,8 +433,12 @@ def main(argv=None) -> int:
         # 3: a browser connected, jogging
         url = ui_url({'ui: browser view': {'values': p.diag['ui: browser view']}})
         with Browser(url) as b:
-            if not b.wait_for('document.querySelectorAll("button").length > 10', 60.0):
-                raise RuntimeError('the page did not load')
+            loaded = 'document.querySelectorAll("button").length > 10'
+            if not b.wait_for(loaded, 90.0):
+                log('the page did not load in 90 s: reloading it')   # seen on a loaded machine
+                b.send('Page.reload')
+                if not b.wait_for(loaded, 90.0):
+                    raise RuntimeError('the page did not load')
             p.spin(30.0, lambda: p.diag['ui: browser view'].get('clients') == '1')
             p.spin(3.0)
             p.phase = 'with_ui'
