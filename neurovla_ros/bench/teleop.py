@@ -32,6 +32,9 @@ each case's reverse follows it so the tool stays in the workspace.
 3. Page jog buttons (``--ui`` cases, Chromium connected): the left button held on a random
    jog button (+X .. -Z) for 0.4 s: from the mouse press (before the DevTools command is sent)
    to the first motion; the release's zero twist counts as a zero twist for the snap-backs.
+   Before them one click on the 3-D view's corner (no control there): the first input event
+   of a fresh page took Chromium 2-5 s here (``ui_first_input_ms``), a person's first click
+   into the page, not a teleop input.
 
 ``spinal_on_time_fraction`` (the sim's commands received per physics step, the spinal layer's
 effort per state) is taken over phases 1-2 (ui node up, no browser connected:
@@ -441,6 +444,13 @@ def main(argv=None) -> int:
                     raise RuntimeError('the page did not load')
             p.spin(30.0, lambda: p.diag['ui: browser view'].get('clients') == '1')
             p.spin(3.0)
+            # a first click on the 3-D view's corner (the orbit camera, no control): the first
+            # input event of a fresh page took 2-5 s in Chromium here, not a teleop input
+            t0 = time.monotonic()
+            for kind in ('mouseMoved', 'mousePressed', 'mouseReleased'):
+                b.mouse(kind, 40.0, b.height - 140.0)
+            first_input_ms = (time.monotonic() - t0) * 1e3
+            p.spin(1.0)
             p.phase = 'with_ui'
             labels = list(UI_BUTTONS)
             label = None
@@ -497,7 +507,8 @@ def main(argv=None) -> int:
         'spinal_on_time_fraction_with_ui': with_ui['fraction'],
         'effort_watchdog_trips': ((without['watchdog_trips'] or 0)
                                   + (with_ui['watchdog_trips'] or 0)),
-        'browser_clients': clients, 'ui_jog_timeouts': ui_diag.get('jog_timeouts'),
+        'browser_clients': clients, 'ui_first_input_ms': first_input_ms,
+        'ui_jog_timeouts': ui_diag.get('jog_timeouts'),
         'motion_threshold_rad': MOTION_RAD, 'wall_s': time.monotonic() - t_start,
     }
     fails = [k for k, (target, kind) in TARGETS.items()
