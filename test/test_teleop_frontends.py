@@ -50,6 +50,17 @@ def test_keyboard_teleop_in_tmux_jogs_the_tool_and_toggles_the_gripper(graph):  
         assert 'u    i    o' in tm.screen()              # the key map is shown
         # its publisher discovered (the probe's own TeleopCommands has one too)
         assert g.spin(20.0, lambda: g.node.count_publishers(T.TWIST_TOPIC) >= 2)
+        # the cerebellum takes the tool's twists (seen once: the probe had discovered the
+        # tool's publisher, the cerebellum not yet, on a loaded machine; the arm stayed on
+        # its pose trajectory): tap 'i' until it servos
+        cb = lambda: g.diag.get('cerebellum', {})                    # noqa: E731
+        end = time.monotonic() + 30.0
+        while cb().get('source') != 'servo' and time.monotonic() < end:
+            tm.keys('i')
+            g.spin(0.5)
+        assert cb().get('source') == 'servo', {k: cb().get(k) for k in (
+            'source', 'control', 'stopped', 'goals_rejected', 'last_rejection')}
+        assert g.spin(5.0, lambda: g.twists and g.twists[-1][1] == (0.0, 0.0, 0.0))
         g.spin(1.0)
         p0 = g.tcp()[:3, 3]
         g.twists.clear()
