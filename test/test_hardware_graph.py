@@ -18,7 +18,7 @@ def test_bringup_runs_the_whole_graph_on_the_emulated_bus():
                        text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     s = json.loads(r.stdout.strip().splitlines()[-1])
-    expected = {n.name for n in graph.nodes(graph.resolve({'body': 'dynamixel',
+    expected = {n.name for n in graph.nodes(graph.resolve({'headless': True, 'body': 'dynamixel',
                                                            'port': 'emulator'}), pip_only=True)}
     assert expected == {'sim', 'hardware', 'spinal', 'cerebellum', 'cortex'}
     assert s['ok'] and s['ended'] == 'duration' and set(s['nodes']) == expected
