@@ -166,10 +166,14 @@ def test_browser_view_shows_the_arm_and_moves_it_from_the_page(graph, tmp_path):
     with Browser(url) as b:
         assert b.wait_for('document.querySelectorAll("button").length > 10', 60.0)
         assert g.spin(30.0, lambda: g.diag[key].get('clients') == '1'), g.diag[key]
-        g.spin(4.0)                                           # the scene arrives and renders
-        shot = b.screenshot()
+        end = time.monotonic() + 30.0      # the scene arrives and renders (its lights and
+        while True:                        # materials too: a loaded machine takes seconds)
+            g.spin(1.0)
+            shot = b.screenshot()
+            before = arm_blue(shot)
+            if before.sum() > 1500 or time.monotonic() > end:
+                break
         PilImage.fromarray(shot).save(tmp_path / 'ui.png')
-        before = arm_blue(shot)
         assert before.sum() > 1500, f'{before.sum()} arm pixels ({tmp_path / "ui.png"})'
         assert g.spin(10.0, lambda: re.search(r'(teleop|cortex) has it; spinal following',
                                               b.evaluate('document.body.innerText')))

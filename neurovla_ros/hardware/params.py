@@ -43,5 +43,8 @@ PARAMS: list[Param] = [
     Param('park_time_s', 2.0, 'Longest move to the park pose at shutdown, before torque off '
           '(all within 3 s) [s]', 0.2, 2.7),
     Param('diagnostics_rate_hz', 1.0, '/diagnostics rate [Hz]', 0.1, 10.0),
-    realtime_priority(80),
+    # above the sim (80): with the emulated bus the sim's catch-up steps at the same FIFO
+    # priority kept the bridge off the CPU for 50-200 ms (a real arm's driver has no sim beside
+    # it; below the spinal layer, 85, which answers each state)
+    realtime_priority(82),
 ]

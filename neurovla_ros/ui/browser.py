@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -42,7 +44,8 @@ class Browser:
              '--no-default-browser-check', '--disable-extensions', '--mute-audio',
              f'--user-data-dir={self.profile}', '--remote-debugging-port=0',
              f'--window-size={width},{height}', url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)     # its own group: close() ends every process it made
         self.width, self.height = width, height
         port = self._devtools_port(timeout)
         end = time.monotonic() + timeout
@@ -151,13 +154,15 @@ class Browser:
         ws = getattr(self, 'ws', None)
         if ws is not None:
             ws.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:          # the group: renderer, GPU and zygote processes too
+                os.killpg(self.proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=wait)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                pass
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self):
